@@ -1,0 +1,295 @@
+"""Charts of one run or many, as matplotlib Figures (no pyplot, no global state), saved as PNG.
+
+Each function returns a `matplotlib.figure.Figure`; `save_png` writes it atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
+
+from analysis import frames
+
+if TYPE_CHECKING:
+    from analysis.store import Result
+
+LATENCY_PCTS = (50.0, 90.0, 99.0)
+PCT_COLORS = {50.0: "tab:blue", 90.0: "tab:orange", 99.0: "tab:red"}
+MAX_ADDRESSES = 12
+DPI = 110
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write fig as PNG (tmp file + os.replace) and return the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp_name, format="png", dpi=DPI)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def run_title(result: Result) -> str:
+    """'run-1 · HTTP/2 · DNS pinned · 12 actors' from the run's labels."""
+    row = frames.run_row(result)
+    parts = [str(row["label"] or row["run_id"] or "run")]
+    if row["http"]:
+        parts.append(f"HTTP/{row['http']}")
+    if row["dns"]:
+        parts.append(f"DNS {row['dns']}")
+    if row["actors"]:
+        parts.append(f"{row['actors']} actor{'s' if row['actors'] != 1 else ''}")
+    return " · ".join(parts)
+
+
+def _plain_log_y(ax: Axes) -> None:
+    """Log y axis labelled 0.5, 1, 2, 5, 10 … instead of 10^0 notation."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _no_data(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def throughput(result: Result) -> Figure:
+    """Target vs sent vs completed req/s over time; failed requests by kind stacked below."""
+    fig = Figure(figsize=(10, 6.5), layout="constrained")
+    ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig.suptitle(f"Throughput — {run_title(result)}")
+    ps = frames.per_second(result, pcts=())
+    if ps.empty:
+        _no_data(ax, "no windows recorded")
+    else:
+        x = ps["second"].to_numpy()
+        ax.plot(x, ps["intended"], color="gray", lw=4, alpha=0.45, label="target (intended)")
+        ax.plot(x, ps["sent"], color="tab:blue", ls="--", lw=1.5, label="sent")
+        ax.plot(x, ps["completed"], color="tab:green", lw=1.5, label="completed")
+        ax.legend(loc="lower right")
+        peak = float(ps[["intended", "sent", "completed"]].to_numpy().max())
+        ax.set_ylim(0, max(peak, 1.0) * 1.1)
+    ax.set_ylabel("requests/s")
+    ax.grid(alpha=0.3)
+
+    errors = frames.key_per_second(result, "error", by_kind=True)
+    if errors.empty or int(errors.to_numpy().sum()) == 0:
+        _no_data(ax_err, "no failed requests")
+    else:
+        bottom = np.zeros(len(errors))
+        for kind in errors.columns:
+            values = errors[kind].to_numpy()
+            ax_err.bar(errors.index, values, bottom=bottom, width=0.9, label=str(kind))
+            bottom += values
+        ax_err.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
+                      title="error kind")
+    ax_err.set_ylabel("failed/s")
+    ax_err.set_xlabel("run time (s)")
+    ax_err.grid(alpha=0.3)
+    return fig
+
+
+def latency(result: Result) -> Figure:
+    """p50/p90/p99 per second: corrected (from intended time, solid) and raw (dashed), log ms."""
+    fig = Figure(figsize=(10, 5.5), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title(f"Latency per second — {run_title(result)}")
+    ps = frames.per_second(result, pcts=LATENCY_PCTS)
+    x = ps["second"].to_numpy()
+    plotted = False
+    for pct in LATENCY_PCTS:
+        label = frames.percentile_label(pct)
+        for kind, style in (("corrected", "-"), ("raw", "--")):
+            values_ms = ps[f"{label}_{kind}_us"].to_numpy(dtype="float64") / 1000.0
+            if np.isfinite(values_ms).any():
+                ax.plot(x, values_ms, ls=style, color=PCT_COLORS[pct], label=f"{label} {kind}")
+                plotted = True
+    if plotted:
+        _plain_log_y(ax)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
+                  title="solid: from intended time\ndashed: from send time")
+    else:
+        _no_data(ax, "no completed requests")
+    ax.set_xlabel("run time (s)")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def _top_columns(wide: pd.DataFrame, limit: int) -> pd.DataFrame:
+    if len(wide.columns) <= limit:
+        return wide
+    top = wide.iloc[:, : limit - 1].copy()
+    top["other"] = wide.iloc[:, limit - 1 :].sum(axis=1)
+    return top
+
+
+def address_share(result: Result) -> Figure:
+    """Share of completed requests per remote address: over time (stacked) and overall (bars)."""
+    fig = Figure(figsize=(11, 5.5), layout="constrained")
+    ax, ax_total = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
+    table = frames.per_address(result)
+    count = len(table)
+    top = f"{table['share'].iloc[0]:.0%} on {table['key'].iloc[0]}" if count else "none"
+    fig.suptitle(
+        f"Requests per remote address — {run_title(result)}\n"
+        f"{count} address{'es' if count != 1 else ''} used, largest share {top}"
+    )
+    wide = _top_columns(frames.key_per_second(result, "address"), MAX_ADDRESSES)
+    if wide.empty or int(wide.to_numpy().sum()) == 0:
+        _no_data(ax, "no completed requests")
+        _no_data(ax_total, "no data")
+    else:
+        totals = wide.sum(axis=1).replace(0, np.nan)
+        shares = wide.div(totals, axis=0).fillna(0.0) * 100.0
+        labels = [str(c) for c in shares.columns]
+        ax.stackplot(shares.index.to_numpy(), shares.T.to_numpy(), labels=labels, alpha=0.85)
+        ax.legend(loc="upper left", bbox_to_anchor=(0, -0.15), ncols=min(4, len(labels)),
+                  fontsize="small", title="remote address")
+        overall = wide.sum(axis=0)
+        overall_pct = overall / overall.sum() * 100.0
+        ax_total.barh(labels[::-1], overall_pct.to_numpy()[::-1],
+                      color=[f"C{i}" for i in range(len(labels))][::-1])
+        for y, value in enumerate(overall_pct.to_numpy()[::-1]):
+            ax_total.text(value, y, f" {value:.1f}%", va="center", fontsize="small")
+        ax_total.set_xlim(0, 115)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("run time (s)")
+    ax.set_ylabel("share of completed requests (%)")
+    ax_total.set_xlabel("share over the whole run (%)")
+    ax_total.set_title("overall")
+    return fig
+
+
+# --------------------------------------------------------------------------- many runs
+
+
+def _config_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean req/s, median p50/p99 (ms) per (http, dns, actors); repeats are pooled."""
+    frame = rows.copy()
+    for col, default in (("http", ""), ("dns", ""), ("actors", 0)):
+        if col not in frame:
+            frame[col] = default
+    frame["http"] = frame["http"].fillna("").astype("str")
+    frame["dns"] = frame["dns"].fillna("").astype("str")
+    frame["actors"] = pd.to_numeric(frame["actors"], errors="coerce").fillna(0).astype("int64")
+    for col in ("achieved_per_s", "p50_corrected_us", "p99_corrected_us"):
+        frame[col] = pd.to_numeric(frame.get(col), errors="coerce")
+    table = frame.groupby(["http", "dns", "actors"], sort=True).agg(
+        achieved_per_s=("achieved_per_s", "mean"),
+        p50_ms=("p50_corrected_us", lambda s: s.median() / 1000.0),
+        p99_ms=("p99_corrected_us", lambda s: s.median() / 1000.0),
+        runs=("achieved_per_s", "size"),
+    )
+    return table.reset_index()
+
+
+def _http_label(http: str) -> str:
+    return f"HTTP/{http}" if http else "HTTP ?"
+
+
+def comparison(rows_df: pd.DataFrame) -> Figure:
+    """Grouped bars of achieved req/s per (HTTP version, actors), one bar per DNS mode, with
+    p50/p99 latency (corrected, ms) as markers on a secondary log axis."""
+    table = _config_table(rows_df) if not rows_df.empty else pd.DataFrame()
+    fig = Figure(figsize=(min(18.0, max(8.0, 0.9 * len(table) + 4)), 6), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title("Achieved requests/s and latency by HTTP version, DNS mode and actors")
+    if table.empty:
+        _no_data(ax, "no runs to compare")
+        return fig
+    groups = table[["http", "actors"]].drop_duplicates().sort_values(["http", "actors"])
+    group_keys = list(groups.itertuples(index=False, name=None))
+    modes = sorted(table["dns"].unique())
+    width = 0.8 / len(modes)
+    ax_lat = ax.twinx()
+    for m, mode in enumerate(modes):
+        sub = table[table["dns"] == mode]
+        xs: list[float] = []
+        rates: list[float] = []
+        p50s: list[float] = []
+        p99s: list[float] = []
+        for g, (http, actors) in enumerate(group_keys):
+            hit = sub[(sub["http"] == http) & (sub["actors"] == actors)]
+            if hit.empty:
+                continue
+            xs.append(g - 0.4 + width * (m + 0.5))
+            rates.append(float(hit["achieved_per_s"].iloc[0]))
+            p50s.append(float(hit["p50_ms"].iloc[0]))
+            p99s.append(float(hit["p99_ms"].iloc[0]))
+        bars = ax.bar(xs, rates, width=width * 0.95, color=f"C{m}", alpha=0.8,
+                      label=f"req/s · DNS {mode or '?'}")
+        ax.bar_label(bars, labels=[f"{r:,.0f}" for r in rates], fontsize="small", padding=2)
+        ax_lat.plot(xs, p50s, "o", color="black", mfc=f"C{m}", ms=7)
+        ax_lat.plot(xs, p99s, "^", color="black", mfc=f"C{m}", ms=8)
+    ax.set_xticks(range(len(group_keys)))
+    ax.set_xticklabels(
+        [f"{_http_label(h)}\n{a} actor{'s' if a != 1 else ''}" for h, a in group_keys]
+    )
+    ax.set_ylabel("achieved requests/s (bars)")
+    ax.set_ylim(bottom=0, top=float(np.nanmax(table["achieved_per_s"].to_numpy()) or 1) * 1.15)
+    ax.grid(axis="y", alpha=0.3)
+    latencies = table[["p50_ms", "p99_ms"]].to_numpy(dtype="float64")
+    if np.isfinite(latencies).any() and np.nanmin(latencies) > 0:
+        _plain_log_y(ax_lat)
+    ax_lat.set_ylabel("latency from intended time (ms, markers)")
+    marker_handles = [
+        ax_lat.plot([], [], "o", color="black", mfc="white", label="p50 latency")[0],
+        ax_lat.plot([], [], "^", color="black", mfc="white", label="p99 latency")[0],
+    ]
+    handles, labels = ax.get_legend_handles_labels()
+    all_handles: list[Artist] = [*handles, *marker_handles]
+    all_labels: list[str] = [*labels, "p50 latency", "p99 latency"]
+    ax.legend(all_handles, all_labels, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncols=len(all_labels), fontsize="small")
+    return fig
+
+
+def scaling(rows_df: pd.DataFrame) -> Figure:
+    """Achieved req/s against the number of actors, one line per (HTTP version, DNS mode),
+    with a dotted linear-scaling reference from each line's smallest actor count."""
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title("Scaling: achieved requests/s against actors")
+    table = _config_table(rows_df) if not rows_df.empty else pd.DataFrame()
+    if table.empty:
+        _no_data(ax, "no runs to compare")
+        return fig
+    for i, ((http, mode), sub) in enumerate(table.groupby(["http", "dns"], sort=True)):
+        sub = sub.sort_values("actors")
+        actors = sub["actors"].to_numpy(dtype="float64")
+        rates = sub["achieved_per_s"].to_numpy(dtype="float64")
+        label = f"{_http_label(http)} · DNS {mode or '?'}"
+        ax.plot(actors, rates, "o-", color=f"C{i}", label=label)
+        if len(actors) > 1 and actors[0] > 0:
+            ax.plot(actors, rates[0] * actors / actors[0], ":", color=f"C{i}", alpha=0.6)
+    ticks: Sequence[Any] = sorted(table["actors"].unique())
+    ax.set_xticks(list(ticks))
+    ax.set_xlabel("actors (sender processes)")
+    ax.set_ylabel("achieved requests/s")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(ax.plot([], [], ":", color="gray")[0])
+    labels.append("linear scaling")
+    ax.legend(handles, labels, loc="upper left", fontsize="small")
+    return fig

@@ -1,0 +1,126 @@
+"""Re-render charts of a saved result (or a matrix of results) and describe it as text.
+
+`python -m analysis.report DIR` works on a laptop: it imports only pandas, pyarrow,
+matplotlib, numpy and hdrh (never ray or pycurl).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from analysis import compare, frames, plots, store
+
+RUN_CHARTS: dict[str, Callable[[store.Result], Figure]] = {
+    "throughput.png": plots.throughput,
+    "latency.png": plots.latency,
+    "address_share.png": plots.address_share,
+}
+
+
+def is_matrix_dir(directory: str | os.PathLike[str]) -> bool:
+    """A directory of results (subdirectories with meta.json), not itself holding windows."""
+    path = Path(directory)
+    return not (path / store.WINDOWS_FILE).exists() and bool(compare.result_dirs(path))
+
+
+def render(directory: str | os.PathLike[str]) -> list[Path]:
+    """Write the charts of one result (into its directory) or the comparison of a matrix."""
+    path = Path(directory)
+    if is_matrix_dir(path):
+        return compare.write_comparison(path, compare.load_all(path))
+    result = store.load(path)
+    return [plots.save_png(chart(result), path / name) for name, chart in RUN_CHARTS.items()]
+
+
+def _ms(value_us: Any) -> str:
+    return "-" if value_us is None else f"{value_us / 1000.0:,.3f}"
+
+
+def _shares(counts: Mapping[str, Any], total: int | None = None) -> str:
+    if not counts:
+        return "none"
+    denominator = total if total else sum(counts.values())
+    return ", ".join(
+        f"{key} {count:,} ({count / denominator:.1%})" if denominator else f"{key} {count:,}"
+        for key, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+
+
+def _table(rows: Sequence[tuple[str, str]]) -> list[str]:
+    width = max(len(name) for name, _ in rows)
+    return [f"  {name.ljust(width)}  {value}" for name, value in rows]
+
+
+def summary_text(result: store.Result) -> str:
+    """A compact, human-readable summary of one run."""
+    s = result.summary
+    req = s.get("requests", {})
+    rate = s.get("rate_per_s", {})
+    lines = [f"rafale run {plots.run_title(result)}"]
+    if s.get("recomputed"):
+        lines.append("  (summary recomputed: the result directory was incomplete)")
+    ended = result.meta.get("ended") or result.meta.get("end_reason")
+    lost = {k: result.meta[k] for k in ("lost_actors", "lost_nodes") if result.meta.get(k)}
+    lines += _table([
+        ("duration", f"{s.get('duration_s', 0)} s, {s.get('actors', 0)} actors on "
+                     f"{s.get('nodes', 0)} node(s)" + (f", ended: {ended}" if ended else "")),
+        ("requests", f"intended {req.get('intended', 0):,}  sent {req.get('sent', 0):,}  "
+                     f"completed {req.get('completed', 0):,}  failed {req.get('failed', 0):,}  "
+                     f"late {req.get('late', 0):,}"),
+        ("req/s (mean)", f"target {rate.get('intended', 0):,.1f}  sent {rate.get('sent', 0):,.1f}"
+                         f"  completed {rate.get('completed', 0):,.1f}"),
+        ("errors", f"{s.get('error_share', 0):.2%} of settled; by kind: "
+                   + _shares(s.get("error_kinds", {}))),
+        ("error codes", _shares(s.get("errors", {}))),
+        ("statuses", _shares(s.get("status", {}))),
+        ("addresses", _shares(s.get("address", {}))),
+        ("HTTP versions", _shares(s.get("version", {}))),
+        ("connections", f"{s.get('new_connections', 0):,} opened; CPU {s.get('cpu_s', 0):,.2f} s"),
+    ] + [(k.replace("_", " "), str(v)) for k, v in lost.items()])
+    header = ["latency (ms)", "p50", "p90", "p99", "p99.9", "max", "mean"]
+    rows = [header]
+    for kind in ("corrected", "raw"):
+        lat = s.get(f"latency_{kind}_us", {})
+        label = f"{kind} ({'from intended' if kind == 'corrected' else 'from send'})"
+        rows.append([label, *(_ms(lat.get(f"{frames.percentile_label(p)}")) for p in
+                              (50, 90, 99, 99.9)), _ms(lat.get("max")), _ms(lat.get("mean"))])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines.append("")
+    for r in rows:
+        lines.append("  " + "  ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+    return "\n".join(lines) + "\n"
+
+
+def text(directory: str | os.PathLike[str]) -> str:
+    """summary_text of a result, or the markdown comparison table of a matrix directory."""
+    path = Path(directory)
+    if is_matrix_dir(path):
+        return compare.to_markdown(compare.compare(compare.load_all(path)))
+    return summary_text(store.load(path))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print("usage: python -m analysis.report RESULT_DIR|MATRIX_DIR", file=sys.stderr)
+        return 2
+    try:
+        written = render(args[0])
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(text(args[0]), end="")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.collections import Collection
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from analysis import compare, plots, store
+from tests.analysis.conftest import SaveRun
+from tests.analysis.windows_factory import RunShape
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def artists_with_data(ax: Axes) -> int:
+    """Lines with points, bars with height or width, collections with paths, on one axes."""
+    lines = [ln for ln in ax.get_lines() if len(np.asarray(ln.get_xdata())) > 0]
+    bars = [p for p in ax.patches
+            if isinstance(p, Rectangle) and (p.get_height() > 0 and p.get_width() > 0)]
+    collections = [c for c in ax.collections
+                   if isinstance(c, Collection) and len(c.get_paths()) > 0]
+    return len(lines) + len(bars) + len(collections)
+
+
+def assert_renders(fig: Figure, path: Path, min_axes_with_data: int = 1) -> None:
+    assert sum(artists_with_data(ax) > 0 for ax in fig.axes) >= min_axes_with_data
+    for ax in fig.axes:
+        if artists_with_data(ax):
+            assert ax.get_xlabel() or ax.get_ylabel()
+    written = plots.save_png(fig, path)
+    data = written.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+
+
+RUN_PLOTS: list[tuple[Callable[[store.Result], Figure], int]] = [
+    (plots.throughput, 2),  # lines above, error bars below
+    (plots.latency, 1),
+    (plots.address_share, 2),  # stacked area and overall bars
+]
+
+
+@pytest.mark.parametrize(("plot", "axes_with_data"), RUN_PLOTS)
+def test_run_plots_have_data(small_result: store.Result, tmp_path: Path,
+                             plot: Callable[[store.Result], Figure], axes_with_data: int) -> None:
+    fig = plot(small_result)
+    assert fig.get_suptitle() or fig.axes[0].get_title()
+    assert_renders(fig, tmp_path / f"{plot.__name__}.png", axes_with_data)
+
+
+def test_latency_lines_corrected_solid_raw_dashed(small_result: store.Result) -> None:
+    ax = plots.latency(small_result).axes[0]
+    styles = {ln.get_label(): ln.get_linestyle() for ln in ax.get_lines()}
+    assert styles["p99 corrected"] == "-" and styles["p99 raw"] == "--"
+    assert ax.get_yscale() == "log" and "ms" in ax.get_ylabel()
+
+
+@pytest.mark.parametrize(("plot", "_"), RUN_PLOTS)
+def test_run_plots_survive_an_empty_run(tmp_path: Path, plot: Callable[[store.Result], Figure],
+                                        _: int) -> None:
+    result = store.load(store.save(tmp_path / "empty", [], {}))
+    path = plots.save_png(plot(result), tmp_path / "empty.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.fixture
+def matrix(save_run: SaveRun) -> list[store.Result]:
+    results = []
+    for i, (http, dns, actors) in enumerate(
+        [("1.1", "system", 1), ("2", "system", 1), ("2", "pinned", 1), ("2", "pinned", 3),
+         ("3", "pinned", 3), ("2", "system", 3)]
+    ):
+        shape = RunShape(actors=actors, seconds=2, run_id=f"m{i}", seed=i,
+                         addresses=("127.0.0.2",) if dns == "system" else ("127.0.0.2", "::1"))
+        results.append(store.load(save_run(f"m{i}", shape, http=http, dns=dns)))
+    return results
+
+
+@pytest.mark.parametrize("plot", [plots.comparison, plots.scaling])
+def test_comparison_plots_have_data(matrix: list[store.Result], tmp_path: Path,
+                                    plot: Callable[..., Figure]) -> None:
+    fig = plot(compare.compare(matrix))
+    assert_renders(fig, tmp_path / f"{plot.__name__}.png")
+
+
+@pytest.mark.parametrize("plot", [plots.comparison, plots.scaling])
+def test_comparison_plots_survive_no_runs(tmp_path: Path, plot: Callable[..., Figure]) -> None:
+    path = plots.save_png(plot(compare.compare([])), tmp_path / "none.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from analysis import compare, report, store
+from tests.analysis.conftest import SaveRun
+from tests.analysis.windows_factory import RunShape
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_summary_text_names_everything(small_result: store.Result) -> None:
+    text = report.summary_text(small_result)
+    for needle in ("requests", "req/s", "connect", "timeout:28", "200", "127.0.0.2",
+                   "HTTP versions", "corrected", "raw", "p99.9", "HTTP/2", "DNS pinned"):
+        assert needle in text, needle
+
+
+def test_render_single_result(small_result: store.Result) -> None:
+    assert small_result.path is not None
+    written = report.render(small_result.path)
+    assert [p.name for p in written] == ["throughput.png", "latency.png", "address_share.png"]
+    assert all(p.parent == small_result.path and p.stat().st_size > 0 for p in written)
+
+
+def test_render_matrix_and_markdown(save_run: SaveRun, tmp_path: Path) -> None:
+    for i, dns in enumerate(["system", "pinned"]):
+        save_run(f"matrix/r{i}", RunShape(actors=1 + i, seconds=2, run_id=f"r{i}"), dns=dns)
+    written = report.render(tmp_path / "matrix")
+    assert sorted(p.name for p in written) == ["comparison.csv", "comparison.md",
+                                               "comparison.png", "scaling.png"]
+    table = (tmp_path / "matrix" / "comparison.md").read_text().splitlines()
+    rows = [line for line in table if line.startswith("|")]
+    assert len(rows) == 2 + 2 and len({line.count("|") for line in rows}) == 1
+    assert len(compare.load_all(tmp_path / "matrix")) == 2
+    assert "| r0 " in report.text(tmp_path / "matrix")
+
+
+@pytest.mark.parametrize(
+    ("frame_rows", "expected_lines"), [([], 1), ([{"a": 1, "b": "x|y"}], 3)]
+)
+def test_to_markdown(frame_rows: list[dict[str, object]], expected_lines: int) -> None:
+    import pandas as pd
+
+    text = compare.to_markdown(pd.DataFrame(frame_rows))
+    assert len(text.strip().splitlines()) == expected_lines
+    if frame_rows:
+        assert "x\\|y" in text and "---:" in text
+
+
+def test_module_runs_without_ray_or_pycurl(small_result: store.Result, tmp_path: Path) -> None:
+    assert small_result.path is not None
+    copy = shutil.copytree(small_result.path, tmp_path / "elsewhere" / "copied")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
+    cli = subprocess.run([sys.executable, "-m", "analysis.report", str(copy)], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert "p99.9" in cli.stdout and (copy / "latency.png").stat().st_size > 0
+    script = textwrap.dedent(f"""
+        import sys
+        import analysis.report as report
+        paths = report.render({str(copy)!r})
+        assert len(paths) == 3, paths
+        report.summary_text(report.store.load({str(copy)!r}))
+        bad = sorted(m for m in sys.modules
+                     if m.split(".")[0] in ("ray", "pycurl", "actors", "cluster"))
+        assert "ray" not in sys.modules and "pycurl" not in sys.modules, bad
+        assert not bad, bad
+        print("ok")
+    """)
+    check = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and check.stdout.strip() == "ok", check.stderr
+
+
+def test_module_usage_errors(tmp_path: Path) -> None:
+    assert report.main([]) == 2
+    assert report.main([str(tmp_path / "missing")]) == 1

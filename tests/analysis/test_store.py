@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import frames, store
+from tests.analysis.conftest import SECRET_API_KEY, SECRET_TOKEN, make_meta
+from tests.analysis.windows_factory import RunShape, make_run, new_histogram
+
+SHAPES = [
+    RunShape(actors=1, seconds=1, requests_per_window=30, seed=1),
+    RunShape(actors=3, seconds=5, nodes=2, seed=2),
+    RunShape(actors=4, seconds=3, error_every=0, addresses=("127.0.0.2",), seed=3),
+    RunShape(actors=2, seconds=4, error_every=3, versions=("1.1", "2", "3"), seed=4),
+]
+COUNTERS = ["intended", "sent", "completed", "failed", "late", "bytes_in", "new_connections",
+            "loops"]
+
+
+def direct_percentiles(encoded: list[str]) -> dict[float, int]:
+    merged = new_histogram()
+    for text in encoded:
+        merged.add(new_histogram().decode(text))
+    return {p: merged.get_value_at_percentile(p) for p in (50.0, 90.0, 99.0, 99.9)}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_round_trip_totals_and_percentiles(tmp_path: Path, shape: RunShape) -> None:
+    windows, _ = make_run(shape)
+    result = store.load(store.save(tmp_path / "r", windows, make_meta("r")))
+
+    per_second = frames.per_second(result)
+    for name in COUNTERS:
+        assert int(per_second[name].sum()) == sum(w[name] for w in windows)
+    for name, total in result.summary["requests"].items():
+        assert total == sum(w[name] for w in windows)
+    for column, key in (("latency_corrected_us", "latency_corrected_us"),
+                        ("latency_raw_us", "latency_raw_us")):
+        expected = direct_percentiles([w[column] for w in windows])
+        summary = result.summary[key]
+        assert {p: summary[frames.percentile_label(p)] for p in expected} == expected
+        for second, row in per_second.set_index("second").iterrows():
+            want = direct_percentiles([w[column] for w in windows if w["second"] == second])
+            kind = key.removeprefix("latency_").removesuffix("_us")
+            assert row[f"p50_{kind}_us"] == want[50.0]
+            assert row[f"p99_{kind}_us"] == want[99.0]
+    status = frames.per_status(result)
+    assert int(status["count"].sum()) == sum(w["completed"] for w in windows)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_merged_percentiles_equal_one_histogram_of_all_samples(shape: RunShape) -> None:
+    windows, samples = make_run(shape)
+    for column, values in (("latency_corrected_us", samples.corrected_us),
+                           ("latency_raw_us", samples.raw_us)):
+        single = new_histogram()
+        for value in values:
+            single.record_value(value)
+        pcts = [50.0, 90.0, 99.0, 99.9, 100.0]
+        got = frames.percentiles([w[column] for w in windows], pcts)
+        assert got == {p: single.get_value_at_percentile(p) for p in pcts}
+
+
+def test_percentiles_accept_bytes_and_empty() -> None:
+    hist = new_histogram()
+    hist.record_value(1500)
+    assert frames.percentiles([hist.encode()], [50]) == {50.0: 1500}
+    assert frames.percentiles([], [50, 99]) == {50.0: None, 99.0: None}
+
+
+def test_empty_run_saves_and_loads(tmp_path: Path) -> None:
+    result = store.load(store.save(tmp_path / "empty", [], {"spec": {}}))
+    assert result.windows.empty and result.counts.empty
+    assert result.summary["requests"]["sent"] == 0
+    assert result.summary["latency_corrected_us"]["p99"] is None
+    assert frames.per_second(result).empty
+    assert list(result.windows.columns)[:4] == ["run_id", "actor", "node", "second"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Authorization": "a", "Accept": "b"}, [["Authorization", "<redacted>"], ["Accept", "b"]]),
+        ([("X-Api-Key", "k"), ("User-Agent", "u")], [["X-Api-Key", "<redacted>"],
+                                                     ["User-Agent", "u"]]),
+        (["Cookie: c=1", "Content-Type: text/plain"], ["Cookie: <redacted>",
+                                                        "Content-Type: text/plain"]),
+        ([["X-Session-Id", "s"], ["x-amz-signature", "g"], ["proxy-authorization", "p"],
+          ["X-Auth-Token", "t"], ["DB-Password", "w"], ["Client-Secret", "z"]],
+         [["X-Session-Id", "<redacted>"], ["x-amz-signature", "<redacted>"],
+          ["proxy-authorization", "<redacted>"], ["X-Auth-Token", "<redacted>"],
+          ["DB-Password", "<redacted>"], ["Client-Secret", "<redacted>"]]),
+        (None, []),
+    ],
+)
+def test_redact_headers(headers: object, expected: list[object]) -> None:
+    assert store.redact_headers(headers) == expected
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [["Authorization", SECRET_TOKEN], ["X-Api-Key", SECRET_API_KEY]],
+        {"Authorization": SECRET_TOKEN, "X-Api-Key": SECRET_API_KEY},
+        [f"Authorization: {SECRET_TOKEN}", f"X-Api-Key: {SECRET_API_KEY}"],
+    ],
+)
+def test_secrets_never_reach_disk(tmp_path: Path, headers: object) -> None:
+    windows, _ = make_run(RunShape(actors=1, seconds=2))
+    meta = make_meta("r")
+    meta["spec"]["headers"] = headers
+    meta["spec"]["urls"] = ["https://user:hunter2pass@127.0.0.1:8443/push"]
+    directory = store.save(tmp_path / "r", windows, meta)
+    store.save(directory, windows, meta)  # checkpoint again
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    assert {p.name for p in files} == {"windows.parquet", "counts.parquet", "meta.json",
+                                       "summary.json"}
+    for secret in (SECRET_TOKEN, SECRET_API_KEY, "s3cr3t", "hunter2pass"):
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), (secret, path.name)
+    assert meta["spec"]["headers"] == headers  # caller's dict untouched
+    assert "<redacted>" in (directory / "meta.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("remove", "corrupt"),
+    [
+        (["counts.parquet"], None),
+        (["summary.json"], None),
+        (["meta.json"], None),
+        (["summary.json", "counts.parquet", "meta.json"], None),  # only windows.parquet
+        (["windows.parquet"], None),  # summary kept as written
+        ([], "summary.json"),
+        ([], "counts.parquet"),
+    ],
+)
+def test_partial_directory_loads(tmp_path: Path, remove: list[str], corrupt: str | None) -> None:
+    windows, _ = make_run(RunShape(actors=2, seconds=3))
+    directory = store.save(tmp_path / "r", windows, make_meta("r"))
+    full = store.load(directory)
+    for name in remove:
+        (directory / name).unlink()
+    if corrupt:
+        (directory / corrupt).write_bytes(b"{truncated")
+    result = store.load(directory)
+    assert result.summary["requests"]["sent"] == full.summary["requests"]["sent"]
+    assert result.summary["latency_raw_us"] == full.summary["latency_raw_us"]
+    if "counts.parquet" in remove or corrupt == "counts.parquet":
+        assert result.counts.empty
+    if "windows.parquet" not in remove:
+        assert len(result.windows) == len(windows)
+        assert result.meta == ({} if "meta.json" in remove else full.meta)
+
+
+def test_checkpoints_overwrite_and_stale_summary_is_recomputed(tmp_path: Path) -> None:
+    windows, _ = make_run(RunShape(actors=2, seconds=6))
+    directory = tmp_path / "r"
+    for upto in (2, 4, 6):
+        store.save(directory, [w for w in windows if w["second"] < upto], make_meta("r"))
+        assert store.load(directory).summary["duration_s"] == upto
+    assert not [p for p in directory.iterdir() if p.name.startswith(".")]  # no tmp files left
+    stale = json.loads((directory / "summary.json").read_text())
+    stale["windows"] = 1
+    (directory / "summary.json").write_text(json.dumps(stale))
+    result = store.load(directory)
+    assert result.summary["recomputed"] is True and result.summary["windows"] == len(windows)
+
+
+def test_load_missing_directory_names_the_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="windows.parquet"):
+        store.load(tmp_path / "nothing")
+
+
+def test_windows_to_frames_defaults_and_dtypes() -> None:
+    windows, _ = make_run(RunShape(actors=1, seconds=2))
+    for w in windows:
+        del w["run_id"], w["node"]
+    wdf, cdf = store.windows_to_frames(windows)
+    assert set(wdf["run_id"]) == {""} and set(wdf["node"]) == {""}
+    assert pd.api.types.is_integer_dtype(wdf["sent"]) and pd.api.types.is_float_dtype(wdf["cpu_s"])
+    assert set(cdf["dimension"]) == {"status", "error", "address", "version"}
+
+
+def test_checkpoint_without_summary_is_summarized_on_load(tmp_path: Path) -> None:
+    windows, _ = make_run(RunShape(actors=2, seconds=3))
+    directory = store.save(tmp_path / "r", windows[:2], make_meta("r"))
+    store.save(directory, windows, make_meta("r"), with_summary=False)
+    assert not (directory / "summary.json").exists()
+    result = store.load(directory)
+    assert result.summary["recomputed"] and result.summary["windows"] == len(windows)
