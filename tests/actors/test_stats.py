@@ -1,0 +1,297 @@
+"""Tests for actors/stats.py: windows, lossless merging, the vectorised fold, the recorder."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import pytest
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors import stats
+from actors.stats import (
+    HIST_HIGHEST_US,
+    Recorder,
+    Window,
+    error_kind,
+    fold_values,
+    merge_data,
+    merge_windows,
+    new_histogram,
+)
+
+CONTRACT_KEYS = [
+    "actor", "second", "intended", "sent", "completed", "failed", "late", "in_flight",
+    "bytes_in", "new_connections", "cpu_s", "loops", "status", "error", "address", "version",
+    "latency_corrected_us", "latency_raw_us",
+]
+
+# ----- error kinds ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "kind"), [
+    (5, "dns"), (6, "dns"),
+    (7, "connect"), (45, "connect"), (96, "connect"),
+    (35, "tls"), (51, "tls"), (53, "tls"), (54, "tls"), (58, "tls"), (59, "tls"), (60, "tls"),
+    (64, "tls"), (66, "tls"), (77, "tls"), (80, "tls"), (82, "tls"), (83, "tls"), (90, "tls"),
+    (91, "tls"), (98, "tls"),
+    (28, "timeout"),
+    (55, "send"),
+    (56, "recv"), (52, "recv"), (8, "recv"), (16, "recv"), (92, "recv"), (95, "recv"),
+    (18, "recv"),
+    (1, "other"), (47, "other"), (0, "other"), (9999, "other"),
+])
+def test_error_kind(code: int, kind: str) -> None:
+    assert error_kind(code) == kind
+
+
+# ----- histogram fold ---------------------------------------------------------------------
+
+
+def _reference(values: list[int]) -> HdrHistogram:
+    hist = new_histogram()
+    for value in values:
+        assert hist.record_value(min(max(value, 1), HIST_HIGHEST_US))
+    return hist
+
+
+def _assert_same_histogram(got: HdrHistogram, want: HdrHistogram) -> None:
+    assert got.equals(want)
+    assert got.get_total_count() == want.get_total_count()
+    assert got.get_min_value() == want.get_min_value()
+    assert got.get_max_value() == want.get_max_value()
+    assert got.encode() == want.encode()
+    for pct in (0, 50, 90, 99, 99.9, 100):
+        assert got.get_value_at_percentile(pct) == want.get_value_at_percentile(pct)
+
+
+EXTREMES = [0, 1, 2, 3, 2047, 2048, 2049, 4095, 4096, 999_999, HIST_HIGHEST_US - 1,
+            HIST_HIGHEST_US, HIST_HIGHEST_US + 1, 10**12, -5]
+
+
+@pytest.mark.parametrize("vector", [True, False], ids=["numpy", "fallback"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fold_equals_record_value(seed: int, vector: bool, monkeypatch: pytest.MonkeyPatch
+                                  ) -> None:
+    monkeypatch.setattr(stats, "VECTOR_FOLD", vector)
+    rng = random.Random(seed)
+    values = [int(rng.lognormvariate(8, 2)) for _ in range(5000)] + EXTREMES
+    rng.shuffle(values)
+    hist = new_histogram()
+    fold_values(hist, values[:2000])
+    fold_values(hist, values[2000:])  # folding twice accumulates
+    _assert_same_histogram(hist, _reference(values))
+
+
+def test_vector_fold_is_active() -> None:
+    assert stats.VECTOR_FOLD, "hdrh internals changed: the fold fell back to record_value"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.integers(-10, 10**10), st.sampled_from(EXTREMES)), max_size=200))
+def test_fold_property(values: list[int]) -> None:
+    hist = new_histogram()
+    fold_values(hist, values)
+    _assert_same_histogram(hist, _reference(values))
+
+
+# ----- windows: round trip and lossless merge ---------------------------------------------
+
+Event = tuple[Any, ...]
+
+events_strategy = st.lists(st.one_of(
+    st.tuples(st.just("intended"), st.integers(0, 5)),
+    st.tuples(st.just("sent"), st.booleans()),
+    st.tuples(st.just("completed"), st.sampled_from([200, 204, 503]),
+              st.sampled_from(["1.1", "2", "3"]), st.sampled_from(["127.0.0.1", "::1"]),
+              st.integers(0, 10_000), st.integers(0, 10**9), st.integers(0, 10**7),
+              st.booleans()),
+    st.tuples(st.just("failed"), st.sampled_from([6, 7, 28, 35, 56, 1])),
+), max_size=60)
+
+
+def _apply(rec: Recorder, events: list[Event]) -> None:
+    for event in events:
+        name, args = event[0], event[1:]
+        if name == "intended":
+            rec.add_intended(args[0])
+        elif name == "sent":
+            rec.on_sent(args[0])
+        elif name == "completed":
+            rec.on_completed(*args)
+        else:
+            rec.on_failed(error_kind(args[0]), args[0])
+
+
+def _record(events: list[Event], actor: int = 0, in_flight: int = 0, cpu_s: float = 0.0,
+            loops: int = 0) -> dict[str, Any]:
+    rec = Recorder(actor)
+    _apply(rec, events)
+    rec.finish(in_flight=in_flight, cpu_s_total=cpu_s, loops_total=loops)
+    (data,) = rec.drain()
+    return data
+
+
+SAMPLE: list[Event] = [
+    ("intended", 3), ("sent", False), ("sent", True), ("sent", False),
+    ("completed", 200, "2", "127.0.0.1", 100, 1500, 1200, True),
+    ("completed", 503, "1.1", "127.0.0.2", 7, 90_000, 80_000, False),
+    ("failed", 7),
+]
+
+
+def test_window_data_shape() -> None:
+    data = _record(SAMPLE, actor=4, in_flight=2, cpu_s=0.25, loops=9)
+    assert list(data) == CONTRACT_KEYS
+    assert data["actor"] == 4 and data["second"] == 0
+    assert (data["intended"], data["sent"], data["late"]) == (3, 3, 1)
+    assert (data["completed"], data["failed"], data["in_flight"]) == (2, 1, 2)
+    assert (data["bytes_in"], data["new_connections"]) == (107, 1)
+    assert (data["cpu_s"], data["loops"]) == (0.25, 9)
+    assert data["status"] == {"200": 1, "503": 1}
+    assert data["error"] == {"connect:7": 1}
+    assert data["address"] == {"127.0.0.1": 1, "127.0.0.2": 1}
+    assert data["version"] == {"2": 1, "1.1": 1}
+    assert isinstance(data["latency_corrected_us"], str)
+    corrected = HdrHistogram.decode(data["latency_corrected_us"])
+    raw = HdrHistogram.decode(data["latency_raw_us"])
+    assert corrected.get_total_count() == raw.get_total_count() == 2
+    assert corrected.get_max_value() == pytest.approx(90_000, rel=1e-3)
+    assert raw.get_min_value() == pytest.approx(1200, rel=1e-3)
+
+
+@pytest.mark.parametrize("events", [[], SAMPLE, SAMPLE * 3], ids=["empty", "sample", "x3"])
+def test_round_trip(events: list[Event]) -> None:
+    data = _record(events, actor=1, in_flight=3, cpu_s=0.5, loops=4)
+    again = Window.from_data(data).to_data()
+    assert again == data
+    assert Window.from_data({**data, "node": "n1", "run_id": "r"}).to_data() == data
+
+
+def test_from_data_names_missing_keys() -> None:
+    data = _record(SAMPLE)
+    del data["late"]
+    with pytest.raises(ValueError, match="late"):
+        Window.from_data(data)
+
+
+def _check_merge(events: list[Event], cut: int) -> None:
+    whole = _record(events, in_flight=5, cpu_s=0.75, loops=30)
+    a = _record(events[:cut], in_flight=2, cpu_s=0.25, loops=10)
+    b = _record(events[cut:], in_flight=3, cpu_s=0.5, loops=20)
+    assert merge_data(a, b) == whole
+    # Across actors: the same, as actor -1.
+    b1 = {**b, "actor": 1}
+    assert merge_windows([a, b1]) == {**whole, "actor": -1}
+
+
+@pytest.mark.parametrize("cut", [0, 1, 3, 5, 7])
+def test_merge_equals_record_into_one(cut: int) -> None:
+    _check_merge(SAMPLE * 2, cut)
+
+
+@settings(max_examples=40, deadline=None)
+@given(events_strategy, st.integers(0, 60))
+def test_merge_property(events: list[Event], cut: int) -> None:
+    _check_merge(events, min(cut, len(events)))
+
+
+def test_merge_windows_many() -> None:
+    parts = [SAMPLE[i::3] for i in range(3)]
+    datas = [_record(part, actor=i) for i, part in enumerate(parts)]
+    whole = _record([e for part in parts for e in part])
+    assert merge_windows(datas, actor=-1) == {**whole, "actor": -1}
+
+
+@pytest.mark.parametrize(("a", "b", "match"), [
+    ({"actor": 0, "second": 0}, {"actor": 1, "second": 0}, "same actor"),
+    ({"actor": 0, "second": 0}, {"actor": 0, "second": 2}, "same actor and second"),
+])
+def test_merge_data_mismatch(a: dict[str, int], b: dict[str, int], match: str) -> None:
+    base = _record(SAMPLE)
+    with pytest.raises(ValueError, match=match):
+        merge_data({**base, **a}, {**base, **b})
+
+
+def test_merge_windows_mismatch_and_empty() -> None:
+    base = _record(SAMPLE)
+    with pytest.raises(ValueError, match="one second"):
+        merge_windows([base, {**base, "second": 1}])
+    with pytest.raises(ValueError, match="at least one"):
+        merge_windows([])
+
+
+# ----- recorder ---------------------------------------------------------------------------
+
+
+def test_roll_fills_skipped_seconds() -> None:
+    rec = Recorder(3)
+    rec.on_sent(False)
+    rec.roll(0, in_flight=9, cpu_s_total=0.1, loops_total=1)  # same second: nothing
+    rec.roll(1, in_flight=1, cpu_s_total=0.5, loops_total=10)
+    rec.on_sent(True)
+    rec.on_completed(200, "2", "127.0.0.1", 10, 100, 50, False)
+    rec.roll(4, in_flight=2, cpu_s_total=1.25, loops_total=30)
+    rec.roll(2, in_flight=0, cpu_s_total=9.0, loops_total=99)  # backwards: ignored
+    rec.on_failed("timeout", 28)
+    rec.finish(in_flight=0, cpu_s_total=1.5, loops_total=35)
+    rec.finish(in_flight=0, cpu_s_total=9.0, loops_total=99)  # once only
+    windows = rec.drain()
+    assert rec.drain() == []
+    got = [(w["second"], w["sent"], w["completed"], w["failed"], w["in_flight"], w["cpu_s"],
+            w["loops"]) for w in windows]
+    assert got == [
+        (0, 1, 0, 0, 1, 0.5, 10),
+        (1, 1, 1, 0, 2, 0.75, 20),
+        (2, 0, 0, 0, 2, 0.0, 0),
+        (3, 0, 0, 0, 2, 0.0, 0),
+        (4, 0, 0, 1, 0, 0.25, 5),
+    ]
+    assert all(w["actor"] == 3 for w in windows)
+    assert HdrHistogram.decode(windows[2]["latency_raw_us"]).get_total_count() == 0
+
+
+def test_recorder_starting_totals() -> None:
+    rec = Recorder(0, second=2, cpu_s_total=1.0, loops_total=100)
+    rec.roll(3, in_flight=0, cpu_s_total=1.5, loops_total=150)
+    (w,) = rec.drain()
+    assert (w["second"], w["cpu_s"], w["loops"]) == (2, 0.5, 50)
+
+
+def test_drain_from_another_thread_loses_nothing() -> None:
+    rec = Recorder(0)
+    drained: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def drainer() -> None:
+        while not stop.is_set():
+            drained.extend(rec.drain())
+
+    thread = threading.Thread(target=drainer)
+    thread.start()
+    n, per_second = 60_000, 700
+    for i in range(n):
+        if i % per_second == 0:
+            rec.roll(i // per_second, in_flight=0, cpu_s_total=0.0, loops_total=i)
+        rec.add_intended(1)
+        rec.on_sent(i % 7 == 0)
+        if i % 10 == 0:
+            rec.on_failed("connect", 7)
+        else:
+            rec.on_completed(200, "2", "127.0.0.1", 1, i % 5000 + 1, i % 3000 + 1, False)
+    rec.finish(in_flight=0, cpu_s_total=0.0, loops_total=n)
+    stop.set()
+    thread.join()
+    drained.extend(rec.drain())
+    seconds = [w["second"] for w in drained]
+    assert seconds == list(range(len(seconds)))
+    assert sum(w["sent"] for w in drained) == sum(w["intended"] for w in drained) == n
+    assert sum(w["failed"] for w in drained) == n // 10
+    assert sum(w["completed"] for w in drained) == n - n // 10
+    assert sum(w["late"] for w in drained) == len(range(0, n, 7))
+    assert sum(w["loops"] for w in drained) == n
+    merged = merge_windows([{**w, "second": 0} for w in drained])
+    assert HdrHistogram.decode(merged["latency_raw_us"]).get_total_count() == n - n // 10
