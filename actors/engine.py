@@ -1,0 +1,354 @@
+"""The sender engine: one libcurl multi handle driven by epoll, curl's timer and the pacer.
+
+Only the thread that calls :meth:`Engine.run` touches curl. Control calls from other
+threads (pause, resume, set_rate, set_stripe, stop) are queued and wake the loop through
+an eventfd, so they act at once. Per-request failures are data in the windows, never
+exceptions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pycurl
+
+from actors.config import EngineConfig
+from actors.handles import NEGOTIATED_VERSION, new_easy, new_multi, pin_cycle
+from actors.pacing import Pacer, Schedule, Stage, StripedPacer, UnlimitedPacer
+from actors.stats import Recorder, error_kind
+
+_EPOLL_CURL = {
+    pycurl.POLL_IN: select.EPOLLIN,
+    pycurl.POLL_OUT: select.EPOLLOUT,
+    pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
+}
+_ERR = select.EPOLLERR | select.EPOLLHUP
+
+
+class Engine:
+    """One sender: sends the requests of its stripe of the schedule and records windows."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.recorder = Recorder(config.actor_index)
+        self._commands: deque[Callable[[], None]] = deque()
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._state = "idle"
+        self._lock = threading.Lock()
+        # Pacing state: local request j of the current pacer, and its due time.
+        self._schedule: Schedule | None = config.schedule
+        self._pacer: Pacer = self._make_pacer(config.actor_index, config.actor_count, 0)
+        self._j = 0
+        self._intended_base = 0
+        self._intended_counted = 0
+        # Clock state (monotonic seconds).
+        self._start = 0.0
+        self._paused_total = 0.0
+        self._paused_at: float | None = None
+        self._stopping = False
+        # Counters for status().
+        self.sent = 0
+        self.completed = 0
+        self.failed = 0
+        self.in_flight = 0
+        self.loops = 0
+
+    # ----- control (any thread) -------------------------------------------------------
+
+    def _post(self, command: Callable[[], None]) -> None:
+        self._commands.append(command)
+        os.eventfd_write(self._wake_fd, 1)
+
+    def pause(self) -> None:
+        self._post(self._do_pause)
+
+    def resume(self) -> None:
+        self._post(self._do_resume)
+
+    def set_rate(self, rate_per_s: float) -> None:
+        if not (math.isfinite(rate_per_s) and rate_per_s > 0):
+            raise ValueError(f"rate must be a positive finite number of req/s, got {rate_per_s!r}")
+        self._post(lambda: self._do_set_rate(rate_per_s))
+
+    def set_stripe(self, index: int, count: int) -> None:
+        if not 0 <= index < count:
+            raise ValueError(f"stripe index {index} must be in 0..{count - 1}")
+        self._post(lambda: self._do_set_stripe(index, count))
+
+    def stop(self) -> None:
+        self._post(self._do_stop)
+
+    def drain(self) -> list[dict[str, Any]]:
+        return self.recorder.drain()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self._state,
+            "elapsed_s": self._sched_now(time.monotonic()) if self._start else 0.0,
+            "sent": self.sent,
+            "completed": self.completed,
+            "failed": self.failed,
+            "in_flight": self.in_flight,
+        }
+
+    # ----- pacing helpers (loop thread) -----------------------------------------------
+
+    def _make_pacer(self, index: int, count: int, start_k: int) -> Pacer:
+        if self._schedule is None:
+            return UnlimitedPacer()
+        return StripedPacer(self._schedule, index, count, start_k)
+
+    def _sched_now(self, now: float) -> float:
+        at = self._paused_at if self._paused_at is not None else now
+        return at - self._start - self._paused_total
+
+    def _swap_pacer(self, pacer: Pacer, j: int, now: float) -> None:
+        """Replace the pacer, keeping the count of intended requests continuous."""
+        sched_t = self._sched_now(now)
+        if isinstance(self._pacer, UnlimitedPacer):
+            done = self.sent
+        else:
+            done = self._intended_base + self._pacer.count_due(sched_t)
+        self._pacer, self._j = pacer, j
+        self._intended_base = done - pacer.count_due(sched_t)
+
+    def _do_pause(self) -> None:
+        if self._paused_at is None:
+            self._paused_at = time.monotonic()
+            self._state = "paused"
+
+    def _do_resume(self) -> None:
+        if self._paused_at is not None:
+            self._paused_total += time.monotonic() - self._paused_at
+            self._paused_at = None
+            self._state = "running"
+
+    def _do_set_rate(self, rate_per_s: float) -> None:
+        now = time.monotonic()
+        sched_t = self._sched_now(now)
+        cfg = self.config
+        if self._schedule is None:
+            rest = max(cfg.duration_s - sched_t, 1e-3)
+            stages = (Stage(max(sched_t, 1e-9), 0.0, 0.0), Stage(rest, rate_per_s, rate_per_s))
+            self._schedule = Schedule(stages)
+            self._swap_pacer(self._make_pacer(cfg.actor_index, cfg.actor_count, 0), 0, now)
+            return
+        self._schedule = self._schedule.with_rate_from(sched_t, rate_per_s)
+        old = self._pacer
+        assert isinstance(old, StripedPacer)
+        self._swap_pacer(StripedPacer(self._schedule, old.index, old.count, old.start_k), self._j,
+                         now)
+
+    def _do_set_stripe(self, index: int, count: int) -> None:
+        now = time.monotonic()
+        if self._schedule is None:
+            return  # the closed model has no global schedule to share
+        start_k = self._schedule.count_due(self._sched_now(now))
+        self._swap_pacer(StripedPacer(self._schedule, index, count, start_k), 0, now)
+
+    def _do_stop(self) -> None:
+        self._stopping = True
+
+    # ----- the loop (one thread) ------------------------------------------------------
+
+    def run(self, start_at_s: float | None = None) -> None:
+        """Send until the schedule (or duration) ends or stop(); then let in-flight finish."""
+        with self._lock:
+            if self._state != "idle":
+                raise RuntimeError("an engine runs once; create a new Engine")
+            self._state = "running"
+        try:
+            self._run(start_at_s)
+        finally:
+            self._state = "done"
+            os.close(self._wake_fd)
+
+    def _run(self, start_at_s: float | None) -> None:
+        cfg = self.config
+        epoll = select.epoll()
+        multi = new_multi(cfg)
+        fds: dict[int, int] = {}
+        curl_deadline = [math.inf]
+
+        def on_socket(what: int, fd: int, _multi: object, _data: object) -> None:
+            if what == pycurl.POLL_REMOVE:
+                if fds.pop(fd, None) is not None:
+                    epoll.unregister(fd)
+                return
+            mask = _EPOLL_CURL[what]
+            if fd in fds:
+                epoll.modify(fd, mask)
+            else:
+                epoll.register(fd, mask)
+            fds[fd] = mask
+
+        def on_timer(timeout_ms: int) -> None:
+            curl_deadline[0] = math.inf if timeout_ms < 0 else time.monotonic() + timeout_ms / 1e3
+
+        multi.setopt(pycurl.M_SOCKETFUNCTION, on_socket)
+        multi.setopt(pycurl.M_TIMERFUNCTION, on_timer)
+        epoll.register(self._wake_fd, select.EPOLLIN)
+
+        wall_offset = 0.0 if start_at_s is None else start_at_s - time.time()
+        self._start = time.monotonic() + max(wall_offset, 0.0)
+        while (left := self._start - time.monotonic()) > 0 and not self._commands:
+            time.sleep(min(left, 0.05))
+        try:
+            self._loop(multi, epoll, curl_deadline)
+        finally:
+            multi.close()
+            epoll.close()
+
+    def _loop(self, multi: pycurl.CurlMulti, epoll: select.epoll, deadline: list[float]) -> None:
+        cfg, rec = self.config, self.recorder
+        free: list[pycurl.Curl] = []
+        busy: set[pycurl.Curl] = set()
+        plans = pin_cycle(cfg)
+        varies = len(cfg.urls) > 1 or cfg.dns == "pinned"
+        closed = self._schedule is None
+        cap = min(cfg.in_flight_step, cfg.max_in_flight)
+        cap_full_at = -math.inf
+        second = 0
+        wake_fd = self._wake_fd
+        monotonic = time.monotonic
+        process_time = time.process_time
+        cpu0 = process_time()
+        grace_until = math.inf
+        start = self._start
+        due_s = self._pacer.due_s(self._j)
+        pacer = self._pacer
+        socket_action = multi.socket_action
+        info_read = multi.info_read
+        record_done = rec.on_completed
+        record_failed = rec.on_failed
+        record_sent = rec.on_sent
+        while True:
+            self.loops += 1
+            now = monotonic()
+            if self._commands:
+                while self._commands:
+                    self._commands.popleft()()
+                pacer = self._pacer
+                due_s = pacer.due_s(self._j)
+                closed = self._schedule is None
+            # Close every window that ended, and decide whether sending is over.
+            run_second = int(now - start)
+            if run_second > second:
+                sched_t = self._sched_now(now)
+                self._close_intended(sched_t, closed)
+                rec.roll(run_second, in_flight=self.in_flight, cpu_s_total=process_time() - cpu0,
+                         loops_total=self.loops)
+                second = run_second
+            if grace_until == math.inf:
+                sched_t = self._sched_now(now)
+                if self._stopping or sched_t >= cfg.duration_s or due_s == math.inf:
+                    grace_until = now + cfg.grace_s
+            elif self.in_flight == 0 or now >= grace_until:
+                break
+            # Send every request that is due, up to the in-flight cap.
+            if grace_until == math.inf and self._paused_at is None:
+                base = start + self._paused_total
+                while base + due_s <= now:
+                    if self.in_flight >= cap:
+                        cap_full_at = now
+                        break
+                    easy = free.pop() if free else new_easy(cfg)
+                    if varies:
+                        url, connect_to = next(plans)
+                        easy.setopt(pycurl.URL, url)
+                        if connect_to is not None:
+                            easy.setopt(pycurl.CONNECT_TO, connect_to)
+                    intended = now if closed else base + due_s
+                    easy.intended_s = intended
+                    easy.sent_s = now
+                    multi.add_handle(easy)
+                    busy.add(easy)
+                    self.in_flight += 1
+                    self.sent += 1
+                    record_sent(intended <= cap_full_at)
+                    self._j += 1
+                    due_s = pacer.due_s(self._j)
+                if cap < cfg.max_in_flight:
+                    cap = min(cap + cfg.in_flight_step, cfg.max_in_flight)
+            # Wait for curl's sockets, curl's timer, the next due request or window end.
+            wait_until = min(deadline[0], start + second + 1, grace_until)
+            if (grace_until == math.inf and self._paused_at is None
+                    and self.in_flight < cap):
+                wait_until = min(wait_until, start + self._paused_total + due_s)
+            timeout = wait_until - monotonic()
+            events = epoll.poll(timeout if timeout > 0 else 0)
+            for fd, ev in events:
+                if fd == wake_fd:
+                    os.eventfd_read(wake_fd)
+                    continue
+                mask = 0
+                if ev & select.EPOLLIN:
+                    mask |= pycurl.CSELECT_IN
+                if ev & select.EPOLLOUT:
+                    mask |= pycurl.CSELECT_OUT
+                if ev & _ERR:
+                    mask |= pycurl.CSELECT_ERR
+                socket_action(fd, mask)
+            if deadline[0] <= monotonic():
+                deadline[0] = math.inf
+                socket_action(pycurl.SOCKET_TIMEOUT, 0)
+            # Collect finished transfers.
+            done_at = monotonic()
+            while True:
+                queued, ok, failed = info_read()
+                for easy in ok:
+                    multi.remove_handle(easy)
+                    busy.discard(easy)
+                    free.append(easy)
+                    record_done(
+                        easy.getinfo(pycurl.RESPONSE_CODE),
+                        NEGOTIATED_VERSION.get(easy.getinfo(pycurl.INFO_HTTP_VERSION), "?"),
+                        easy.getinfo(pycurl.PRIMARY_IP),
+                        easy.getinfo(pycurl.SIZE_DOWNLOAD_T),
+                        int((done_at - easy.intended_s) * 1e6),
+                        int((done_at - easy.sent_s) * 1e6),
+                        easy.getinfo(pycurl.NUM_CONNECTS) > 0,
+                    )
+                for easy, code, _message in failed:
+                    multi.remove_handle(easy)
+                    busy.discard(easy)
+                    free.append(easy)
+                    record_failed(error_kind(code), code)
+                finished = len(ok) + len(failed)
+                self.in_flight -= finished
+                self.completed += len(ok)
+                self.failed += len(failed)
+                if not queued:
+                    break
+        # Requests still open after the grace period stay counted as in flight.
+        for easy in busy:
+            multi.remove_handle(easy)
+        self._close_intended(self._sched_now(monotonic()), closed)
+        rec.finish(in_flight=self.in_flight, cpu_s_total=process_time() - cpu0,
+                   loops_total=self.loops)
+        for easy in list(busy) + free:
+            easy.close()
+
+    def _close_intended(self, sched_t: float, closed: bool) -> None:
+        """Add to the open window the requests that fell due since the last call."""
+        if closed:
+            due = self.sent
+        else:
+            due = self._intended_base + self._pacer.count_due(min(sched_t, self.config.duration_s))
+        if due > self._intended_counted:
+            self.recorder.add_intended(due - self._intended_counted)
+            self._intended_counted = due
+
+
+def run_in_process(config: EngineConfig, start_at_s: float | None = None) -> list[dict[str, Any]]:
+    """Run one engine in this process (no Ray) and return all its windows."""
+    engine = Engine(config)
+    engine.run(start_at_s)
+    return engine.drain()

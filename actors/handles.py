@@ -1,0 +1,87 @@
+"""libcurl handles for one engine: the multi handle's limits and a pool of easy handles.
+
+Easy handles are created lazily, configured once, and reused for every request: only the
+URL (when several) and the pinned address change per request, so connections and TLS
+sessions are kept by the multi handle's connection cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pycurl
+
+from actors.config import EngineConfig
+
+CURL_HTTP_VERSION = {
+    "1.1": pycurl.CURL_HTTP_VERSION_1_1,
+    "2": pycurl.CURL_HTTP_VERSION_2TLS,
+    "2c": pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE,
+    "3": pycurl.CURL_HTTP_VERSION_3ONLY,
+}
+NEGOTIATED_VERSION = {
+    pycurl.CURL_HTTP_VERSION_1_0: "1.0",
+    pycurl.CURL_HTTP_VERSION_1_1: "1.1",
+    pycurl.CURL_HTTP_VERSION_2_0: "2",
+    pycurl.CURL_HTTP_VERSION_3: "3",
+}
+
+
+def libcurl_version() -> str:
+    return str(pycurl.version_info()[1])
+
+
+def new_multi(config: EngineConfig) -> pycurl.CurlMulti:
+    """A multi handle with the connection limits of ``config`` (callbacks set by the engine)."""
+    multi = pycurl.CurlMulti()
+    multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
+    multi.setopt(pycurl.M_MAX_CONCURRENT_STREAMS, config.streams_per_connection)
+    multi.setopt(pycurl.M_MAXCONNECTS, max(config.max_in_flight, 16))
+    if config.max_connections is not None:
+        multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, config.max_connections)
+    return multi
+
+
+def new_easy(config: EngineConfig) -> pycurl.Curl:
+    """One easy handle with every option that does not change between requests."""
+    easy = pycurl.Curl()
+    easy.setopt(pycurl.URL, config.urls[0])
+    easy.setopt(pycurl.NOSIGNAL, 1)
+    easy.setopt(pycurl.HTTP_VERSION, CURL_HTTP_VERSION[config.http])
+    easy.setopt(pycurl.WRITEFUNCTION, len)  # discard the body; len() says "all consumed"
+    easy.setopt(pycurl.TIMEOUT_MS, int(config.timeout_s * 1000))
+    easy.setopt(pycurl.CONNECTTIMEOUT_MS, int(config.connect_timeout_s * 1000))
+    if config.http != "1.1":
+        easy.setopt(pycurl.PIPEWAIT, 1)
+    if config.resolve:
+        easy.setopt(pycurl.RESOLVE, [entry.curl_resolve() for entry in config.resolve])
+    if config.cacert:
+        easy.setopt(pycurl.CAINFO, config.cacert)
+    if config.insecure:
+        easy.setopt(pycurl.SSL_VERIFYPEER, 0)
+        easy.setopt(pycurl.SSL_VERIFYHOST, 0)
+    if config.headers:
+        easy.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in config.headers])
+    method = config.method.upper()
+    if config.body:
+        easy.setopt(pycurl.POSTFIELDS, config.body)
+    if method != ("POST" if config.body else "GET"):
+        easy.setopt(pycurl.CUSTOMREQUEST, method)
+    return easy
+
+
+def pin_cycle(config: EngineConfig) -> Iterator[tuple[str, list[str] | None]]:
+    """Endless (url, connect_to) pairs: URLs round-robin; in pinned mode each request is
+    pinned to the next address of its host, starting at an actor-dependent offset."""
+    plans: list[tuple[str, list[str] | None]] = []
+    for url in config.urls:
+        entry = config.entry_for(url)
+        if config.dns != "pinned" or entry is None:
+            plans.append((url, None))
+            continue
+        count = len(entry.addresses)
+        start = config.actor_index % count
+        order = entry.addresses[start:] + entry.addresses[:start]
+        plans.extend((url, [entry.curl_connect_to(a)]) for a in order)
+    return itertools.cycle(plans)

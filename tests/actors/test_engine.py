@@ -1,0 +1,216 @@
+"""The engine against the embedded target: real libcurl traffic on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from actors.config import EngineConfig, ResolveEntry
+from actors.engine import Engine, run_in_process
+from actors.pacing import Schedule
+from actors.stats import Window
+from cluster.target import Target
+
+
+def config_for(target: Target, http: str, **overrides: Any) -> EngineConfig:
+    tls = http != "2c"
+    options: dict[str, Any] = {
+        "urls": (target.url("/", tls=tls),),
+        "http": http,
+        "resolve": tuple(ResolveEntry.parse(r) for r in target.resolve),
+        "cacert": str(target.ca_file),
+        "schedule": Schedule.constant(200, 1.0),
+        "duration_s": 1.0,
+        "max_in_flight": 20,
+        "timeout_s": 5.0,
+    }
+    options.update(overrides)
+    return EngineConfig(**options)
+
+
+def total(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """All seconds of one run added up; in_flight is the last window's."""
+    merged = Window(-1, -1)
+    for data in windows:
+        merged.merge(Window.from_data(data), check=False)
+    result = merged.to_data()
+    result["in_flight"] = windows[-1]["in_flight"] if windows else 0
+    return result
+
+
+@pytest.mark.parametrize(
+    ("http", "negotiated"), [("1.1", "1.1"), ("2", "2"), ("2c", "2"), ("3", "3")]
+)
+def test_each_http_version_is_negotiated(target: Target, http: str, negotiated: str) -> None:
+    windows = run_in_process(config_for(target, http))
+    merged = total(windows)
+    assert merged["intended"] == 200
+    assert merged["sent"] == 200
+    assert merged["completed"] == 200, merged["error"]
+    assert merged["version"] == {negotiated: 200}
+    assert merged["status"] == {"200": 200}
+    assert merged["failed"] == 0
+
+
+@pytest.mark.parametrize(("path", "status"), [("/status/503", "503"), ("/status/429", "429")])
+def test_status_codes_are_counted(target: Target, path: str, status: str) -> None:
+    config = config_for(target, "2", urls=(target.url(path),), schedule=Schedule.constant(50, 1.0))
+    merged = total(run_in_process(config))
+    assert merged["status"] == {status: 50}
+
+
+@pytest.mark.parametrize(("cacert", "ok"), [(None, False), ("ca", True)])
+def test_tls_is_verified(target: Target, cacert: str | None, ok: bool) -> None:
+    config = config_for(
+        target,
+        "2",
+        cacert=str(target.ca_file) if cacert else None,
+        schedule=Schedule.constant(20, 1.0),
+    )
+    merged = total(run_in_process(config))
+    if ok:
+        assert merged["completed"] == 20
+    else:
+        assert merged["completed"] == 0
+        assert merged["failed"] == 20
+        assert set(merged["error"]) == {"tls:60"}
+
+
+@pytest.mark.parametrize("http", ["1.1", "2", "3"])
+def test_pinned_spreads_and_system_uses_one_address(target: Target, http: str) -> None:
+    pinned = total(
+        run_in_process(config_for(target, http, dns="pinned", schedule=Schedule.constant(400, 1.0)))
+    )
+    shares = pinned["address"]
+    assert set(shares) == set(target.addresses)
+    for count in shares.values():
+        assert abs(count - 200) <= 20  # ±10 %
+    system = total(run_in_process(config_for(target, http, dns="system")))
+    assert len(system["address"]) == 1
+
+
+def test_in_flight_cap_binds_and_late_requests_are_counted(target: Target) -> None:
+    # /big is slower than / and 2,000 req/s with a cap of 2 is more than 2 slots can carry.
+    config = config_for(
+        target,
+        "1.1",
+        urls=(target.url("/big"),),
+        max_in_flight=2,
+        in_flight_step=1,
+        schedule=Schedule.constant(2000, 1.0),
+    )
+    engine = Engine(config)
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], engine.in_flight)
+            time.sleep(0.0005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    engine.run()
+    done.set()
+    watcher.join()
+    merged = total(engine.drain())
+    assert peak[0] <= 2
+    assert max(w["in_flight"] for w in [merged]) <= 2
+    assert merged["late"] > 0
+    assert merged["sent"] >= merged["late"]
+    assert merged["sent"] == merged["completed"] + merged["failed"] + merged["in_flight"]
+
+
+def test_loop_does_not_busy_loop_at_low_rate(target: Target) -> None:
+    config = config_for(target, "2", schedule=Schedule.constant(20, 3.0), duration_s=3.0)
+    windows = run_in_process(config)
+    merged = total(windows)
+    assert merged["completed"] == 60
+    # A few wake-ups per request (send, curl timer, socket events), not thousands a second.
+    assert merged["loops"] < 60 * 15, merged["loops"]
+    assert merged["cpu_s"] < 1.0
+
+
+def test_closed_model_keeps_the_cap_full(target: Target) -> None:
+    config = config_for(target, "2", schedule=None, duration_s=1.0, max_in_flight=10)
+    merged = total(run_in_process(config))
+    assert merged["completed"] > 200
+    assert merged["late"] == 0
+    assert merged["intended"] == merged["sent"]
+
+
+def test_windows_cover_every_second(target: Target) -> None:
+    config = config_for(target, "2", schedule=Schedule.constant(100, 3.0), duration_s=3.0)
+    windows = run_in_process(config)
+    seconds = [w["second"] for w in windows]
+    assert seconds == list(range(len(seconds)))
+    assert len(seconds) >= 3
+    per_second = [w["intended"] for w in windows[:3]]
+    assert all(abs(n - 100) <= 2 for n in per_second), per_second
+
+
+def test_pause_sends_nothing_and_resume_does_not_burst(target: Target) -> None:
+    config = config_for(target, "2", schedule=Schedule.constant(100, 3.0), duration_s=3.0)
+    engine = Engine(config)
+    thread = threading.Thread(target=engine.run)
+    thread.start()
+    time.sleep(1.0)
+    engine.pause()
+    time.sleep(0.05)
+    sent_at_pause = engine.sent
+    time.sleep(1.0)
+    assert engine.sent == sent_at_pause
+    engine.resume()
+    time.sleep(0.5)
+    after = engine.sent - sent_at_pause
+    assert after <= 0.5 * 100 * 1.1 + 2
+    thread.join(timeout=10)
+    merged = total(engine.drain())
+    # Pausing extends the run: the whole schedule is still sent.
+    assert merged["sent"] == 300
+
+
+def test_set_rate_takes_effect(target: Target) -> None:
+    config = config_for(target, "2", schedule=Schedule.constant(50, 3.0), duration_s=3.0)
+    engine = Engine(config)
+    thread = threading.Thread(target=engine.run)
+    thread.start()
+    time.sleep(1.0)
+    engine.set_rate(300)
+    before = engine.sent
+    time.sleep(1.0)
+    assert 250 <= engine.sent - before <= 320
+    engine.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_stripes_add_up_to_the_schedule(target: Target) -> None:
+    schedule = Schedule.constant(300, 1.0)
+    sent = []
+    for index in range(3):
+        config = config_for(target, "2", schedule=schedule, actor_index=index, actor_count=3)
+        sent.append(total(run_in_process(config))["sent"])
+    assert sum(sent) == 300
+    assert sent == [100, 100, 100]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"http": "4"}, "http '4'"),
+        ({"dns": "magic"}, "dns 'magic'"),
+        ({"urls": ("ftp://x/",)}, "scheme 'ftp'"),
+        ({"http": "2c", "urls": ("https://rafale.test/",)}, "needs an http:// URL"),
+        ({"http": "3", "urls": ("http://rafale.test/",)}, "needs an https:// URL"),
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"timeout_s": float("nan")}, "timeout_s"),
+        ({"dns": "pinned", "resolve": ()}, "pinned"),
+    ],
+)
+def test_bad_config_is_refused(target: Target, overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config_for(target, overrides.pop("http", "2"), **overrides)
