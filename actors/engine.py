@@ -248,7 +248,10 @@ class Engine:
                 second = run_second
             if grace_until == math.inf:
                 sched_t = self._sched_now(now)
-                if self._stopping or sched_t >= cfg.duration_s or due_s == math.inf:
+                # A schedule ends when all its requests are sent (late ones too, for up
+                # to grace_s past the end); the closed model ends with the duration.
+                end_s = cfg.duration_s + (0.0 if closed else cfg.grace_s)
+                if self._stopping or sched_t >= end_s or due_s == math.inf:
                     grace_until = now + cfg.grace_s
             elif self.in_flight == 0 or now >= grace_until:
                 break
