@@ -19,18 +19,24 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 from hdrh.histogram import HdrHistogram
+
+from actors.hist import (
+    HIST_HIGHEST_US,
+    HIST_LOWEST_US,
+    HIST_SIGNIFICANT_DIGITS,
+    add_histogram,
+    decode,
+    encode,
+    fold_values,
+    new_histogram,
+)
 
 __all__ = [
     "HIST_HIGHEST_US", "HIST_LOWEST_US", "HIST_SIGNIFICANT_DIGITS", "Recorder", "Window",
     "ERROR_KINDS", "add_histogram", "error_kind", "fold_values", "merge_data", "merge_windows",
     "new_histogram",
 ]
-
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 600_000_000  # 10 minutes
-HIST_SIGNIFICANT_DIGITS = 3
 
 COUNTERS = ("intended", "sent", "completed", "failed", "late", "in_flight", "bytes_in",
             "new_connections", "loops")
@@ -59,100 +65,6 @@ ERROR_KINDS: dict[int, str] = {code: kind for kind, codes in _KIND_CODES.items()
 def error_kind(curl_code: int) -> str:
     """The error kind of a libcurl error code: dns, connect, tls, timeout, send, recv, other."""
     return ERROR_KINDS.get(curl_code, "other")
-
-
-# ----- histograms -----------------------------------------------------------------------
-
-
-def new_histogram() -> HdrHistogram:
-    """An empty latency histogram: 1 µs .. 10 min, 3 significant digits."""
-    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_SIGNIFICANT_DIGITS)
-
-
-def _counts_view(hist: HdrHistogram) -> np.ndarray:
-    return np.ctypeslib.as_array(hist.counts)
-
-
-def _indexes(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
-    """hdrh's get_counts_array_index, vectorised (values: int64, 0 <= v < 2**53)."""
-    unit = hist.unit_magnitude
-    half_mag = hist.sub_bucket_half_count_magnitude
-    # bit length of (v | mask) = the exponent of frexp (exact below 2**53).
-    pow2ceiling = np.frexp((values | hist.sub_bucket_mask).astype(np.float64))[1]
-    bucket = pow2ceiling.astype(np.int64) - (unit + half_mag + 1)
-    sub = values >> (bucket + unit)
-    return ((bucket + 1) << half_mag) + sub - hist.sub_bucket_half_count
-
-
-def _vector_ok() -> bool:
-    """Check once that the hdrh internals match what the vectorised fold assumes."""
-    try:
-        hist = new_histogram()
-        view = _counts_view(hist)
-        if view.dtype != np.uint64 or view.shape != (hist.counts_len,):
-            return False
-        view[1] += 1
-        if hist.counts[1] != 1:
-            return False
-        view[1] = 0
-        probe = [0, 1, 2, 3, 1000, 2047, 2048, 2049, 4095, 4096, 123_456, 999_999,
-                 HIST_HIGHEST_US - 1, HIST_HIGHEST_US]
-        probe += [(1 << p) + d for p in range(1, 30) for d in (-1, 0, 1)]
-        got = _indexes(hist, np.array(probe, dtype=np.int64)).tolist()
-        return got == [hist.get_counts_array_index(v) for v in probe]
-    except Exception:  # noqa: BLE001 - any surprise in the internals means: fall back
-        return False
-
-
-VECTOR_FOLD = _vector_ok()
-
-
-def fold_values(hist: HdrHistogram, values: list[int]) -> None:
-    """Record every value (µs, clamped to [1, HIST_HIGHEST_US]) into hist.
-
-    Same result as ``hist.record_value`` for each clamped value, computed with numpy.
-    """
-    if not values:
-        return
-    if not VECTOR_FOLD:
-        for value in values:
-            hist.record_value(min(max(int(value), HIST_LOWEST_US), HIST_HIGHEST_US))
-        return
-    arr = np.asarray(values, dtype=np.int64)
-    np.clip(arr, HIST_LOWEST_US, HIST_HIGHEST_US, out=arr)
-    counts = np.bincount(_indexes(hist, arr))
-    view = _counts_view(hist)
-    view[: counts.shape[0]] += counts.astype(np.uint64)
-    hist.total_count += arr.shape[0]
-    hist.min_value = min(hist.min_value, int(arr.min()))
-    hist.max_value = max(hist.max_value, int(arr.max()))
-
-
-def add_histogram(dst: HdrHistogram, src: HdrHistogram) -> None:
-    """dst += src, keeping min and max exact (hdrh's ``add`` resets min to 0 on an empty side)."""
-    if src.total_count == 0:
-        return
-    if not VECTOR_FOLD or dst.counts_len != src.counts_len:
-        dst.add(src)
-        return
-    _counts_view(dst)[:] += _counts_view(src)
-    dst.total_count += src.total_count
-    dst.min_value = min(dst.min_value, src.min_value)
-    dst.max_value = max(dst.max_value, src.max_value)
-
-
-_EMPTY_ENCODED = new_histogram().encode().decode("ascii")
-
-
-def _encode(hist: HdrHistogram | None) -> str:
-    if hist is None or hist.total_count == 0:
-        return _EMPTY_ENCODED
-    return hist.encode().decode("ascii")
-
-
-def _decode(encoded: str) -> HdrHistogram | None:
-    hist = HdrHistogram.decode(encoded)
-    return hist if hist.total_count else None
 
 
 # ----- windows --------------------------------------------------------------------------
@@ -238,8 +150,8 @@ class Window:
             "error": dict(self.error),
             "address": dict(self.address),
             "version": dict(self.version),
-            "latency_corrected_us": _encode(self.hist_corrected),
-            "latency_raw_us": _encode(self.hist_raw),
+            "latency_corrected_us": encode(self.hist_corrected),
+            "latency_raw_us": encode(self.hist_raw),
         }
 
     @classmethod
@@ -258,8 +170,8 @@ class Window:
         w.error = {str(k): int(v) for k, v in data["error"].items()}
         w.address = {str(k): int(v) for k, v in data["address"].items()}
         w.version = {str(k): int(v) for k, v in data["version"].items()}
-        w.hist_corrected = _decode(data["latency_corrected_us"])
-        w.hist_raw = _decode(data["latency_raw_us"])
+        w.hist_corrected = decode(data["latency_corrected_us"])
+        w.hist_raw = decode(data["latency_raw_us"])
         return w
 
     def merge(self, other: Window, *, check: bool = True) -> Window:

@@ -11,7 +11,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import stats
+from actors import hist as stats_hist
 from actors.stats import (
     HIST_HIGHEST_US,
     Recorder,
@@ -76,7 +76,7 @@ EXTREMES = [0, 1, 2, 3, 2047, 2048, 2049, 4095, 4096, 999_999, HIST_HIGHEST_US -
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fold_equals_record_value(seed: int, vector: bool, monkeypatch: pytest.MonkeyPatch
                                   ) -> None:
-    monkeypatch.setattr(stats, "VECTOR_FOLD", vector)
+    monkeypatch.setattr(stats_hist, "VECTOR_FOLD", vector)
     rng = random.Random(seed)
     values = [int(rng.lognormvariate(8, 2)) for _ in range(5000)] + EXTREMES
     rng.shuffle(values)
@@ -87,7 +87,7 @@ def test_fold_equals_record_value(seed: int, vector: bool, monkeypatch: pytest.M
 
 
 def test_vector_fold_is_active() -> None:
-    assert stats.VECTOR_FOLD, "hdrh internals changed: the fold fell back to record_value"
+    assert stats_hist.VECTOR_FOLD, "hdrh internals changed: the fold fell back to record_value"
 
 
 @settings(max_examples=40, deadline=None)
