@@ -202,11 +202,20 @@ def _mean_rate(total: float, duration_s: int) -> float:
     return float(total) / duration_s if duration_s else 0.0
 
 
+def _sending_span_s(windows_df: pd.DataFrame) -> int:
+    """Seconds from the first to the last second in which requests were due or sent.
+
+    Rates are over this span: the seconds after it only let in-flight requests finish."""
+    busy = windows_df.loc[(windows_df["sent"] > 0) | (windows_df["intended"] > 0), "second"]
+    return 0 if busy.empty else int(busy.max() - busy.min() + 1)
+
+
 def summarize(windows_df: pd.DataFrame, counts_df: pd.DataFrame) -> dict[str, Any]:
     """Totals, mean rates, merged-histogram latency percentiles (µs) and per-key tables."""
     source = (windows_df, counts_df)
     empty = windows_df.empty
-    duration_s = 0 if empty else int(windows_df["second"].max() - windows_df["second"].min() + 1)
+    span_s = 0 if empty else int(windows_df["second"].max() - windows_df["second"].min() + 1)
+    duration_s = _sending_span_s(windows_df) or span_s
     totals = {
         name: (float(windows_df[name].sum()) if name == "cpu_s" else int(windows_df[name].sum()))
         for name in frames.COUNTER_COLUMNS
@@ -228,6 +237,7 @@ def summarize(windows_df: pd.DataFrame, counts_df: pd.DataFrame) -> dict[str, An
         "nodes": 0 if empty else int(windows_df["node"].nunique()),
         "first_second": None if empty else int(windows_df["second"].min()),
         "duration_s": duration_s,
+        "span_s": span_s,
         "requests": requests,
         "bytes_in": totals["bytes_in"],
         "new_connections": totals["new_connections"],

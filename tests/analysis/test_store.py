@@ -191,3 +191,21 @@ def test_checkpoint_without_summary_is_summarized_on_load(tmp_path: Path) -> Non
     assert not (directory / "summary.json").exists()
     result = store.load(directory)
     assert result.summary["recomputed"] and result.summary["windows"] == len(windows)
+
+
+@pytest.mark.parametrize(("busy_seconds", "idle_tail", "expected_s"), [(5, 0, 5), (5, 1, 5),
+                                                                      (3, 2, 3)])
+def test_rates_are_over_the_sending_span(busy_seconds: int, idle_tail: int,
+                                         expected_s: int) -> None:
+    """Seconds after the last send only let in-flight requests finish: not in the rate."""
+    from tests.analysis.windows_factory import make_window
+
+    windows = [make_window(0, s, [1000] * 100, [900] * 100) for s in range(busy_seconds)]
+    for s in range(busy_seconds, busy_seconds + idle_tail):
+        tail = make_window(0, s, [1000] * 2, [900] * 2)
+        tail["intended"] = tail["sent"] = 0
+        windows.append(tail)
+    summary = store.summarize(*store.windows_to_frames(windows))
+    assert summary["duration_s"] == expected_s
+    assert summary["span_s"] == busy_seconds + idle_tail
+    assert summary["rate_per_s"]["sent"] == 100.0
