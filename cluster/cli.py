@@ -1,0 +1,333 @@
+"""The ``rafale`` command line: parse options into a RunSpec and call the library.
+
+Ray, pycurl and the driver are imported inside the commands that need them, so
+``rafale report`` and ``rafale --help`` load neither ray nor pycurl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from cluster.spec import RunSpec
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="rafale", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Send HTTP requests at a controlled, near-constant rate from one libcurl sender per "
+         "CPU, placed by Ray on one or many machines.",
+)
+
+# ----- shared options --------------------------------------------------------------------
+
+Urls = Annotated[list[str], typer.Argument(
+    help="Target URL(s), http:// or https://. Several URLs are used round-robin.",
+    show_default=False)]
+Rate = Annotated[str | None, typer.Option(
+    "--rate", metavar="REQ/S", show_default=False,
+    help="Target rate in requests per second, over all actors together. Leave out for the "
+         "closed model: as fast as --max-in-flight allows.")]
+Ramp = Annotated[str | None, typer.Option(
+    "--ramp", metavar="DURATION", show_default=False,
+    help="Ramp the rate linearly from 0 to --rate over this time (e.g. 5s). Default: none.")]
+Stages = Annotated[str | None, typer.Option(
+    "--stages", metavar="D:R,...", show_default=False,
+    help="k6-like stages instead of --rate: DURATION:RATE pairs, each a linear ramp from the "
+         "previous rate (from 0), e.g. 10s:100,20s:500.")]
+Duration = Annotated[str | None, typer.Option(
+    "--duration", metavar="DURATION", show_default=False,
+    help="Run length: 10, 10s, 500ms, 2m or 1h. Default: 10s, or the total of --stages.")]
+Http = Annotated[str, typer.Option(
+    "--http", metavar="VERSION",
+    help="HTTP version: 1.1; 2 (h2 over TLS, https:// only); 2c (cleartext h2 with prior "
+         "knowledge, http:// only); 3 (QUIC, https:// only).")]
+Dns = Annotated[str, typer.Option(
+    "--dns", metavar="MODE",
+    help="system: libcurl resolves and keeps one address; pinned: rafale resolves every "
+         "A/AAAA address and pins connections round-robin over all of them.")]
+Resolve = Annotated[list[str] | None, typer.Option(
+    "--resolve", metavar="HOST:PORT:ADDR[,ADDR]", show_default=False,
+    help="Static name mapping like curl's --resolve; wins over DNS. Repeatable.")]
+Nameserver = Annotated[str | None, typer.Option(
+    "--nameserver", metavar="IP[:PORT]", show_default=False,
+    help="Resolve target names through this DNS server instead of the system resolver.")]
+MaxInFlight = Annotated[int, typer.Option(
+    "--max-in-flight", metavar="N", help="Most requests open at once, per actor.")]
+InFlightStep = Annotated[int, typer.Option(
+    "--in-flight-step", metavar="N",
+    help="The in-flight cap ramps up by this many per event-loop turn, so that connections "
+         "open gradually.")]
+MaxConnections = Annotated[int | None, typer.Option(
+    "--max-connections", metavar="N", show_default=False,
+    help="Most connections per actor (libcurl MAX_TOTAL_CONNECTIONS). Default: no limit.")]
+Streams = Annotated[int, typer.Option(
+    "--streams", metavar="N", help="Most concurrent HTTP/2 or HTTP/3 streams per connection.")]
+Cacert = Annotated[str | None, typer.Option(
+    "--cacert", metavar="FILE", show_default=False,
+    help="PEM CA certificate(s) to verify the target's TLS certificate with.")]
+Insecure = Annotated[bool, typer.Option(
+    "--insecure", help="Do not verify TLS certificates (recorded in meta.json).")]
+Timeout = Annotated[str, typer.Option(
+    "--timeout", metavar="DURATION", help="Per-request timeout (e.g. 10s).")]
+Header = Annotated[list[str] | None, typer.Option(
+    "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
+    help="Request header; repeatable. Values are never printed or saved.")]
+Method = Annotated[str, typer.Option("--method", "-X", help="HTTP method.")]
+Data = Annotated[str | None, typer.Option(
+    "--data", "-d", metavar="TEXT|@FILE", show_default=False,
+    help="Request body, or @FILE to read it from a file.")]
+Address = Annotated[str | None, typer.Option(
+    "--address", metavar="HOST:PORT", show_default=False,
+    help="Ray cluster to run on (HOST:PORT or ray://HOST:PORT). Default: start a local Ray "
+         "on loopback.")]
+ReserveCpu = Annotated[bool, typer.Option(
+    "--reserve-driver-cpu", help="Keep one CPU of the head node free for the driver.")]
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    typer.echo(f"rafale: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _body(data: str | None) -> bytes:
+    if data is None:
+        return b""
+    if data.startswith("@"):
+        try:
+            return Path(data[1:]).expanduser().read_bytes()
+        except OSError as exc:
+            raise ValueError(f"data file {data[1:]!r} cannot be read: {exc.strerror}") from None
+    return data.encode()
+
+
+def _common(*, rate: str | None, ramp: str | None, duration: str | None, resolve: list[str] | None,
+            nameserver: str | None, max_in_flight: int, in_flight_step: int,
+            max_connections: int | None, streams: int, cacert: str | None, insecure: bool,
+            timeout: str, header: list[str] | None, method: str, data: str | None,
+            address: str | None, reserve_driver_cpu: bool) -> dict[str, Any]:
+    return {
+        "rate_per_s": rate, "ramp_s": ramp or 0.0, "duration_s": duration,
+        "resolve": tuple(resolve or ()), "nameserver": nameserver,
+        "max_in_flight": max_in_flight, "in_flight_step": in_flight_step,
+        "max_connections": max_connections, "streams_per_connection": streams,
+        "cacert": cacert, "insecure": insecure, "timeout_s": timeout,
+        "headers": tuple(header or ()), "method": method, "body": _body(data),
+        "address": address, "reserve_driver_cpu": reserve_driver_cpu,
+    }
+
+
+def _sigterm_as_interrupt() -> None:
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def _show_warnings() -> None:
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        typer.echo(f"rafale: warning: {message}", err=True)
+
+    warnings.showwarning = show
+
+
+def _exit_code(ended: str) -> int:
+    if ended == "interrupted":
+        return EXIT_INTERRUPTED
+    return 0 if ended in ("completed", "stopped") else EXIT_FAILED
+
+
+# ----- commands ----------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    urls: Urls, rate: Rate = None, ramp: Ramp = None, stages: Stages = None,
+    duration: Duration = None, http: Http = "2", dns: Dns = "system", resolve: Resolve = None,
+    nameserver: Nameserver = None,
+    actors: Annotated[str, typer.Option(
+        "--actors", metavar="auto|N",
+        help="Number of sender actors: auto = one per CPU on every node.")] = "auto",
+    max_in_flight: MaxInFlight = 100, in_flight_step: InFlightStep = 50,
+    max_connections: MaxConnections = None, streams: Streams = 100, cacert: Cacert = None,
+    insecure: Insecure = False, timeout: Timeout = "10s", header: Header = None,
+    method: Method = "GET", data: Data = None, address: Address = None,
+    out: Annotated[str | None, typer.Option(
+        "--out", metavar="DIR", show_default=False,
+        help="Save results here (windows.parquet, counts.parquet, meta.json, summary.json, "
+             "charts); checkpointed every few seconds.")] = None,
+    label: Annotated[str | None, typer.Option(
+        "--label", show_default=False, help="A name for this run in comparisons.")] = None,
+    charts: Annotated[bool, typer.Option(
+        "--charts/--no-charts", help="Write the charts into --out at the end.")] = True,
+    progress: Annotated[bool, typer.Option(
+        "--progress/--quiet", help="Print a progress line every second (stderr).")] = True,
+    reserve_driver_cpu: ReserveCpu = False,
+) -> None:
+    """Send requests at --rate for --duration and print a summary."""
+    _show_warnings()
+    try:
+        options: dict[str, Any] = {"urls": tuple(urls), "stages": stages or (), "http": http,
+                                   "dns": dns, "actors": actors, "out": out, "label": label}
+        spec = RunSpec(**options, **_common(
+                rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
+                max_in_flight=max_in_flight, in_flight_step=in_flight_step,
+                max_connections=max_connections, streams=streams, cacert=cacert,
+                insecure=insecure, timeout=timeout, header=header, method=method, data=data,
+                address=address, reserve_driver_cpu=reserve_driver_cpu))
+    except ValueError as exc:
+        _fail(str(exc))
+    _sigterm_as_interrupt()
+    from cluster.progress import ProgressPrinter
+    from cluster.run import start
+
+    printer = ProgressPrinter() if progress else None
+    try:
+        running = start(spec=spec, on_progress=printer)
+    except ValueError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted while starting; no request was sent", EXIT_INTERRUPTED)
+    except RuntimeError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    _sigterm_as_interrupt()  # again: ray.init installs its own SIGTERM handler
+    from analysis.report import render, summary_text  # matplotlib: after the start
+
+    result = running.wait()
+    if printer is not None:
+        printer.close()
+    typer.echo(summary_text(result), nl=False)
+    if spec.out:
+        typer.echo(f"saved to {spec.out}")
+        if charts:
+            for path in render(spec.out):
+                typer.echo(f"wrote {path}")
+    raise typer.Exit(_exit_code(str(result.meta.get("ended", ""))))
+
+
+@app.command()
+def matrix(
+    urls: Urls,
+    out: Annotated[str, typer.Option(
+        "--out", metavar="DIR", help="One subdirectory per run, and the comparison.")],
+    http: Annotated[str, typer.Option(
+        "--http", metavar="LIST", help="HTTP versions to compare, e.g. 1.1,2,3 (2c for "
+        "http:// URLs). Combinations that do not fit a URL's scheme are skipped.")] = "1.1,2,3",
+    dns: Annotated[str, typer.Option(
+        "--dns", metavar="LIST", help="DNS modes to compare: system,pinned.")] = "system,pinned",
+    actors: Annotated[str, typer.Option(
+        "--actors", metavar="LIST", help="Actor counts to compare, e.g. 1,auto.")] = "auto",
+    rate: Rate = None, ramp: Ramp = None, duration: Duration = None, resolve: Resolve = None,
+    nameserver: Nameserver = None, max_in_flight: MaxInFlight = 100,
+    in_flight_step: InFlightStep = 50, max_connections: MaxConnections = None,
+    streams: Streams = 100, cacert: Cacert = None, insecure: Insecure = False,
+    timeout: Timeout = "10s", header: Header = None, method: Method = "GET", data: Data = None,
+    address: Address = None, reserve_driver_cpu: ReserveCpu = False,
+) -> None:
+    """Run every HTTP version × DNS mode (× actor count) back to back and compare them."""
+    from cluster.matrix import plan, run_matrix, split_list
+
+    _show_warnings()
+    try:
+        base = _common(
+            rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
+            max_in_flight=max_in_flight, in_flight_step=in_flight_step,
+            max_connections=max_connections, streams=streams, cacert=cacert, insecure=insecure,
+            timeout=timeout, header=header, method=method, data=data, address=address,
+            reserve_driver_cpu=reserve_driver_cpu)
+        cases, notes = plan(base, urls, split_list(http, "http"), split_list(dns, "dns"),
+                            split_list(actors, "actors"), out)
+    except ValueError as exc:
+        _fail(str(exc))
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    from analysis import compare
+    from cluster import placement
+
+    try:
+        placement.connect(address)
+    except ValueError as exc:
+        _fail(str(exc))
+    _sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler
+
+    def started(case: Any) -> None:
+        typer.echo(f"run {case.label} ...", err=True)
+
+    try:
+        results, written = run_matrix(cases, out, on_start=started)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(compare.to_markdown(compare.compare(results)), nl=False)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    ended = [str(r.meta.get("ended", "")) for r in results]
+    raise typer.Exit(max((_exit_code(e) for e in ended), default=0))
+
+
+@app.command()
+def report(directory: Annotated[str, typer.Argument(
+        help="A result directory (from --out) or a matrix directory.")]) -> None:
+    """Re-render the charts and print the summary of saved results (no Ray needed)."""
+    from analysis.report import render, text
+
+    try:
+        written = render(directory)
+    except FileNotFoundError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    typer.echo(text(directory), nl=False)
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def target(
+    access_log: Annotated[bool, typer.Option(
+        "--access-log", help="Write a JSON access log line per request.")] = False,
+) -> None:
+    """Run the embedded target (Caddy on loopback: h1, h2, h3 over TLS; h1, h2c) until Ctrl-C."""
+    from cluster.target import main_foreground
+
+    raise typer.Exit(main_foreground(access_log=access_log))
+
+
+@app.command()
+def doctor(
+    address: Address = None, http: Http = "2", max_in_flight: MaxInFlight = 100,
+    max_connections: MaxConnections = None, streams: Streams = 100,
+) -> None:
+    """Check every node: open-files limit against the planned connections, ephemeral
+    ports, somaxconn and tcp_tw_reuse; print findings with advice."""
+    from cluster.spec import normalize_http, planned_connections
+
+    try:
+        planned = planned_connections(normalize_http(http), max_in_flight, streams,
+                                      max_connections)
+        doctor_main = importlib.import_module("cluster.doctor").main
+        code = doctor_main(planned_connections=planned, address=address)
+    except ValueError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    try:
+        app(args=argv, prog_name="rafale", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

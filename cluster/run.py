@@ -1,0 +1,454 @@
+"""The driver: start a run on Ray, control it, drain its windows, keep and save them.
+
+``start(**options)`` validates the spec, resolves names, connects to Ray, places one
+sender per planned CPU, starts them all on one common instant and returns a :class:`Run`
+at once. A background thread drains every actor about once a second, tags windows with
+``run_id`` and ``node``, feeds the progress tracker, and checkpoints to ``out``. A lost
+actor is recorded and the survivors take over its stripes. At the end the actors are
+killed (so the next run in the same process gets their CPUs) and the result is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+import platform
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+
+from actors.config import ResolveEntry
+from analysis import frames, store
+from cluster import placement
+from cluster.progress import Snapshot, Tracker
+from cluster.resolve import engine_entries, resolve
+from cluster.spec import RunSpec
+
+__all__ = ["Run", "RunResult", "start"]
+
+START_DELAY_S = 0.5          # after every actor answered: time to deliver start() to all
+DRAIN_EVERY_S = 1.0
+CALL_TIMEOUT_S = 5.0         # an actor call slower than this counts as a miss
+LOST_AFTER_S = 10.0          # unavailable (or silent on a dead node) this long: lost
+READY_TIMEOUT_S = 120.0
+CHECKPOINT_EVERY_S = 5.0
+_current: Run | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class RunResult(store.Result):
+    """A finished (or live) run: ``frame()``, ``summary``, ``save(dir)``."""
+
+    data: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+
+    def frame(self) -> pd.DataFrame:
+        """Per-second totals over actors (analysis.frames.per_second)."""
+        return frames.per_second(self)
+
+    def save(self, directory: str | Path) -> Path:
+        return store.save(directory, self.data, self.meta)
+
+
+@dataclass
+class _Actor:
+    index: int
+    handle: Any
+    node_id: str
+    hostname: str = ""
+    ip: str = ""
+    pid: int = 0
+    alive: bool = True
+    state: str = "running"
+    in_flight: int = 0
+    missing_since: float | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {"actor": self.index, "node": self.node_id, "hostname": self.hostname,
+                "ip": self.ip, "pid": self.pid}
+
+
+class Run:
+    """A running (then finished) run. Control calls go to every live actor."""
+
+    def __init__(self, spec: RunSpec, actors: list[_Actor], start_at_s: float,
+                 entries: tuple[ResolveEntry, ...], node_infos: list[dict[str, Any]],
+                 on_progress: Callable[[Snapshot], None] | None = None) -> None:
+        self.spec = spec
+        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.start_at_s = start_at_s
+        self.on_progress = on_progress
+        self._actors = actors
+        self._entries = entries
+        self._node_infos = node_infos
+        self._windows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._tracker = Tracker(spec.run_s, len(actors))
+        self._lost: list[dict[str, Any]] = []
+        self._lost_nodes: list[str] = []
+        self._notes: list[str] = []
+        self._ended: str | None = None
+        self._paused = False
+        self._abort = threading.Event()
+        self._done = threading.Event()
+        self._result: RunResult | None = None
+        self._thread = threading.Thread(target=self._drain_loop, daemon=True,
+                                        name=f"rafale-drain-{self.run_id}")
+
+    def __repr__(self) -> str:
+        state = self._ended or ("paused" if self._paused else "running")
+        return (f"Run({self.run_id!r}, {len(self._actors)} actors, {state}, "
+                f"{len(self._windows)} windows)")
+
+    # ----- views -------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def elapsed_s(self) -> float:
+        return max(0.0, time.time() - self.start_at_s)
+
+    def windows(self) -> list[dict[str, Any]]:
+        """Every window drained so far (tagged with run_id and node)."""
+        with self._lock:
+            return list(self._windows)
+
+    def frame(self) -> pd.DataFrame:
+        """Live per-second DataFrame merged over actors, from the windows drained so far."""
+        return frames.per_second(store.windows_to_frames(self.windows()))
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            state = self._ended or ("paused" if self._paused else "running")
+            return self._tracker.snapshot(self.elapsed_s, state, self._alive_count())
+
+    def result(self) -> RunResult:
+        """The result so far (final once the run is done)."""
+        if self._result is not None:
+            return self._result
+        data = tuple(self.windows())
+        windows_df, counts_df = store.windows_to_frames(data)
+        return RunResult(windows=windows_df, counts=counts_df,
+                         meta=store.redact_meta(self.meta()),
+                         summary=store.summarize(windows_df, counts_df), data=data)
+
+    # ----- control -----------------------------------------------------------------------
+
+    def _broadcast(self, method: str, *args: Any) -> None:
+        refs = [getattr(a.handle, method).remote(*args) for a in self._actors if a.alive]
+        for ref in refs:  # a lost actor is noticed and recorded by the drain loop
+            with contextlib.suppress(RayActorError, GetTimeoutError):
+                ray.get(ref, timeout=CALL_TIMEOUT_S)
+
+    def pause(self) -> None:
+        """Stop sending at once; the schedule freezes (no burst after resume)."""
+        self._paused = True
+        self._broadcast("pause")
+
+    def resume(self) -> None:
+        self._paused = False
+        self._broadcast("resume")
+
+    def set_rate(self, rate_per_s: float) -> None:
+        """The global target rate from now on (constant), shared by the live actors."""
+        if isinstance(rate_per_s, bool) or not (isinstance(rate_per_s, int | float)
+                                                and math.isfinite(rate_per_s) and rate_per_s > 0):
+            raise ValueError(f"rate {rate_per_s!r} must be a finite number > 0 req/s")
+        self._broadcast("set_rate", float(rate_per_s))
+        if self._lost:
+            self._restripe()
+        self._notes.append(f"set_rate {rate_per_s:g} at {self.elapsed_s:.1f} s")
+
+    def stop(self) -> None:
+        """End early; in-flight requests finish and everything measured is kept."""
+        if self._ended is None:
+            self._ended = "stopped"
+        self._broadcast("stop")
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Block until the run ends and return its result. Ctrl-C stops the actors, keeps
+        what was measured (saved when ``out`` is set) and returns the result; a second
+        Ctrl-C stops waiting for in-flight requests."""
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        try:
+            while not self._done.wait(min(0.2, max(deadline - time.monotonic(), 0.0))):
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"run {self.run_id} still running after {timeout} s")
+        except KeyboardInterrupt:
+            self._interrupt()
+        return self.result()
+
+    def _interrupt(self) -> None:
+        self._ended = "interrupted"
+        try:
+            self.stop()
+            self._done.wait(self.spec.timeout_s + 2 * CALL_TIMEOUT_S)
+        except KeyboardInterrupt:
+            pass
+        self._abort.set()
+        self._done.wait(3 * CALL_TIMEOUT_S)
+
+    def abort(self) -> None:
+        """Stop at once without waiting for in-flight requests; returns when finished."""
+        self._ended = self._ended or "aborted"
+        self._broadcast("stop")
+        self._abort.set()
+        self._done.wait(3 * CALL_TIMEOUT_S)
+
+    def watch(self, every_s: float = 1.0, rows: int = 10) -> RunResult:
+        """In a notebook: refresh the progress line and the last seconds until the end."""
+        from cluster.progress import watch
+
+        try:
+            watch(self, every_s, rows)
+        except KeyboardInterrupt:
+            self._interrupt()
+        return self.result()
+
+    # ----- the drain thread --------------------------------------------------------------
+
+    def _alive_count(self) -> int:
+        return sum(a.alive for a in self._actors)
+
+    def _drain_loop(self) -> None:
+        next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
+        try:
+            while not self._abort.is_set():
+                tick = time.monotonic()
+                self._poll()
+                self._report()
+                live = [a for a in self._actors if a.alive]
+                if not live or all(a.state == "done" for a in live):
+                    break
+                if self.spec.out and time.monotonic() >= next_checkpoint:
+                    began = time.monotonic()
+                    self._save(final=False)
+                    spent = time.monotonic() - began
+                    next_checkpoint = time.monotonic() + max(CHECKPOINT_EVERY_S, 10 * spent)
+                self._abort.wait(max(0.0, tick + DRAIN_EVERY_S - time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - the run must still end and save
+            self._notes.append(f"driver error: {exc!r}")
+            self._ended = self._ended or "driver error"
+        finally:
+            self._finish()
+
+    def _poll(self) -> None:
+        live = [a for a in self._actors if a.alive]
+        calls = [(a, a.handle.drain.remote(), a.handle.status.remote()) for a in live]
+        refs = [r for _, d, s in calls for r in (d, s)]
+        ray.wait(refs, num_returns=len(refs), timeout=CALL_TIMEOUT_S)
+        now = time.monotonic()
+        for actor, drain_ref, status_ref in calls:
+            try:
+                self._keep(actor, ray.get(drain_ref, timeout=0))
+                status = ray.get(status_ref, timeout=0)
+            except ActorUnavailableError:
+                self._missing(actor, now, "unavailable")
+                continue
+            except RayActorError as exc:
+                self._lose(actor, f"died: {type(exc).__name__}")
+                continue
+            except GetTimeoutError:
+                self._missing(actor, now, "no answer")
+                continue
+            actor.missing_since = None
+            actor.state = str(status.get("state", ""))
+            actor.in_flight = int(status.get("in_flight", 0))
+            if status.get("error"):
+                self._notes.append(f"actor {actor.index}: {status['error']}")
+
+    def _keep(self, actor: _Actor, windows: list[dict[str, Any]]) -> None:
+        for window in windows:
+            window["run_id"] = self.run_id
+            window["node"] = actor.node_id
+        with self._lock:
+            self._windows.extend(windows)
+            self._tracker.add(windows)
+        if windows:
+            actor.in_flight = int(windows[-1].get("in_flight", actor.in_flight))
+
+    def _missing(self, actor: _Actor, now: float, why: str) -> None:
+        if actor.missing_since is None:
+            actor.missing_since = now
+        alive_nodes = _alive_node_ids()
+        node_alive = alive_nodes is None or actor.node_id in alive_nodes
+        if not node_alive or now - actor.missing_since >= LOST_AFTER_S:
+            self._lose(actor, why if node_alive else "node removed")
+
+    def _lose(self, actor: _Actor, reason: str) -> None:
+        actor.alive = False
+        self._lost.append({**actor.info(), "at_s": round(self.elapsed_s, 3),
+                           "in_flight_lost": actor.in_flight, "reason": reason})
+        alive_nodes = _alive_node_ids()
+        if (alive_nodes is not None and actor.node_id not in alive_nodes
+                and actor.node_id not in self._lost_nodes):
+            self._lost_nodes.append(actor.node_id)
+        if self._alive_count():
+            self._restripe()
+
+    def _restripe(self) -> None:
+        live = [a for a in self._actors if a.alive]
+        for position, actor in enumerate(live):
+            actor.handle.set_stripe.remote(position, len(live))
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            try:
+                self.on_progress(self.snapshot())
+            except Exception as exc:  # noqa: BLE001 - a display problem must not end the run
+                self._notes.append(f"progress display error: {exc!r}")
+                self.on_progress = None
+
+    def _finish(self) -> None:
+        live = [a for a in self._actors if a.alive]
+        refs = [(a, a.handle.drain.remote()) for a in live]
+        for actor, ref in refs:
+            try:
+                self._keep(actor, ray.get(ref, timeout=CALL_TIMEOUT_S))
+            except (RayActorError, GetTimeoutError) as exc:
+                self._notes.append(f"actor {actor.index}: last drain failed ({exc!r})")
+        placement.kill_all([a.handle for a in self._actors])
+        if self._ended is None:
+            self._ended = "completed" if live else "all actors lost"
+        self._ended_at_s = time.time()
+        try:
+            if self.spec.out:
+                self._save(final=True)
+        except Exception as exc:  # noqa: BLE001 - keep the result in memory at least
+            self._notes.append(f"saving to {self.spec.out} failed: {exc!r}")
+        self._result = self.result()
+        self._report()
+        self._done.set()
+
+    def _save(self, final: bool) -> None:
+        assert self.spec.out is not None
+        store.save(self.spec.out, self.windows(), self.meta())
+
+    # ----- meta --------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        """meta.json content (header values redacted by spec.redacted and store.save)."""
+        spec = self.spec.redacted()
+        spec["actors_option"] = spec["actors"]
+        spec["actors"] = len(self._actors)
+        per_node: dict[str, int] = {}
+        for actor in self._actors:
+            per_node[actor.node_id] = per_node.get(actor.node_id, 0) + 1
+        schedule = self.spec.schedule()
+        ended_at = getattr(self, "_ended_at_s", None)
+        return {
+            "run_id": self.run_id, "label": self.spec.label, "http": self.spec.http,
+            "dns": self.spec.dns, "spec": spec,
+            "resolve": [str(e) for e in self._entries],
+            "schedule": {"duration_s": self.spec.run_s,
+                         "total_requests": schedule.total() if schedule else None},
+            "cluster": {"address": self.spec.address or "local", "nodes": self._node_infos,
+                        "node_count": len(per_node), "actors": len(self._actors),
+                        "actors_per_node": per_node},
+            "actors": [a.info() for a in self._actors],
+            "versions": versions(),
+            "started_at": _iso(self.start_at_s), "start_at_s": self.start_at_s,
+            "ended": self._ended or "running", "ended_at": _iso(ended_at) if ended_at else None,
+            "lost": list(self._lost), "lost_actors": [x["actor"] for x in self._lost],
+            "lost_nodes": list(self._lost_nodes), "insecure": self.spec.insecure,
+            "notes": list(self._notes),
+        }
+
+
+def _iso(epoch_s: float) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _alive_node_ids() -> set[str] | None:
+    """Ids of the alive Ray nodes, or None when Ray cannot tell right now."""
+    try:
+        return {str(getattr(n, "node_id", "")) for n in placement.nodes()}
+    except Exception:  # noqa: BLE001 - Ray busy: assume nothing changed
+        return None
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        rafale = version("rafale")
+    except PackageNotFoundError:
+        rafale = "unknown"
+    try:
+        import pycurl
+
+        libcurl = str(pycurl.version_info()[1])
+    except ImportError:
+        libcurl = "unknown"
+    return {"rafale": rafale, "libcurl": libcurl, "ray": ray.__version__,
+            "python": platform.python_version()}
+
+
+def _node_infos(node_ids: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for node in placement.nodes():
+        node_id = str(getattr(node, "node_id", ""))
+        out.append({"node_id": node_id, "ip": getattr(node, "ip", ""),
+                    "hostname": getattr(node, "hostname", ""),
+                    "cpus": getattr(node, "cpus", None), "actors": node_ids.count(node_id)})
+    return out
+
+
+def start(*, spec: RunSpec | None = None,
+          on_progress: Callable[[Snapshot], None] | None = None, **options: Any) -> Run:
+    """Validate, resolve, place and start a run; return the :class:`Run` at once.
+
+    ``options`` are RunSpec field names (``urls``, ``rate_per_s``, ``duration_s``, ``http``,
+    ``dns``, ``resolve``, ``actors``, ``out``...); with ``spec=`` they override its fields.
+    Bad input raises ValueError before Ray starts or any request is sent.
+    """
+    global _current
+    if spec is None:
+        try:
+            spec = RunSpec(**options)
+        except TypeError as exc:
+            raise ValueError(f"{exc}; valid options are RunSpec fields: "
+                             f"{', '.join(RunSpec.__dataclass_fields__)}") from None
+    elif options:
+        spec = spec.replace(**options)
+    entries = resolve(spec)
+    if spec.insecure:
+        warnings.warn("insecure: TLS certificates are NOT verified for this run",
+                      stacklevel=2)
+    if _current is not None and not _current.done:
+        warnings.warn(f"aborting the previous run {_current.run_id} that was still going",
+                      stacklevel=2)
+        _current.abort()
+    placement.connect(spec.address)
+    node_ids = placement.plan_actors(spec.actors, spec.reserve_driver_cpu)
+    count = len(node_ids)
+    handed = engine_entries(spec, entries)
+    configs = [spec.engine_config(i, count, handed) for i in range(count)]
+    handles = placement.place(configs, node_ids)
+    try:
+        wheres = placement.where_all(handles, timeout_s=READY_TIMEOUT_S)
+        actors = [
+            _Actor(i, h, str(w.get("node_id") or node_ids[i]), str(w.get("hostname", "")),
+                   str(w.get("ip", "")), int(w.get("pid", 0)))
+            for i, (h, w) in enumerate(zip(handles, wheres, strict=True))
+        ]
+        start_at_s = time.time() + START_DELAY_S
+        ray.get([h.start.remote(start_at_s) for h in handles], timeout=READY_TIMEOUT_S)
+    except BaseException:
+        placement.kill_all(handles)
+        raise
+    run = Run(spec, actors, start_at_s, entries, _node_infos(node_ids), on_progress)
+    run._thread.start()
+    _current = run
+    return run

@@ -1,0 +1,439 @@
+"""The run spec: one frozen, validated description of a run, shared by the CLI and the API.
+
+Every field has the same name as its CLI option (``--rate`` is ``rate_per_s`` here, with
+units in the name). ``__post_init__`` normalizes convenient inputs (a single URL string,
+"K: V" header strings, "10s" durations, "10s:100,20s:500" stages, "host:port:addr" resolve
+strings) and rejects bad values before any traffic, with a ``ValueError`` that names the
+value and what would be valid. Header values never appear in ``repr`` or ``redacted()``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import resource
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from actors.config import (
+    DNS_MODES,
+    HTTP_VERSIONS,
+    EngineConfig,
+    ResolveEntry,
+    check_url,
+    url_host_port,
+)
+from actors.pacing import Schedule
+
+__all__ = ["RunSpec", "normalize_http", "parse_duration", "parse_stages", "planned_connections"]
+
+DEFAULT_DURATION_S = 10.0
+PEM_MARKER = "-----BEGIN CERTIFICATE-----"
+# File descriptors a sender process needs besides its connections (Ray worker, epoll, logs).
+FD_OVERHEAD = 256
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+class ResourceRiskWarning(RuntimeWarning):
+    """The run may hit a resource limit (e.g. open files) but is not certain to."""
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def parse_duration(value: Any, name: str = "duration") -> float:
+    """Seconds from ``10``, ``2.5``, ``"10"``, ``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} {value!r} is not a duration; expected e.g. 10, 10s, 2m")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(
+            f"{name} {value!r} is not a duration; expected seconds or a number with a unit "
+            "(ms, s, m, h), e.g. 10, 10s, 2m"
+        )
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def parse_stages(value: Any) -> tuple[tuple[float, float], ...]:
+    """Stages from ``"10s:100,20s:500"`` or a sequence of (duration, target rate) pairs."""
+    hint = "expected DURATION:RATE[,DURATION:RATE...] e.g. 10s:100,20s:500"
+    if isinstance(value, str):
+        items: list[Any] = [p.split(":") for p in value.split(",") if p.strip()]
+        if not items:
+            raise ValueError(f"stages {value!r} is empty; {hint}")
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        raise ValueError(f"stages {value!r} is malformed; {hint}")
+    out: list[tuple[float, float]] = []
+    for item in items:
+        shown = ":".join(map(str, item)) if isinstance(value, str) else repr(item)
+        try:
+            duration, rate = item
+            duration_s = parse_duration(duration, "stage duration")
+            rate_per_s = _number("stage rate", rate)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"stage {shown!r} of stages {value!r} is malformed ({exc}); "
+                             f"{hint}") from None
+        if not (math.isfinite(duration_s) and duration_s > 0):
+            raise ValueError(f"stage {shown!r}: duration must be > 0 s; {hint}")
+        if not (math.isfinite(rate_per_s) and rate_per_s >= 0):
+            raise ValueError(f"stage {shown!r}: rate must be a finite number >= 0 req/s; {hint}")
+        out.append((duration_s, rate_per_s))
+    return tuple(out)
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{name} {value!r} is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} {value!r} is not a number") from None
+
+
+def _positive(name: str, value: Any, unit: str, *, integer: bool = False) -> Any:
+    """``value`` as a number > 0 (an integer >= 1 if ``integer``), else ValueError."""
+    kind = "an integer >= 1" if integer else "a finite number > 0"
+    try:
+        number = _number(name, value)
+    except ValueError:
+        number = math.nan
+    ok = math.isfinite(number) and number > 0 and (not integer or number == int(number))
+    if not ok:
+        raise ValueError(f"{name} must be {kind} ({unit}), got {value!r}")
+    return int(number) if integer else number
+
+
+def _headers(value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, Mapping):
+        items: list[Any] = list(value.items())
+    elif isinstance(value, str):
+        items = [value]
+    else:
+        items = list(value)
+    out: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, str):
+            name, sep, text = item.partition(":")
+            if not sep:
+                raise ValueError(f"header {name.strip()!r} has no value; expected 'Name: value'")
+            pair = (name.strip(), text.strip())
+        else:
+            pair = (str(item[0]).strip(), str(item[1]))
+        if not _TOKEN.match(pair[0]):
+            raise ValueError(f"header name {pair[0]!r} is not a valid HTTP header name")
+        if "\r" in pair[1] or "\n" in pair[1]:
+            raise ValueError(f"header {pair[0]!r} value contains a line break")
+        out.append(pair)
+    return tuple(out)
+
+
+def _resolve(value: Any) -> tuple[ResolveEntry, ...]:
+    items = [value] if isinstance(value, str | ResolveEntry) else list(value)
+    entries: list[ResolveEntry] = []
+    for item in items:
+        if isinstance(item, ResolveEntry):
+            entries.append(item)
+        elif isinstance(item, str):
+            entries.extend(ResolveEntry.parse(part) for part in _split_resolve(item))
+        else:
+            raise ValueError(f"resolve entry {item!r} is malformed; expected HOST:PORT:ADDR[,ADDR]")
+    return tuple(entries)
+
+
+def _split_resolve(text: str) -> list[str]:
+    """One entry, or several separated by whitespace or ';'."""
+    return [p for p in re.split(r"[\s;]+", text.strip()) if p] or [text]
+
+
+def normalize_http(value: Any) -> str:
+    """``2``, ``"2.0"``, ``"http/2"`` -> ``"2"``; ``"h2c"`` -> ``"2c"``; else ValueError."""
+    http = str(value).strip().lower().removeprefix("http/").removeprefix("http")
+    http = {"2.0": "2", "3.0": "3", "1": "1.1", "h2c": "2c", "h2": "2", "h3": "3"}.get(http, http)
+    if http not in HTTP_VERSIONS:
+        raise ValueError(f"http {value!r} is not supported; expected one of "
+                         f"{', '.join(HTTP_VERSIONS)}")
+    return http
+
+
+def planned_connections(http: str, max_in_flight: int, streams_per_connection: int,
+                        max_connections: int | None, addresses: int = 1) -> int:
+    """Most connections one sender may open: one per request for HTTP/1.1, else enough
+    streams for the in-flight cap (at least one per pinned address)."""
+    if http == "1.1":
+        planned = max_in_flight
+    else:
+        planned = max(math.ceil(max_in_flight / streams_per_connection), addresses)
+    return planned if max_connections is None else min(planned, max_connections)
+
+
+def redact_url(url: str) -> str:
+    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}<redacted>@", url)
+
+
+# ----------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: targets, rate schedule, protocol, DNS mode, limits and where to run.
+
+    ``rate_per_s=None`` without ``stages`` is the closed model (as fast as the in-flight
+    cap allows). ``duration_s=None`` means the stages' total, or 10 s.
+    """
+
+    urls: tuple[str, ...]
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    body: bytes = field(default=b"", repr=False)
+    rate_per_s: float | None = None
+    ramp_s: float = 0.0
+    stages: tuple[tuple[float, float], ...] = ()
+    duration_s: float | None = None
+    http: str = "2"
+    dns: str = "system"
+    resolve: tuple[ResolveEntry, ...] = ()
+    nameserver: str | None = None
+    actors: int | Literal["auto"] = "auto"
+    reserve_driver_cpu: bool = False
+    max_in_flight: int = 100
+    in_flight_step: int = 50
+    max_connections: int | None = None
+    streams_per_connection: int = 100
+    cacert: str | None = None
+    insecure: bool = False
+    timeout_s: float = 10.0
+    address: str | None = None
+    out: str | None = None
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
+        if not urls:
+            raise ValueError("no target URL given; expected at least one http(s) URL")
+        put(self, "urls", urls)
+        http = normalize_http(self.http)
+        put(self, "http", http)
+        if self.dns not in DNS_MODES:
+            raise ValueError(f"dns {self.dns!r} is not supported; expected one of "
+                             f"{', '.join(DNS_MODES)}")
+        for url in urls:
+            check_url(url, http)
+        method = str(self.method).strip().upper()
+        if not method.isalpha():
+            raise ValueError(f"method {self.method!r} is not an HTTP method, e.g. GET or POST")
+        put(self, "method", method)
+        put(self, "headers", _headers(self.headers))
+        if isinstance(self.body, str):
+            put(self, "body", self.body.encode())
+        self._check_schedule()
+        put(self, "resolve", _resolve(self.resolve))
+        if self.nameserver is not None and not str(self.nameserver).strip():
+            raise ValueError("nameserver '' is empty; expected an IP address like 127.0.0.53")
+        self._check_limits()
+        self._check_files()
+
+    def __repr__(self) -> str:
+        """The fields that differ from their defaults; header values never shown."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "urls":
+                shown.append(repr(tuple(redact_url(u) for u in value)))
+            elif f.name == "headers" and value:
+                shown.append(f"headers=<{len(value)} redacted: {', '.join(n for n, _ in value)}>")
+            elif f.name == "body" and value:
+                shown.append(f"body=<{len(value)} bytes>")
+            elif f.name not in ("headers", "body") and value != f.default:
+                shown.append(f"{f.name}={value!r}")
+        return f"RunSpec({', '.join(shown)})"
+
+    # ----- validation helpers ------------------------------------------------------------
+
+    def _check_schedule(self) -> None:
+        put = object.__setattr__
+        stages = parse_stages(self.stages) if self.stages not in ((), [], "", None) else ()
+        put(self, "stages", stages)
+        given_ramp = self.ramp_s
+        ramp_s = parse_duration(given_ramp or 0.0, "ramp")
+        if not (math.isfinite(ramp_s) and ramp_s >= 0):
+            raise ValueError(f"ramp {self.ramp_s!r} must be a duration >= 0 s")
+        put(self, "ramp_s", ramp_s)
+        if self.rate_per_s is not None:
+            rate = _number("rate", self.rate_per_s)
+            if not (math.isfinite(rate) and rate > 0):
+                raise ValueError(f"rate {self.rate_per_s!r} must be a finite number > 0 req/s "
+                                 "(leave it out for the closed model)")
+            put(self, "rate_per_s", rate)
+        if stages and self.rate_per_s is not None:
+            raise ValueError("give either rate or stages, not both (stages set their own rates)")
+        if stages and ramp_s:
+            raise ValueError("give either ramp or stages, not both (a stage ramps by itself)")
+        if ramp_s and self.rate_per_s is None:
+            raise ValueError(f"ramp {given_ramp!r} needs a rate to ramp up to")
+        total_s = sum(d for d, _ in stages)
+        if self.duration_s is None:
+            duration_s = total_s if stages else DEFAULT_DURATION_S
+        else:
+            duration_s = parse_duration(self.duration_s)
+        if not (math.isfinite(duration_s) and duration_s > 0):
+            raise ValueError(f"duration {self.duration_s!r} must be > 0 s, e.g. 10s or 2m")
+        if stages and not math.isclose(duration_s, total_s):
+            raise ValueError(f"duration {self.duration_s!r} differs from the stages' total "
+                             f"{total_s:g} s; leave duration out when giving stages")
+        if ramp_s > duration_s:
+            raise ValueError(f"ramp {given_ramp!r} ({ramp_s:g} s) is longer than the duration "
+                             f"({duration_s:g} s); expected ramp <= duration")
+        put(self, "duration_s", duration_s)
+        if stages and not any(rate > 0 for _, rate in stages):
+            raise ValueError(f"stages {self.stages!r} never send: every target rate is 0")
+
+    def _check_limits(self) -> None:
+        put = object.__setattr__
+        actors = self.actors
+        if isinstance(actors, str) and actors.strip().lower() == "auto":
+            put(self, "actors", "auto")
+        else:
+            try:
+                put(self, "actors", _positive("actors", actors, "count", integer=True))
+            except ValueError:
+                raise ValueError(f"actors {actors!r} must be 'auto' (one per CPU) or an "
+                                 "integer >= 1") from None
+        put(self, "max_in_flight", _positive("max_in_flight", self.max_in_flight,
+                                             "requests per actor", integer=True))
+        put(self, "in_flight_step", _positive("in_flight_step", self.in_flight_step,
+                                              "requests", integer=True))
+        put(self, "streams_per_connection", _positive(
+            "streams_per_connection", self.streams_per_connection, "streams", integer=True))
+        if self.max_connections is not None:
+            put(self, "max_connections", _positive("max_connections", self.max_connections,
+                                                   "connections per actor", integer=True))
+        put(self, "timeout_s", _positive("timeout", parse_duration(self.timeout_s, "timeout"),
+                                         "seconds"))
+        self._check_open_files()
+
+    def _check_open_files(self) -> None:
+        addresses = max((len(e.addresses) for e in self.resolve), default=1)
+        planned = planned_connections(self.http, self.max_in_flight, self.streams_per_connection,
+                                      self.max_connections, addresses) * len(self.urls)
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return
+        advice = (f"raise it with `ulimit -n {2 * (planned + FD_OVERHEAD)}` (and the nofile "
+                  "limit of the Ray nodes), or lower max_in_flight / max_connections")
+        if planned > soft:
+            raise ValueError(f"max_in_flight {self.max_in_flight} plans up to {planned} "
+                             f"connections per actor, above the open-files limit {soft}; "
+                             + advice)
+        if planned + FD_OVERHEAD > soft:
+            warnings.warn(f"up to {planned} connections per actor come close to the "
+                          f"open-files limit {soft}; " + advice, ResourceRiskWarning,
+                          stacklevel=4)
+
+    def _check_files(self) -> None:
+        if self.cacert is not None:
+            path = Path(str(self.cacert)).expanduser()
+            if not path.is_file():
+                raise ValueError(f"cacert {str(self.cacert)!r} does not exist or is not a file; "
+                                 "expected a PEM CA certificate file")
+            try:
+                text = path.read_text(encoding="ascii", errors="replace")
+            except OSError as exc:
+                raise ValueError(f"cacert {str(self.cacert)!r} cannot be read: {exc}") from None
+            if PEM_MARKER not in text:
+                raise ValueError(f"cacert {str(self.cacert)!r} is not a PEM certificate (no "
+                                 f"{PEM_MARKER!r} line); expected a PEM CA certificate file")
+            object.__setattr__(self, "cacert", str(path))
+        if self.out is not None:
+            _check_writable(str(self.out))
+            object.__setattr__(self, "out", str(Path(str(self.out)).expanduser()))
+
+    # ----- what the run uses -------------------------------------------------------------
+
+    @property
+    def run_s(self) -> float:
+        """The run length in seconds (``duration_s`` after normalization)."""
+        assert self.duration_s is not None
+        return self.duration_s
+
+    def host_ports(self) -> tuple[tuple[str, int], ...]:
+        """Every distinct (host, port) of the URLs, in order."""
+        return tuple(dict.fromkeys(url_host_port(u) for u in self.urls))
+
+    def schedule(self) -> Schedule | None:
+        """The global schedule, or None for the closed model."""
+        if self.stages:
+            return Schedule.from_stages(self.stages)
+        if self.rate_per_s is None:
+            return None
+        return Schedule.ramp_then_constant(self.rate_per_s, self.ramp_s, self.run_s)
+
+    def engine_config(self, index: int, count: int,
+                      resolve: tuple[ResolveEntry, ...]) -> EngineConfig:
+        """The config of actor ``index`` of ``count``: stripe index/count of the schedule;
+        in pinned mode the engine starts its address cycle at ``index`` so that the actors
+        together spread connections evenly over the addresses."""
+        return EngineConfig(
+            urls=self.urls, method=self.method, headers=self.headers, body=self.body,
+            http=self.http, dns=self.dns, resolve=resolve, cacert=self.cacert,
+            insecure=self.insecure, timeout_s=self.timeout_s, schedule=self.schedule(),
+            duration_s=self.run_s, max_in_flight=self.max_in_flight,
+            in_flight_step=self.in_flight_step, max_connections=self.max_connections,
+            streams_per_connection=self.streams_per_connection,
+            actor_index=index, actor_count=count,
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """Plain data for meta.json: header values and URL passwords replaced, body size only."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "headers":
+                value = [[name, "<redacted>"] for name, _ in value]
+            elif f.name == "body":
+                out["body_bytes"] = len(value)
+                continue
+            elif f.name == "urls":
+                value = [redact_url(u) for u in value]
+            elif f.name == "resolve":
+                value = [str(e) for e in value]
+            elif f.name == "stages":
+                value = [list(s) for s in value]
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes: Any) -> RunSpec:
+        """A copy with some fields changed (validated again)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        if "stages" not in changes and "duration_s" in changes and self.stages:
+            values["stages"] = ()
+        values.update(changes)
+        return RunSpec(**values)
+
+
+def _check_writable(out: str) -> None:
+    path = Path(out).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"out {out!r} exists and is not a directory; expected a directory "
+                             "to write results to")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"out {out!r} is not writable; choose a directory you can write")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"out {out!r} cannot be created: {str(parent)!r} is not a writable "
+                         "directory")

@@ -1,0 +1,169 @@
+"""The rafale CLI: end to end in a subprocess against the embedded target, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from analysis import store
+from cluster import cli, placement
+from cluster.target import Target
+
+RAFALE = [sys.executable, "-m", "cluster.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s3cret-cli-token"
+
+
+def target_args(target: Target) -> list[str]:
+    args = ["--cacert", str(target.ca_file)]
+    for entry in target.resolve:
+        args += ["--resolve", entry]
+    return args
+
+
+def rafale(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RAFALE, *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout_s)
+
+
+@pytest.mark.slow
+def test_run_end_to_end(target: Target, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    began = time.time()
+    done = rafale("run", target.https_url, "--rate", "200", "--duration", "2s", "--ramp", "0.5s",
+                  "--http", "2", "--dns", "pinned", "--actors", "2", "--out", str(out),
+                  "--header", f"Authorization: Bearer {SECRET}", "--no-charts",
+                  *target_args(target))
+    assert done.returncode == 0, done.stderr
+    assert "latency (ms)" in done.stdout and "127.0.0.3" in done.stdout
+    assert re.search(r"achieved \d+/s", done.stderr)  # progress lines
+    assert SECRET not in done.stdout + done.stderr
+    result = store.load(out)
+    requests = result.summary["requests"]
+    assert requests["completed"] == requests["sent"] > 300
+    assert result.meta["ended"] == "completed" and result.meta["spec"]["dns"] == "pinned"
+    for path in out.iterdir():
+        assert SECRET.encode() not in path.read_bytes(), path
+    first_request_after_s = result.meta["start_at_s"] - began
+    print(f"first request {first_request_after_s:.2f} s after `rafale run` started")
+    assert first_request_after_s < 20
+
+
+BAD_ARGS: list[tuple[list[str], str]] = [
+    (["https://x.test/", "--rate", "abc"], "'abc'"),
+    (["https://x.test/", "--rate", "nan"], "nan"),
+    (["https://x.test/", "--rate", "0"], "'0'"),
+    (["https://x.test/", "--duration", "-1s"], "'-1s'"),
+    (["https://x.test/", "--rate", "5", "--ramp", "1m", "--duration", "10s"], "'1m'"),
+    (["https://x.test/", "--stages", "10s-100"], "10s-100"),
+    (["http://x.test/", "--http", "3"], "http://x.test/"),
+    (["https://x.test/", "--http", "2c"], "https://x.test/"),
+    (["gopher://x.test/"], "'gopher'"),
+    (["https://x.test/", "--max-in-flight", "0"], "max_in_flight"),
+    (["https://x.test/", "--resolve", "x.test:443"], "'x.test:443'"),
+    (["https://x.test/", "--cacert", "/nonexistent.pem"], "/nonexistent.pem"),
+    (["https://nonexistent.invalid/", "--rate", "5"], "nonexistent.invalid"),
+    (["https://x.test/", "--header", "NoColon"], "NoColon"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), BAD_ARGS, ids=[" ".join(a) for a, _ in BAD_ARGS])
+def test_run_bad_input_exits_nonzero(args: list[str], fragment: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_ray(*_: Any, **__: Any) -> None:
+        raise AssertionError("Ray must not start for bad input")
+
+    monkeypatch.setattr(placement, "connect", no_ray)
+    result = CliRunner().invoke(cli.app, ["run", *args])
+    assert result.exit_code == cli.EXIT_BAD_INPUT, result.output
+    assert fragment in result.output
+
+
+def test_bad_input_in_a_subprocess_exits_2_fast() -> None:
+    began = time.monotonic()
+    done = rafale("run", "http://x.test/", "--http", "3", timeout_s=30)
+    assert done.returncode == 2
+    assert "http://x.test/" in done.stderr and "https" in done.stderr
+    assert time.monotonic() - began < 10
+
+
+def test_help_explains_units_and_defaults() -> None:
+    done = CliRunner().invoke(cli.app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0
+    text = done.output
+    for fragment in ("requests per second", "10s", "closed model", "HOST:PORT:ADDR",
+                     "default: 100", "auto", "--insecure", "--nameserver"):
+        assert fragment in text, fragment
+
+
+def test_report_does_not_import_ray_or_pycurl(tmp_path: Path) -> None:
+    from tests.analysis.windows_factory import make_run
+
+    windows, _ = make_run()
+    store.save(tmp_path / "r", windows, {"run_id": "r1", "spec": {"http": "2"}})
+    code = ("import sys; from cluster.cli import main; rc = main(['report', sys.argv[1]]); "
+            "assert 'ray' not in sys.modules and 'pycurl' not in sys.modules, 'imported'; "
+            "sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "latency (ms)" in done.stdout
+
+
+@pytest.mark.slow
+def test_matrix_runs_every_valid_combination(target: Target, tmp_path: Path) -> None:
+    out = tmp_path / "matrix"
+    done = rafale("matrix", target.https_url, "--http", "1.1,3,2c", "--dns", "system",
+                  "--duration", "1s", "--rate", "100", "--out", str(out), *target_args(target))
+    assert done.returncode == 0, done.stderr
+    assert "skipped http 2c" in done.stderr
+    table = (out / "comparison.md").read_text()
+    assert "1.1" in table and "| 3 " in table.replace("|   3", "| 3")
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "http1.1-system-autoactors", "http3-system-autoactors"]
+    assert store.load(out / "http3-system-autoactors").summary["version"] == {
+        "3": store.load(out / "http3-system-autoactors").summary["requests"]["completed"]}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_and_saves(target: Target, tmp_path: Path) -> None:
+    out = tmp_path / "term"
+    process = subprocess.Popen(
+        [*RAFALE, "run", target.https_url, "--rate", "200", "--duration", "60s", "--out",
+         str(out), "--no-charts", *target_args(target)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    sending = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if re.search(r"sent [1-9]", line):
+                sending.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert sending.wait(60), "".join(lines)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == cli.EXIT_INTERRUPTED, "".join(lines)
+    result = store.load(out)
+    assert result.meta["ended"] == "interrupted"
+    assert result.summary["requests"]["completed"] >= 200
+    assert json.loads((out / "summary.json").read_text())["windows"] == len(result.windows)
