@@ -1,0 +1,59 @@
+"""The benchmark harness must not rot: parse h2load's report, and run it tiny for real.
+
+No speed assertions: the smoke run checks that every piece runs and writes its results.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run
+from benchmarks.h2load import parse_report
+from benchmarks.shapes import SHAPES, Shape, shape_named
+
+H2LOAD_OUTPUT = """\
+starting benchmark...
+Warm-up phase is over for thread #0.
+finished in 4.00s, 20178.67 req/s, 551.83KB/s
+requests: 60536 total, 60536 started, 60536 done, 60530 succeeded, 6 failed, 2 errored, 1 timeout
+status codes: 60545 2xx, 0 3xx, 0 4xx, 0 5xx
+"""
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [("finished_s", 4.0), ("req_per_s", 20178.67), ("total", 60536), ("succeeded", 60530),
+     ("failed", 6), ("errored", 2), ("timeout", 1)],
+)
+def test_parse_report(field: str, expected: float) -> None:
+    assert getattr(parse_report(H2LOAD_OUTPUT), field) == expected
+
+
+def test_parse_report_rejects_output_without_summary() -> None:
+    with pytest.raises(ValueError, match="finished in"):
+        parse_report("starting benchmark...\n")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
+def test_shapes_are_named_uniquely(shape: Shape) -> None:
+    assert shape_named(shape.name) is shape
+
+
+@pytest.mark.slow
+def test_harness_runs_one_round_of_one_shape(tmp_path: Path) -> None:
+    clients = "rafale,h2load" if shutil.which("h2load") else "rafale"
+    argv = ["--quick", "--duration", "1", "--shapes", "h2-1x100", "--clients", clients,
+            "--rates", "500", "--ramp-s", "1", "--hold-s", "1", "--out", str(tmp_path)]
+    assert run.main(argv) == 0
+    assert "h2-1x100" in (tmp_path / "latest.md").read_text()
+    raw = json.loads((tmp_path / "latest.json").read_text())
+    measured = {m["client"]: m for m in raw["shapes"]}
+    assert set(measured) == set(clients.split(","))
+    assert all(m["succeeded"] > 0 for m in measured.values())
+    assert set(measured["rafale"]["extra"]["version"]) == {"2"}
+    assert [r["rate_per_s"] for r in raw["accuracy"]] == [500.0]
+    assert raw["accuracy"][0]["sent"] > 0
