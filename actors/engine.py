@@ -8,6 +8,7 @@ exceptions.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import select
@@ -178,15 +179,25 @@ class Engine:
         curl_deadline = [math.inf]
 
         def on_socket(what: int, fd: int, _multi: object, _data: object) -> None:
+            # With HTTP/1.1 curl drops and re-adds a connection's socket for every request.
+            # A dropped socket stays in epoll (mask 0 here) and is re-armed with one
+            # modify; if it fires while dropped, the loop unregisters it then. A closed fd
+            # leaves epoll by itself, so modify fails and the new socket is registered.
             if what == pycurl.POLL_REMOVE:
-                if fds.pop(fd, None) is not None:
-                    epoll.unregister(fd)
+                if fd in fds:
+                    fds[fd] = 0
                 return
             mask = _EPOLL_CURL[what]
-            if fd in fds:
-                epoll.modify(fd, mask)
-            else:
+            old = fds.get(fd)
+            if old == mask:
+                return
+            if old is None:
                 epoll.register(fd, mask)
+            else:
+                try:
+                    epoll.modify(fd, mask)
+                except FileNotFoundError:
+                    epoll.register(fd, mask)
             fds[fd] = mask
 
         def on_timer(timeout_ms: int) -> None:
@@ -201,12 +212,13 @@ class Engine:
         while (left := self._start - time.monotonic()) > 0 and not self._commands:
             time.sleep(min(left, 0.05))
         try:
-            self._loop(multi, epoll, curl_deadline)
+            self._loop(multi, epoll, curl_deadline, fds)
         finally:
             multi.close()
             epoll.close()
 
-    def _loop(self, multi: pycurl.CurlMulti, epoll: select.epoll, deadline: list[float]) -> None:
+    def _loop(self, multi: pycurl.CurlMulti, epoll: select.epoll, deadline: list[float],
+              fds: dict[int, int]) -> None:
         cfg, rec = self.config, self.recorder
         free: list[pycurl.Curl] = []
         busy: set[pycurl.Curl] = set()
@@ -290,6 +302,11 @@ class Engine:
             for fd, ev in events:
                 if fd == wake_fd:
                     os.eventfd_read(wake_fd)
+                    continue
+                if not fds.get(fd):
+                    fds.pop(fd, None)
+                    with contextlib.suppress(OSError):
+                        epoll.unregister(fd)
                     continue
                 mask = 0
                 if ev & select.EPOLLIN:
