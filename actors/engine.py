@@ -64,8 +64,11 @@ class Engine:
     # ----- control (any thread) -------------------------------------------------------
 
     def _post(self, command: Callable[[], None]) -> None:
-        self._commands.append(command)
-        os.eventfd_write(self._wake_fd, 1)
+        with self._lock:  # the wake fd closes when the run ends; a late call does nothing
+            if self._state == "done":
+                return
+            self._commands.append(command)
+            os.eventfd_write(self._wake_fd, 1)
 
     def pause(self) -> None:
         self._post(self._do_pause)
@@ -168,8 +171,9 @@ class Engine:
         try:
             self._run(start_at_s)
         finally:
-            self._state = "done"
-            os.close(self._wake_fd)
+            with self._lock:
+                self._state = "done"
+                os.close(self._wake_fd)
 
     def _run(self, start_at_s: float | None) -> None:
         cfg = self.config

@@ -214,3 +214,11 @@ def test_stripes_add_up_to_the_schedule(target: Target) -> None:
 def test_bad_config_is_refused(target: Target, overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config_for(target, overrides.pop("http", "2"), **overrides)
+
+
+def test_control_calls_after_the_run_do_nothing(target: Target) -> None:
+    engine = Engine(config_for(target, "2", schedule=Schedule.constant(10, 0.2), duration_s=0.2))
+    engine.run()
+    for call in (engine.pause, engine.resume, engine.stop, lambda: engine.set_rate(5)):
+        call()
+    assert engine.status()["state"] == "done"
