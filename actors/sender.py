@@ -1,0 +1,142 @@
+"""SenderActor: the thin wrapper that the driver turns into a Ray actor.
+
+A plain class (no ray import at module level) so that it is testable in-process.
+:meth:`SenderActor.start` runs :meth:`Engine.run` in its own thread and returns at once,
+so the control calls (pause, resume, set_rate, set_stripe, stop, drain, status) answer
+while the loop runs. Only the engine thread touches curl; the control calls go through
+the engine's thread-safe command queue.
+
+The driver wraps it with ``ray.remote(num_cpus=1, max_concurrency=...)``: a threaded
+actor, so a control call is never queued behind another one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+
+from actors.config import EngineConfig
+from actors.engine import Engine
+
+
+def _node_id() -> str:
+    """The Ray node id of this process, or "" outside Ray."""
+    try:
+        import ray  # lazy: actors/ must load without Ray
+
+        if not ray.is_initialized():
+            return ""
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # noqa: BLE001 - no Ray, or no runtime context: not in Ray
+        return ""
+
+
+def _local_ip() -> str:
+    """The address this host uses to reach the network (no packet is sent)."""
+    try:
+        from ray.util import get_node_ip_address  # lazy, as above
+
+        return str(get_node_ip_address())
+    except Exception:  # noqa: BLE001
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return "127.0.0.1"
+
+
+class SenderActor:
+    """One sender engine, run in a thread, with control calls that answer at once."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._engine = Engine(config)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return (f"SenderActor(actor {self.config.actor_index}/{self.config.actor_count}, "
+                f"{self._engine.status()['state']})")
+
+    # ----- where am I ------------------------------------------------------------------
+
+    def where(self) -> dict[str, Any]:
+        """Ray node id ("" outside Ray), hostname, ip and pid of this actor."""
+        return {
+            "node_id": _node_id(),
+            "hostname": socket.gethostname(),
+            "ip": _local_ip(),
+            "pid": os.getpid(),
+        }
+
+    # ----- lifecycle -------------------------------------------------------------------
+
+    def start(self, start_at_s: float | None = None) -> None:
+        """Run the engine in a thread from ``start_at_s`` (epoch seconds); return at once."""
+        if self._thread is not None:
+            raise RuntimeError("this sender was already started; a sender runs once")
+        self._thread = threading.Thread(
+            target=self._run, args=(start_at_s,), daemon=True,
+            name=f"rafale-engine-{self.config.actor_index}",
+        )
+        self._thread.start()
+
+    def _run(self, start_at_s: float | None) -> None:
+        try:
+            self._engine.run(start_at_s)
+        except BaseException as exc:  # noqa: BLE001 - reported by join()/status()
+            self._error = exc
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the engine to finish; True once it has.
+
+        Re-raises an exception that ended the engine thread (a bug, not a request
+        failure: those are data in the windows).
+        """
+        if self._thread is None:
+            return False
+        self._thread.join(max(timeout_s, 0.0))
+        if self._thread.is_alive():
+            return False
+        if self._error is not None:
+            raise RuntimeError(f"engine of actor {self.config.actor_index} failed: "
+                               f"{self._error!r}") from self._error
+        return True
+
+    # ----- control (any thread) --------------------------------------------------------
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Finished windows since the last drain, as plain data."""
+        return self._engine.drain()
+
+    def status(self) -> dict[str, Any]:
+        """Engine status plus ``error`` (repr of an exception that ended the loop, or "")."""
+        status = self._engine.status()
+        status["error"] = "" if self._error is None else repr(self._error)
+        return status
+
+    # Once the engine has finished, control calls are no-ops: its wake-up fd is closed.
+
+    def _finished(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    def pause(self) -> None:
+        if not self._finished():
+            self._engine.pause()
+
+    def resume(self) -> None:
+        if not self._finished():
+            self._engine.resume()
+
+    def set_rate(self, rate_per_s: float) -> None:
+        if not self._finished():
+            self._engine.set_rate(rate_per_s)
+
+    def set_stripe(self, index: int, count: int) -> None:
+        if not self._finished():
+            self._engine.set_stripe(index, count)
+
+    def stop(self) -> None:
+        if not self._finished():
+            self._engine.stop()
