@@ -255,13 +255,8 @@ class Engine:
                 due_s = pacer.due_s(self._j)
                 closed = self._schedule is None
             # Close every window that ended, and decide whether sending is over.
-            run_second = int(now - start)
-            if run_second > second:
-                sched_t = self._sched_now(now)
-                self._close_intended(sched_t, closed)
-                rec.roll(run_second, in_flight=self.in_flight, cpu_s_total=process_time() - cpu0,
-                         loops_total=self.loops)
-                second = run_second
+            if int(now - start) > second:
+                second = self._roll(now, closed, cpu0)
             if grace_until == math.inf:
                 sched_t = self._sched_now(now)
                 # A schedule ends when all its requests are sent (late ones too, for up
@@ -303,6 +298,9 @@ class Engine:
                 wait_until = min(wait_until, start + self._paused_total + due_s)
             timeout = wait_until - monotonic()
             events = epoll.poll(timeout if timeout > 0 else 0)
+            woke = monotonic()
+            if int(woke - start) > second:  # what the events bring belongs to the new second
+                second = self._roll(woke, closed, cpu0)
             for fd, ev in events:
                 if fd == wake_fd:
                     os.eventfd_read(wake_fd)
@@ -359,6 +357,14 @@ class Engine:
                    loops_total=self.loops)
         for easy in list(busy) + free:
             easy.close()
+
+    def _roll(self, now: float, closed: bool, cpu0: float) -> int:
+        """Close the windows of every second that ended by ``now``; return the open second."""
+        second = int(now - self._start)
+        self._close_intended(self._sched_now(now), closed)
+        self.recorder.roll(second, in_flight=self.in_flight,
+                           cpu_s_total=time.process_time() - cpu0, loops_total=self.loops)
+        return second
 
     def _close_intended(self, sched_t: float, closed: bool) -> None:
         """Add to the open window the requests that fell due since the last call."""

@@ -54,9 +54,10 @@ _KIND_CODES: dict[str, tuple[int, ...]] = {
     "tls": (35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98),
     "timeout": (28,),  # OPERATION_TIMEDOUT
     "send": (55,),  # SEND_ERROR
+    # UNSUPPORTED_PROTOCOL 1 (a reply that is not HTTP: "Received HTTP/0.9"),
     # WEIRD_SERVER_REPLY 8, HTTP2 16 (framing layer), PARTIAL_FILE 18 (closed with data
     # outstanding), GOT_NOTHING 52, RECV_ERROR 56, HTTP2_STREAM 92, HTTP3 95
-    "recv": (8, 16, 18, 52, 56, 92, 95),
+    "recv": (1, 8, 16, 18, 52, 56, 92, 95),
 }
 ERROR_KINDS: dict[int, str] = {code: kind for kind, codes in _KIND_CODES.items()
                                for code in codes}

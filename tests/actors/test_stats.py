@@ -41,8 +41,8 @@ CONTRACT_KEYS = [
     (28, "timeout"),
     (55, "send"),
     (56, "recv"), (52, "recv"), (8, "recv"), (16, "recv"), (92, "recv"), (95, "recv"),
-    (18, "recv"),
-    (1, "other"), (47, "other"), (0, "other"), (9999, "other"),
+    (18, "recv"), (1, "recv"),
+    (47, "other"), (0, "other"), (9999, "other"),
 ])
 def test_error_kind(code: int, kind: str) -> None:
     assert error_kind(code) == kind
