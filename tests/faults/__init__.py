@@ -1,0 +1,172 @@
+"""Faults, counting and security of one engine (no Ray); the helpers the tests share.
+
+``books_balance`` is the "nothing lost, nothing double-counted" check that every test in
+this package runs on its windows: it is stricter than the totals alone, since it holds
+for every second of the run.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from actors.config import EngineConfig, ResolveEntry
+from actors.engine import Engine
+from actors.pacing import Schedule
+from actors.stats import Window, error_kind
+from cluster.target import Target
+
+Windows = list[dict[str, Any]]
+
+
+def target_config(target: Target, http: str, **overrides: Any) -> EngineConfig:
+    """A config for the embedded target (TLS unless http is 2c), 200 req/s for 1 s."""
+    tls = http != "2c"
+    options: dict[str, Any] = {
+        "urls": (target.url("/", tls=tls),),
+        "http": http,
+        "resolve": tuple(ResolveEntry.parse(r) for r in target.resolve),
+        "cacert": str(target.ca_file),
+        "schedule": Schedule.constant(200, 1.0),
+        "duration_s": 1.0,
+        "max_in_flight": 20,
+        "timeout_s": 5.0,
+        "connect_timeout_s": 2.0,
+    }
+    options.update(overrides)
+    return EngineConfig(**options)
+
+
+def plain_config(url: str, rate_per_s: float, duration_s: float, **overrides: Any) -> EngineConfig:
+    """A cleartext HTTP/1.1 config for one URL at a constant rate."""
+    options: dict[str, Any] = {
+        "urls": (url,),
+        "http": "1.1",
+        "schedule": Schedule.constant(rate_per_s, duration_s),
+        "duration_s": duration_s,
+        "max_in_flight": 20,
+        "timeout_s": 5.0,
+        "connect_timeout_s": 2.0,
+    }
+    options.update(overrides)
+    return EngineConfig(**options)
+
+
+def total(windows: Windows) -> dict[str, Any]:
+    """All seconds of one run added up; in_flight is the last window's."""
+    merged = Window(-1, -1)
+    for data in windows:
+        merged.merge(Window.from_data(data), check=False)
+    result = merged.to_data()
+    result["in_flight"] = windows[-1]["in_flight"] if windows else 0
+    return result
+
+
+def by_second(windows: Windows) -> dict[int, dict[str, Any]]:
+    return {w["second"]: w for w in windows}
+
+
+def run_engine(
+    config: EngineConfig,
+    during: Callable[[float], None] | None = None,
+    lead_s: float = 0.2,
+    engine_box: list[Engine] | None = None,
+) -> tuple[Engine, Windows, float]:
+    """Run one engine in a thread; ``during(start_monotonic)`` runs meanwhile in this thread.
+
+    Schedule time 0 is ``lead_s`` from now, so ``during`` can act at known run times (and
+    read the engine from ``engine_box``, filled before it starts).
+    Returns the engine, all its windows, and the run's wall time from schedule time 0.
+    """
+    engine = Engine(config)
+    if engine_box is not None:
+        engine_box.append(engine)
+    start_at = time.time() + lead_s
+    start_mono = time.monotonic() + lead_s
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            engine.run(start_at)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+            failure.append(exc)
+
+    thread = threading.Thread(target=body, name="engine", daemon=True)
+    thread.start()
+    try:
+        if during is not None:
+            during(start_mono)
+    finally:
+        limit_s = lead_s + config.duration_s + config.grace_s + 10.0
+        thread.join(timeout=limit_s)
+    elapsed_s = time.monotonic() - start_mono
+    assert not thread.is_alive(), f"engine still running {limit_s:.1f}s after start: a hang"
+    assert not failure, f"engine raised {failure[0]!r}"
+    return engine, engine.drain(), elapsed_s
+
+
+def sleep_until(at_monotonic: float) -> None:
+    time.sleep(max(0.0, at_monotonic - time.monotonic()))
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (racy, like every such probe)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile_us(encoded: str, percentile: float) -> int:
+    return int(HdrHistogram.decode(encoded).get_value_at_percentile(percentile))
+
+
+def error_kinds(windows: Windows) -> set[str]:
+    """The kinds ("connect", "tls", ...) of every error key in the windows."""
+    return {key.split(":")[0] for w in windows for key in w["error"]}
+
+
+def books_balance(windows: Windows, engine: Engine | None = None,
+                  intended: int | None = None) -> dict[str, Any]:
+    """Assert the run's accounting holds, per second and in total; return the totals.
+
+    - windows cover every second from 0, each once;
+    - at the end of every second, in_flight = sent - completed - failed so far;
+    - completed = sum of status = version = address counts = histogram counts (both);
+      failed = sum of error counts, and every error key is "<its kind>:<curl code>";
+    - the windows add up to the engine's counters (sent, completed, failed, in_flight);
+    - intended adds up to the schedule's count when given.
+    """
+    seconds = [w["second"] for w in windows]
+    assert seconds == list(range(len(windows))), f"seconds not 0..n-1 once each: {seconds}"
+    sent = completed = failed = 0
+    for w in windows:
+        sent += w["sent"]
+        completed += w["completed"]
+        failed += w["failed"]
+        where = f"second {w['second']}"
+        assert w["in_flight"] == sent - completed - failed, (where, w["in_flight"], sent,
+                                                            completed, failed)
+        assert w["late"] <= w["sent"], where
+        for name in ("status", "version", "address"):
+            assert sum(w[name].values()) == w["completed"], (where, name, w[name])
+        assert sum(w["error"].values()) == w["failed"], (where, w["error"])
+        for key in w["error"]:
+            kind, _, code = key.partition(":")
+            assert code.isdigit() and error_kind(int(code)) == kind, (where, key)
+        for hist in ("latency_corrected_us", "latency_raw_us"):
+            assert HdrHistogram.decode(w[hist]).total_count == w["completed"], (where, hist)
+    totals = total(windows)
+    assert (totals["sent"], totals["completed"], totals["failed"]) == (sent, completed, failed)
+    assert totals["sent"] == totals["completed"] + totals["failed"] + totals["in_flight"]
+    if engine is not None:
+        assert (engine.sent, engine.completed, engine.failed, engine.in_flight) == (
+            totals["sent"], totals["completed"], totals["failed"], totals["in_flight"]
+        ), "windows do not add up to the engine's counters"
+    if intended is not None:
+        assert totals["intended"] == intended, (totals["intended"], intended)
+    return totals
