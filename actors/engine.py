@@ -296,8 +296,15 @@ class Engine:
             if (grace_until == math.inf and self._paused_at is None
                     and self.in_flight < cap):
                 wait_until = min(wait_until, start + self._paused_total + due_s)
+            # epoll_wait counts whole milliseconds and Python rounds up, which would send
+            # requests up to 1 ms late: wait the whole ms in epoll, sleep the sub-ms rest.
             timeout = wait_until - monotonic()
-            events = epoll.poll(timeout if timeout > 0 else 0)
+            if timeout >= 0.001:
+                events = epoll.poll(int(timeout * 1000) / 1000)
+            else:
+                if timeout > 0:
+                    time.sleep(timeout)
+                events = epoll.poll(0)
             woke = monotonic()
             if int(woke - start) > second:  # what the events bring belongs to the new second
                 second = self._roll(woke, closed, cpu0)
