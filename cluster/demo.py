@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out or f"results/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     began = time.monotonic()
 
-    from analysis import compare
+    from analysis import compare, report
     from cluster.target import Target
 
     with Target() as target:
@@ -60,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(compare.to_markdown(compare.compare(results)), end="")
     print()
+    for run_dir in compare.result_dirs(out):  # throughput, latency, address share per run
+        written += report.render(run_dir)
     for path in written:
         print(f"wrote {path}")
     print(f"demo took {time.monotonic() - began:.0f} s")
