@@ -19,7 +19,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check actors cluster analysis tests benchmarks
+	$(VENV)/bin/ruff check actors cluster analysis tests benchmarks notebooks
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
