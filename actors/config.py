@@ -19,6 +19,7 @@ DnsMode = Literal["system", "pinned"]
 HTTP_VERSIONS: tuple[str, ...] = get_args(HttpVersion)
 DNS_MODES: tuple[str, ...] = get_args(DnsMode)
 _TLS_ONLY = {"2", "3"}
+GRACE_MARGIN_S = 0.2
 _CLEARTEXT_ONLY = {"2c"}
 
 
@@ -186,5 +187,6 @@ class EngineConfig:
 
     @property
     def grace_s(self) -> float:
-        """How long in-flight requests may finish after the last send."""
-        return self.timeout_s if self.drain_s is None else self.drain_s
+        """How long in-flight requests may finish after the last send: by default a little
+        longer than the timeout, so a request that times out is counted as a timeout."""
+        return self.timeout_s + GRACE_MARGIN_S if self.drain_s is None else self.drain_s

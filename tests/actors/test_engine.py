@@ -8,37 +8,11 @@ from typing import Any
 
 import pytest
 
-from actors.config import EngineConfig, ResolveEntry
 from actors.engine import Engine, run_in_process
 from actors.pacing import Schedule
-from actors.stats import Window
 from cluster.target import Target
-
-
-def config_for(target: Target, http: str, **overrides: Any) -> EngineConfig:
-    tls = http != "2c"
-    options: dict[str, Any] = {
-        "urls": (target.url("/", tls=tls),),
-        "http": http,
-        "resolve": tuple(ResolveEntry.parse(r) for r in target.resolve),
-        "cacert": str(target.ca_file),
-        "schedule": Schedule.constant(200, 1.0),
-        "duration_s": 1.0,
-        "max_in_flight": 20,
-        "timeout_s": 5.0,
-    }
-    options.update(overrides)
-    return EngineConfig(**options)
-
-
-def total(windows: list[dict[str, Any]]) -> dict[str, Any]:
-    """All seconds of one run added up; in_flight is the last window's."""
-    merged = Window(-1, -1)
-    for data in windows:
-        merged.merge(Window.from_data(data), check=False)
-    result = merged.to_data()
-    result["in_flight"] = windows[-1]["in_flight"] if windows else 0
-    return result
+from tests.helpers import target_config as config_for
+from tests.helpers import total
 
 
 @pytest.mark.parametrize(

@@ -15,60 +15,10 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from actors.config import EngineConfig, ResolveEntry
+from actors.config import EngineConfig
 from actors.engine import Engine
-from actors.pacing import Schedule
-from actors.stats import Window, error_kind
-from cluster.target import Target
-
-Windows = list[dict[str, Any]]
-
-
-def target_config(target: Target, http: str, **overrides: Any) -> EngineConfig:
-    """A config for the embedded target (TLS unless http is 2c), 200 req/s for 1 s."""
-    tls = http != "2c"
-    options: dict[str, Any] = {
-        "urls": (target.url("/", tls=tls),),
-        "http": http,
-        "resolve": tuple(ResolveEntry.parse(r) for r in target.resolve),
-        "cacert": str(target.ca_file),
-        "schedule": Schedule.constant(200, 1.0),
-        "duration_s": 1.0,
-        "max_in_flight": 20,
-        "timeout_s": 5.0,
-        "connect_timeout_s": 2.0,
-    }
-    options.update(overrides)
-    return EngineConfig(**options)
-
-
-def plain_config(url: str, rate_per_s: float, duration_s: float, **overrides: Any) -> EngineConfig:
-    """A cleartext HTTP/1.1 config for one URL at a constant rate."""
-    options: dict[str, Any] = {
-        "urls": (url,),
-        "http": "1.1",
-        "schedule": Schedule.constant(rate_per_s, duration_s),
-        "duration_s": duration_s,
-        "max_in_flight": 20,
-        "timeout_s": 5.0,
-        "connect_timeout_s": 2.0,
-    }
-    options.update(overrides)
-    return EngineConfig(**options)
-
-
-def total(windows: Windows) -> dict[str, Any]:
-    """All seconds of one run added up; in_flight is the last window's."""
-    merged = Window(-1, -1)
-    for data in windows:
-        merged.merge(Window.from_data(data), check=False)
-    result = merged.to_data()
-    result["in_flight"] = windows[-1]["in_flight"] if windows else 0
-    return result
-
-
-def by_second(windows: Windows) -> dict[int, dict[str, Any]]:
-    return {w["second"]: w for w in windows}
+from actors.stats import error_kind
+from tests.helpers import Windows, by_second, plain_config, target_config, total  # noqa: F401
 
 
 def run_engine(
