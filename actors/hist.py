@@ -8,6 +8,8 @@ as ``hdrh``. ``hdrh``'s own ``add`` resets min to 0 when one side is empty, henc
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
@@ -91,6 +93,19 @@ def add_histogram(dst: HdrHistogram, src: HdrHistogram) -> None:
     dst.total_count += src.total_count
     dst.min_value = min(dst.min_value, src.min_value)
     dst.max_value = max(dst.max_value, src.max_value)
+
+
+def clear_histogram(hist: HdrHistogram) -> None:
+    """``hist.reset()`` without its Python loop over ~21k counters."""
+    if not VECTOR_FOLD:
+        hist.reset()
+        return
+    _counts_view(hist)[:] = 0
+    hist.total_count = 0
+    hist.min_value = sys.maxsize
+    hist.max_value = 0
+    hist.start_time_stamp_msec = sys.maxsize
+    hist.end_time_stamp_msec = 0
 
 
 _EMPTY_ENCODED = new_histogram().encode().decode("ascii")

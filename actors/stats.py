@@ -26,6 +26,7 @@ from actors.hist import (
     HIST_LOWEST_US,
     HIST_SIGNIFICANT_DIGITS,
     add_histogram,
+    clear_histogram,
     decode,
     encode,
     fold_values,
@@ -235,7 +236,8 @@ class Recorder:
     (the constructor gives the starting totals). After ``finish`` nothing more is emitted.
     """
 
-    __slots__ = ("actor", "_w", "_second", "_cpu_mark", "_loops_mark", "_closed", "_finished")
+    __slots__ = ("actor", "_w", "_second", "_cpu_mark", "_loops_mark", "_closed", "_finished",
+                 "_scratch")
 
     def __init__(self, actor: int, *, second: int = 0, cpu_s_total: float = 0.0,
                  loops_total: int = 0) -> None:
@@ -250,6 +252,9 @@ class Recorder:
         self._loops_mark = loops_total
         self._closed: deque[dict[str, Any]] = deque()
         self._finished = False
+        # Two histograms reused by every window this recorder closes (each is ~170 KB:
+        # allocating a pair every second fragments the heap of a long-running actor).
+        self._scratch = (new_histogram(), new_histogram())
 
     def __repr__(self) -> str:
         return f"Recorder(actor={self.actor}, second={self._second}, closed={len(self._closed)})"
@@ -298,7 +303,11 @@ class Recorder:
         w.loops = loops_total - self._loops_mark
         self._cpu_mark = cpu_s_total
         self._loops_mark = loops_total
+        w.hist_corrected, w.hist_raw = self._scratch
         self._closed.append(w.to_data())
+        w.hist_corrected = w.hist_raw = None
+        for hist in self._scratch:
+            clear_histogram(hist)
 
     def roll(self, second: int, *, in_flight: int, cpu_s_total: float, loops_total: int) -> None:
         """Close the open window if ``second`` is past it, and open the window of ``second``.

@@ -295,3 +295,19 @@ def test_drain_from_another_thread_loses_nothing() -> None:
     assert sum(w["loops"] for w in drained) == n
     merged = merge_windows([{**w, "second": 0} for w in drained])
     assert HdrHistogram.decode(merged["latency_raw_us"]).get_total_count() == n - n // 10
+
+
+def test_reused_histograms_do_not_carry_values_between_windows() -> None:
+    rec = Recorder(0)
+    for second, latency_us in enumerate((1_000, 50_000, 7)):
+        rec.roll(second, in_flight=0, cpu_s_total=0.0, loops_total=0)
+        for _ in range(10):
+            rec.on_sent(False)
+            rec.on_completed(200, "2", "127.0.0.2", 3, latency_us, latency_us, False)
+    rec.finish(0, 0.0, 0)
+    windows = rec.drain()
+    for window, latency_us in zip(windows, (1_000, 50_000, 7), strict=True):
+        hist = HdrHistogram.decode(window["latency_raw_us"])
+        assert hist.get_total_count() == 10
+        assert hist.get_min_value() == hist.get_lowest_equivalent_value(latency_us)
+        assert hist.get_max_value() == hist.get_highest_equivalent_value(latency_us)
