@@ -326,8 +326,17 @@ class Recorder:
         self._w = Window(self.actor, second)
 
     def finish(self, in_flight: int, cpu_s_total: float, loops_total: int) -> None:
-        """Close the open window (once); later calls record into a window never emitted."""
+        """Close the open window (once); later calls record into a window never emitted.
+
+        A last window with no request activity and nothing in flight (the run ended just
+        past a second boundary) is dropped rather than drawn as a drop to zero."""
         if self._finished:
+            return
+        w = self._w
+        idle = not (w.intended or w.sent or w.failed or w.outcomes or w.completed)
+        if idle and in_flight == 0 and w.second > 0:
+            self._finished = True  # the run ended just past a second boundary: no window
+            self._w = Window(self.actor, self._second + 1)
             return
         self._close(in_flight, cpu_s_total, loops_total)
         self._finished = True

@@ -311,3 +311,15 @@ def test_reused_histograms_do_not_carry_values_between_windows() -> None:
         assert hist.get_total_count() == 10
         assert hist.get_min_value() == hist.get_lowest_equivalent_value(latency_us)
         assert hist.get_max_value() == hist.get_highest_equivalent_value(latency_us)
+
+
+@pytest.mark.parametrize(("in_flight", "seconds"), [(0, [0, 1, 2]), (3, [0, 1, 2, 3])])
+def test_an_idle_last_window_is_dropped(in_flight: int, seconds: list[int]) -> None:
+    rec = Recorder(0)
+    for second in range(3):
+        rec.roll(second, in_flight=0, cpu_s_total=0.0, loops_total=0)
+        rec.on_sent(False)
+        rec.on_completed(200, "2", "127.0.0.2", 3, 100, 90, False)
+    rec.roll(3, in_flight=in_flight, cpu_s_total=0.0, loops_total=0)
+    rec.finish(in_flight, 0.0, 0)
+    assert [w["second"] for w in rec.drain()] == seconds
