@@ -208,6 +208,8 @@ def run(
     if printer is not None:
         printer.close()
     typer.echo(summary_text(result), nl=False)
+    if running.save_error is not None:
+        _fail(running.save_error, EXIT_FAILED)
     if spec.out:
         typer.echo(f"saved to {spec.out}")
         if charts:

@@ -101,12 +101,33 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, port
 
 
+# The client connection preface of HTTP/2 and an empty SETTINGS frame. The GCS and the Ray
+# client server are gRPC servers: they answer with a SETTINGS frame (type 4) at once.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_SETTINGS = 4
+
+
+def _speaks_grpc(conn: socket.socket) -> bool:
+    """True if the peer answers the HTTP/2 preface with a SETTINGS frame header."""
+    conn.sendall(_H2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        chunk = conn.recv(9 - len(header))
+        if not chunk:
+            return False
+        header += chunk
+    return header[3] == _H2_SETTINGS
+
+
 def probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Raise ValueError naming ``address`` unless its TCP port accepts a connection."""
+    """Raise ValueError naming ``address`` unless a gRPC server (Ray's GCS or client
+    server) answers there within ``timeout_s``: ``ray.init`` itself waits ~60 s."""
     host, port = parse_address(address)
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
+            if _speaks_grpc(conn):
+                return
+            reason = "it answered, but not as a Ray (gRPC) server"
     except OSError as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
     raise ValueError(

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import math
 import platform
+import tempfile
 import threading
 import time
 import uuid
@@ -101,6 +102,7 @@ class Run:
         self._abort = threading.Event()
         self._done = threading.Event()
         self._result: RunResult | None = None
+        self.save_error: str | None = None  # why the final save to ``out`` failed
         self._thread = threading.Thread(target=self._drain_loop, daemon=True,
                                         name=f"rafale-drain-{self.run_id}")
 
@@ -233,7 +235,12 @@ class Run:
                     break
                 if self.spec.out and time.monotonic() >= next_checkpoint:
                     began = time.monotonic()
-                    self._save(final=False)
+                    try:
+                        self._save(final=False)
+                    except Exception as exc:  # noqa: BLE001 - the run goes on; final save retries
+                        note = f"checkpoint to {self.spec.out} failed: {exc!r}"
+                        if note not in self._notes:
+                            self._notes.append(note)
                     spent = time.monotonic() - began
                     next_checkpoint = time.monotonic() + max(CHECKPOINT_EVERY_S, 10 * spent)
                 self._abort.wait(max(0.0, tick + DRAIN_EVERY_S - time.monotonic()))
@@ -326,7 +333,8 @@ class Run:
             if self.spec.out:
                 self._save(final=True)
         except Exception as exc:  # noqa: BLE001 - keep the result in memory at least
-            self._notes.append(f"saving to {self.spec.out} failed: {exc!r}")
+            self.save_error = f"saving to {self.spec.out} failed: {exc!r}"
+            self._notes.append(self.save_error)
         self._result = self.result()
         self._report()
         self._done.set()
@@ -405,6 +413,23 @@ def _node_infos(node_ids: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def check_out_writable(out: str | None) -> None:
+    """Create ``out`` and write a probe file in it, else ValueError naming it.
+
+    RunSpec checks permissions with os.access, which says yes to root everywhere (also on
+    read-only file systems such as /sys); only a real write tells before any traffic.
+    """
+    if out is None:
+        return
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".rafale-write-probe-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"out {out!r} cannot be written ({exc.strerror or exc}); choose a "
+                         "directory you can write") from None
+
+
 def start(*, spec: RunSpec | None = None,
           on_progress: Callable[[Snapshot], None] | None = None, **options: Any) -> Run:
     """Validate, resolve, place and start a run; return the :class:`Run` at once.
@@ -423,6 +448,7 @@ def start(*, spec: RunSpec | None = None,
     elif options:
         spec = spec.replace(**options)
     entries = resolve(spec)
+    check_out_writable(spec.out)
     if spec.insecure:
         warnings.warn("insecure: TLS certificates are NOT verified for this run",
                       stacklevel=2)

@@ -1,0 +1,423 @@
+"""Faults of a whole run through the driver and the CLI: a lost actor, a removed node, a
+signalled driver. Real Ray, the embedded target; what the driver records in meta.json.
+
+Engine-level faults (target down, slow, resets...) are in test_engine_faults.py; the
+placement-level loss (without the driver) is in tests/cluster/test_multinode.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from analysis import store
+from cluster import cli, placement
+from cluster.run import Run, start
+from cluster.target import Target
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+# Ray notices a node whose raylet died within ~1.5 s instead of the default ~30 s.
+FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
+                   "health_check_timeout_ms": 500}
+TAG = "RAFALE_TEST_TAG"  # an environment variable every process of one CLI run inherits
+
+
+def options(target: Target, **changes: Any) -> dict[str, Any]:
+    return {"urls": target.https_url, "resolve": target.resolve, "cacert": str(target.ca_file),
+            "http": "2", "max_in_flight": 50, "timeout_s": 5, **changes}
+
+
+def wait_until_elapsed(run: Run, elapsed_s: float) -> None:
+    time.sleep(max(0.0, run.start_at_s + elapsed_s - time.time()))
+
+
+def wait_until_drained(run: Run, actor: int, second: int, timeout_s: float = 5.0
+                       ) -> set[tuple[int, int]]:
+    """(actor, second) of every window drained once ``actor``'s ``second`` is among them.
+
+    A window still inside an actor when it is lost goes with it (it was never drained);
+    waiting for the drain makes "every second before the loss is kept" exact.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        drained = {(int(w["actor"]), int(w["second"])) for w in run.windows()}
+        if (actor, second) in drained or time.monotonic() > deadline:
+            return drained
+        time.sleep(0.05)
+
+
+def actor_seconds(windows: pd.DataFrame) -> set[tuple[int, int]]:
+    return {(int(a), int(s)) for a, s in zip(windows["actor"], windows["second"], strict=True)}
+
+
+def sent_by(windows: pd.DataFrame, *keys: str) -> pd.Series:
+    return windows.groupby(list(keys))["sent"].sum()
+
+
+def assert_seconds_contiguous(windows: pd.DataFrame) -> None:
+    """Every actor's windows are seconds 0..n-1, each once: nothing drained was dropped."""
+    for actor, seconds in windows.groupby("actor")["second"]:
+        assert sorted(seconds) == list(range(len(seconds))), (actor, sorted(seconds))
+
+
+# ----- ray.kill of one actor (local Ray) ------------------------------------------------------
+
+
+@pytest.fixture
+def local_ray() -> Iterator[None]:
+    ray.shutdown()  # a Ray left by another module: this test owns its own
+    placement.connect(None)
+    yield
+    ray.shutdown()
+
+
+def test_killed_actor_is_saved_in_meta_and_no_drained_second_is_lost(
+        target: Target, local_ray: None, tmp_path: Path) -> None:
+    rate, duration_s, actors = 400, 5, 2
+    out = tmp_path / "killed"
+    run = start(**options(target, rate_per_s=rate, duration_s=duration_s, actors=actors,
+                          out=str(out)))
+    wait_until_elapsed(run, 1.2)
+    drained_before = wait_until_drained(run, 1, 0)
+    assert (1, 0) in drained_before
+    ray.kill(run._actors[1].handle, no_restart=True)
+    killed_at_s = time.time() - run.start_at_s
+    result = run.wait(timeout=60)
+
+    saved = store.load(out)
+    meta = saved.meta
+    assert meta["ended"] == "completed", meta["notes"]
+    [lost] = meta["lost"]
+    detect_s = lost["at_s"] - killed_at_s
+    print(f"actor 1 killed at {killed_at_s:.2f} s, recorded at {lost['at_s']:.2f} s "
+          f"(+{detect_s:.2f} s), in flight lost {lost['in_flight_lost']}, {lost['reason']}")
+    assert lost["actor"] == 1 and meta["lost_actors"] == [1]
+    assert lost["node"] == run._actors[1].node_id and lost["pid"] == run._actors[1].pid
+    assert isinstance(lost["in_flight_lost"], int) and 0 <= lost["in_flight_lost"] <= 50
+    assert "died" in lost["reason"]
+    assert 0 <= detect_s <= 2.5
+    assert meta["lost_nodes"] == []  # the node is still there
+    assert saved.summary["requests"] == result.summary["requests"]
+
+    # Nothing drained before the kill is lost, and the saved windows have no holes.
+    kept = actor_seconds(saved.windows)
+    assert drained_before and drained_before <= kept
+    assert_seconds_contiguous(saved.windows)
+    # Every second before the kill (all the survivor's, all the drained ones of the killed
+    # actor): each actor sent its half of the schedule (±1).
+    per_actor = sent_by(saved.windows, "actor", "second")
+    intended = saved.windows.groupby(["actor", "second"])["intended"].sum()
+    before = drained_before | {(0, s) for s in range(math.floor(killed_at_s))}
+    for key in sorted(before):
+        assert abs(per_actor[key] - rate / actors) <= 1, (key, per_actor)
+        assert abs(intended[key] - rate / actors) <= 1, (key, intended)
+    # From the first whole second after the loss was recorded, actor 0 sends the full rate.
+    per_second = sent_by(saved.windows, "second")
+    after = range(math.ceil(lost["at_s"]), duration_s)
+    print("sent per second:", dict(per_second))
+    assert list(after), lost
+    for second in after:
+        assert abs(per_second[second] - rate) <= 0.05 * rate, dict(per_second)
+
+
+# ----- a removed node (3 nodes x 1 CPU on loopback) --------------------------------------------
+
+
+@pytest.fixture
+def three_nodes() -> Iterator[Cluster]:
+    """Head + 2 workers, 1 CPU each, bound to loopback; the driver connects by address."""
+    ray.shutdown()
+    cluster = Cluster(shutdown_at_exit=True)
+    try:
+        with placement.loopback_ray():
+            cluster.add_node(num_cpus=1, include_dashboard=False, _system_config=FAST_NODE_DEATH)
+            for _ in range(2):
+                cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
+        target: Target, three_nodes: Cluster, tmp_path: Path) -> None:
+    rate, duration_s = 300, 7
+    out = tmp_path / "removed"
+    run = start(**options(target, rate_per_s=rate, duration_s=duration_s, actors="auto",
+                          address=three_nodes.address, out=str(out)))
+    shape = run.meta()["cluster"]
+    node_ids = {n.node_id for n in [three_nodes.head_node, *three_nodes.worker_nodes]
+                if n is not None}
+    assert shape["node_count"] == 3 and shape["actors"] == 3
+    assert shape["actors_per_node"] == dict.fromkeys(node_ids, 1)
+    assert {a.node_id for a in run._actors} == node_ids
+
+    assert three_nodes.head_node is not None
+    victim = next(a for a in run._actors if a.node_id != three_nodes.head_node.node_id)
+    node = next(n for n in three_nodes.worker_nodes if n.node_id == victim.node_id)
+    wait_until_elapsed(run, 2.1)
+    drained_before = wait_until_drained(run, victim.index, 1)
+    assert (victim.index, 1) in drained_before
+    removed_at_s = time.time() - run.start_at_s
+    three_nodes.remove_node(node, allow_graceful=False)  # as if the host died
+    result = run.wait(timeout=60)
+
+    saved = store.load(out)
+    meta = saved.meta
+    assert meta["ended"] == "completed", meta["notes"]
+    [lost] = meta["lost"]
+    detect_s = lost["at_s"] - removed_at_s
+    print(f"node of actor {victim.index} removed at {removed_at_s:.2f} s, recorded at "
+          f"{lost['at_s']:.2f} s (+{detect_s:.2f} s), in flight lost "
+          f"{lost['in_flight_lost']}, {lost['reason']}")
+    assert lost["actor"] == victim.index and lost["node"] == victim.node_id
+    assert meta["lost_nodes"] == [victim.node_id]
+    assert 0 <= detect_s <= 6
+    assert meta["cluster"]["node_count"] == 3  # the shape the run started with
+    assert saved.summary["requests"] == result.summary["requests"]
+
+    kept = actor_seconds(saved.windows)
+    assert drained_before and drained_before <= kept
+    assert_seconds_contiguous(saved.windows)
+    per_actor = sent_by(saved.windows, "actor", "second")
+    # Every second before the removal (all the survivors', the drained ones of the lost
+    # actor): 3 x 100 (±1).
+    before = drained_before | {(a.index, s) for a in run._actors if a is not victim
+                               for s in range(math.floor(removed_at_s))}
+    for key in sorted(before):
+        assert abs(per_actor[key] - rate / 3) <= 1, (key, per_actor)
+    per_second = sent_by(saved.windows, "second")
+    after = list(range(math.ceil(lost["at_s"]), duration_s))
+    print("sent per second:", dict(per_second), "checked after the loss:", after)
+    assert after, lost
+    for second in after:  # the two survivors carry the whole target rate
+        assert abs(per_second[second] - rate) <= 0.10 * rate, dict(per_second)
+        assert set(saved.windows[saved.windows["second"] == second]["actor"]) == (
+            {0, 1, 2} - {victim.index})
+
+
+# ----- Ctrl-C / SIGTERM of the CLI driver ------------------------------------------------------
+
+
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    """Processes whose environment carries ``TAG=tag``: the CLI and every Ray process it
+    started (GCS, raylet, agents, workers, ray::SenderActor)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(TAG) == tag:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def names(processes: list[psutil.Process]) -> list[str]:
+    out = []
+    for process in processes:
+        try:
+            out.append(f"{process.pid} {process.name()}")
+        except psutil.Error:
+            out.append(f"{process.pid} (gone)")
+    return out
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path: Path,
+                                                         how: str) -> None:
+    """Ctrl-C goes to the terminal's whole process group (the CLI and the Ray processes it
+    started); SIGTERM to the CLI alone, as a process manager would send it."""
+    out = tmp_path / "signalled"
+    tag = uuid.uuid4().hex
+    args = [sys.executable, "-m", "cluster.cli", "run", target.https_url, "--rate", "200",
+            "--duration", "60s", "--actors", "2", "--out", str(out), "--no-charts",
+            "--cacert", str(target.ca_file)]
+    for entry in target.resolve:
+        args += ["--resolve", entry]
+    process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, TAG: tag},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    lines: list[str] = []
+    sending = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if re.search(r"sent [1-9]", line):
+                sending.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert sending.wait(60), "".join(lines)
+        time.sleep(2.0)
+        senders = [p for p in tagged_processes(tag) if "SenderActor" in p.name()]
+        assert len(senders) == 2, names(tagged_processes(tag))
+        signalled_at = time.time()
+        if how == "Ctrl-C":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=30)
+        exited_s = time.time() - signalled_at
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    reader.join(5)
+    stderr = "".join(lines)
+    print(f"{how}: exited {exited_s:.2f} s after the signal")
+    assert process.returncode == cli.EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "ended: interrupted" in stdout and f"saved to {out}" in stdout, stdout
+
+    # No actor, raylet or other Ray process of this run outlives the CLI.
+    deadline = time.monotonic() + 10
+    while (left := tagged_processes(tag)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, names(left)
+
+    result = store.load(out)
+    meta = result.meta
+    assert meta["ended"] == "interrupted" and meta["lost"] == []
+    assert meta["ended_at"] is not None
+    signal_s = signalled_at - meta["start_at_s"]
+    assert signal_s >= 2
+    assert_seconds_contiguous(result.windows)
+    per_actor = sent_by(result.windows, "actor", "second")
+    for second in range(math.floor(signal_s)):  # every whole second before the signal
+        for actor in (0, 1):
+            assert abs(per_actor[(actor, second)] - 100) <= 1, per_actor
+    requests = result.summary["requests"]
+    assert requests["sent"] == requests["completed"] + requests["failed"]  # stop let them end
+    assert requests["failed"] == 0
+    assert requests["sent"] < 200 * (signal_s + 2)
+
+
+# ----- results that cannot be saved ------------------------------------------------------------
+
+
+def test_out_replaced_by_a_file_mid_run_fails_loudly_but_the_run_goes_on(
+        target: Target, tmp_path: Path) -> None:
+    """The first checkpoint fails: the run goes on to the end. The final save fails too: the
+    CLI says so and exits 1 instead of printing "saved to"."""
+    out = tmp_path / "vanishing"
+    args = [sys.executable, "-m", "cluster.cli", "run", target.https_url, "--rate", "100",
+            "--duration", "6s", "--actors", "1", "--out", str(out), "--no-charts",
+            "--cacert", str(target.ca_file)]
+    for entry in target.resolve:
+        args += ["--resolve", entry]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if re.search(r"sent [1-9]", line):
+                break
+        assert out.is_dir()
+        shutil.rmtree(out)
+        out.write_text("not a directory any more\n")
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = "".join(lines) + stderr
+    assert process.returncode == cli.EXIT_FAILED, stderr
+    assert "ended: completed" in stdout, stdout  # the failed checkpoint did not end the run
+    assert f"rafale: error: saving to {out} failed" in stderr, stderr
+    assert "saved to" not in stdout
+    assert "Traceback" not in stderr
+
+
+# ----- bad input through the CLI: exit 2 before Ray starts ------------------------------------
+
+
+def unused_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def not_a_certificate(directory: Path) -> str:
+    path = directory / "not-a-cert.pem"
+    path.write_text("just text, no certificate\n")
+    return str(path)
+
+
+# (case, extra arguments, fragment of the message); <dir> is the test's tmp_path
+BAD_CLI: list[tuple[str, list[str], str]] = [
+    ("cacert not a certificate", ["--cacert", "<dir>/not-a-cert.pem"], "<dir>/not-a-cert.pem"),
+    # os.access says yes to root even on a read-only file system; only a write tells
+    ("out not writable", ["--out", "/sys/rafale-results"], "/sys/rafale-results"),
+    ("address refused", ["--address", "127.0.0.1:<port>"], "127.0.0.1:<port>"),
+]
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [(e, f) for _, e, f in BAD_CLI],
+                         ids=[case for case, _, _ in BAD_CLI])
+def test_bad_input_exits_2_naming_the_value_without_starting_ray(
+        extra: list[str], fragment: str, tmp_path: Path) -> None:
+    not_a_certificate(tmp_path)
+    port = str(unused_loopback_port())
+    extra = [a.replace("<dir>", str(tmp_path)).replace("<port>", port) for a in extra]
+    fragment = fragment.replace("<dir>", str(tmp_path)).replace("<port>", port)
+    ray_dir = tmp_path / "ray-tmp"  # a Ray started by the CLI would put its session here
+    ray_dir.mkdir()
+    tag = uuid.uuid4().hex
+    env = {**os.environ, TAG: tag, "RAY_TMPDIR": str(ray_dir)}
+    began = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cluster.cli", "run", "https://rafale.test:8443/", "--rate", "5",
+         "--resolve", "rafale.test:8443:127.0.0.1", *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started: set[str] = set()
+    while process.poll() is None and time.monotonic() - began < 20:
+        started |= {p.name() for p in tagged_processes(tag) if p.pid != process.pid}
+        time.sleep(0.1)
+    stdout, stderr = process.communicate(timeout=10)
+    took_s = time.monotonic() - began
+    assert process.returncode == cli.EXIT_BAD_INPUT, stderr
+    assert stderr.startswith("rafale: error: ") and fragment in stderr, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert took_s < 10, took_s
+    assert not {"raylet", "gcs_server"} & started, started
+    assert list(ray_dir.iterdir()) == []
+
+
+def test_address_that_accepts_but_is_not_ray_is_refused_within_seconds(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # accepts connections (kernel backlog) but never speaks gRPC
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        env = {**os.environ, "RAY_TMPDIR": str(tmp_path)}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "cluster.cli", "run", "https://rafale.test:8443/",
+                 "--rate", "5", "--resolve", "rafale.test:8443:127.0.0.1", "--address", address],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=8)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"rafale run --address {address} still waiting after 8 s")
+    assert done.returncode == cli.EXIT_BAD_INPUT and address in done.stderr, done.stderr
