@@ -8,10 +8,8 @@ exceptions.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import select
 import threading
 import time
 from collections import deque
@@ -23,14 +21,8 @@ import pycurl
 from actors.config import EngineConfig
 from actors.handles import NEGOTIATED_VERSION, new_easy, new_multi, pin_cycle
 from actors.pacing import Pacer, Schedule, Stage, StripedPacer, UnlimitedPacer
+from actors.sockets import SocketWatch
 from actors.stats import Recorder, error_kind
-
-_EPOLL_CURL = {
-    pycurl.POLL_IN: select.EPOLLIN,
-    pycurl.POLL_OUT: select.EPOLLOUT,
-    pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
-}
-_ERR = select.EPOLLERR | select.EPOLLHUP
 
 
 class Engine:
@@ -177,52 +169,27 @@ class Engine:
 
     def _run(self, start_at_s: float | None) -> None:
         cfg = self.config
-        epoll = select.epoll()
+        sockets = SocketWatch(self._wake_fd)
         multi = new_multi(cfg)
-        fds: dict[int, int] = {}
         curl_deadline = [math.inf]
-
-        def on_socket(what: int, fd: int, _multi: object, _data: object) -> None:
-            # With HTTP/1.1 curl drops and re-adds a connection's socket for every request.
-            # A dropped socket stays in epoll (mask 0 here) and is re-armed with one
-            # modify; if it fires while dropped, the loop unregisters it then. A closed fd
-            # leaves epoll by itself, so modify fails and the new socket is registered.
-            if what == pycurl.POLL_REMOVE:
-                if fd in fds:
-                    fds[fd] = 0
-                return
-            mask = _EPOLL_CURL[what]
-            old = fds.get(fd)
-            if old == mask:
-                return
-            if old is None:
-                epoll.register(fd, mask)
-            else:
-                try:
-                    epoll.modify(fd, mask)
-                except FileNotFoundError:
-                    epoll.register(fd, mask)
-            fds[fd] = mask
 
         def on_timer(timeout_ms: int) -> None:
             curl_deadline[0] = math.inf if timeout_ms < 0 else time.monotonic() + timeout_ms / 1e3
 
-        multi.setopt(pycurl.M_SOCKETFUNCTION, on_socket)
+        multi.setopt(pycurl.M_SOCKETFUNCTION, sockets.on_socket)
         multi.setopt(pycurl.M_TIMERFUNCTION, on_timer)
-        epoll.register(self._wake_fd, select.EPOLLIN)
 
         wall_offset = 0.0 if start_at_s is None else start_at_s - time.time()
         self._start = time.monotonic() + max(wall_offset, 0.0)
         while (left := self._start - time.monotonic()) > 0 and not self._commands:
             time.sleep(min(left, 0.05))
         try:
-            self._loop(multi, epoll, curl_deadline, fds)
+            self._loop(multi, sockets, curl_deadline)
         finally:
             multi.close()
-            epoll.close()
+            sockets.close()
 
-    def _loop(self, multi: pycurl.CurlMulti, epoll: select.epoll, deadline: list[float],
-              fds: dict[int, int]) -> None:
+    def _loop(self, multi: pycurl.CurlMulti, sockets: SocketWatch, deadline: list[float]) -> None:
         cfg, rec = self.config, self.recorder
         free: list[pycurl.Curl] = []
         busy: set[pycurl.Curl] = set()
@@ -232,7 +199,6 @@ class Engine:
         cap = min(cfg.in_flight_step, cfg.max_in_flight)
         cap_full_at = -math.inf
         second = 0
-        wake_fd = self._wake_fd
         monotonic = time.monotonic
         process_time = time.process_time
         cpu0 = process_time()
@@ -241,6 +207,7 @@ class Engine:
         due_s = self._pacer.due_s(self._j)
         pacer = self._pacer
         socket_action = multi.socket_action
+        poll = sockets.poll
         info_read = multi.info_read
         record_done = rec.on_completed
         record_failed = rec.on_failed
@@ -300,30 +267,15 @@ class Engine:
             # requests up to 1 ms late: wait the whole ms in epoll, sleep the sub-ms rest.
             timeout = wait_until - monotonic()
             if timeout >= 0.001:
-                events = epoll.poll(int(timeout * 1000) / 1000)
+                ready = poll(int(timeout * 1000) / 1000)
             else:
                 if timeout > 0:
                     time.sleep(timeout)
-                events = epoll.poll(0)
+                ready = poll(0)
             woke = monotonic()
             if int(woke - start) > second:  # what the events bring belongs to the new second
                 second = self._roll(woke, closed, cpu0)
-            for fd, ev in events:
-                if fd == wake_fd:
-                    os.eventfd_read(wake_fd)
-                    continue
-                if not fds.get(fd):
-                    fds.pop(fd, None)
-                    with contextlib.suppress(OSError):
-                        epoll.unregister(fd)
-                    continue
-                mask = 0
-                if ev & select.EPOLLIN:
-                    mask |= pycurl.CSELECT_IN
-                if ev & select.EPOLLOUT:
-                    mask |= pycurl.CSELECT_OUT
-                if ev & _ERR:
-                    mask |= pycurl.CSELECT_ERR
+            for fd, mask in ready:
                 socket_action(fd, mask)
             if deadline[0] <= monotonic():
                 deadline[0] = math.inf

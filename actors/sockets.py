@@ -1,0 +1,97 @@
+"""curl's sockets in one epoll, with interest changes applied lazily, just before a wait.
+
+libcurl tells the engine which sockets to watch through ``CURLMOPT_SOCKETFUNCTION``. It
+changes its mind often: with HTTP/2 it asks for IN+OUT around every request it sends and
+then for IN again; with HTTP/1.1 it drops a connection's socket after every response and
+adds it back for the next request. Applying each change at once costs an ``epoll_ctl``
+(and often two per request); here the callback only records what curl wants, and
+:meth:`SocketWatch.poll` brings epoll in line once, so a change undone before the next
+wait costs nothing.
+
+A dropped socket stays registered until it fires (then it is removed), so re-adding it
+is one ``modify``. A closed fd leaves epoll by itself: its entry is marked stale, and the
+next registration of that number tries ``modify`` and falls back to ``register``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+
+import pycurl
+
+_EPOLL_FOR_CURL = {
+    pycurl.POLL_IN: select.EPOLLIN,
+    pycurl.POLL_OUT: select.EPOLLOUT,
+    pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
+}
+_ERR = select.EPOLLERR | select.EPOLLHUP
+_STALE = -1  # registered once, but the fd may have been closed since
+
+
+class SocketWatch:
+    """An epoll of curl's sockets plus one wake-up fd (for control calls)."""
+
+    def __init__(self, wake_fd: int) -> None:
+        self.epoll = select.epoll()
+        self.wake_fd = wake_fd
+        self.epoll.register(wake_fd, select.EPOLLIN)
+        self._want: dict[int, int] = {}  # what curl wants now; 0 = dropped
+        self._have: dict[int, int] = {}  # what epoll has
+        self._dirty: set[int] = set()
+
+    def on_socket(self, what: int, fd: int, _multi: object, _data: object) -> None:
+        """``CURLMOPT_SOCKETFUNCTION``: only record what curl wants."""
+        if what == pycurl.POLL_REMOVE:
+            self._want[fd] = 0
+            if fd in self._have:
+                self._have[fd] = _STALE
+            return
+        self._want[fd] = _EPOLL_FOR_CURL[what]
+        self._dirty.add(fd)
+
+    def _sync(self) -> None:
+        epoll, want, have = self.epoll, self._want, self._have
+        for fd in self._dirty:
+            mask = want.get(fd, 0)
+            if not mask or have.get(fd) == mask:
+                continue
+            if fd in have:
+                try:
+                    epoll.modify(fd, mask)
+                except FileNotFoundError:
+                    epoll.register(fd, mask)
+            else:
+                epoll.register(fd, mask)
+            have[fd] = mask
+        self._dirty.clear()
+
+    def poll(self, timeout_s: float) -> list[tuple[int, int]]:
+        """Wait up to ``timeout_s``; return (fd, curl CSELECT mask) for curl's ready sockets.
+
+        A wake-up on the wake fd is consumed and not returned."""
+        if self._dirty:
+            self._sync()
+        ready: list[tuple[int, int]] = []
+        for fd, events in self.epoll.poll(timeout_s):
+            if fd == self.wake_fd:
+                os.eventfd_read(fd)
+                continue
+            if not self._want.get(fd):  # curl dropped it: stop watching it now
+                self._have.pop(fd, None)
+                with contextlib.suppress(OSError):
+                    self.epoll.unregister(fd)
+                continue
+            mask = 0
+            if events & select.EPOLLIN:
+                mask |= pycurl.CSELECT_IN
+            if events & select.EPOLLOUT:
+                mask |= pycurl.CSELECT_OUT
+            if events & _ERR:
+                mask |= pycurl.CSELECT_ERR
+            ready.append((fd, mask))
+        return ready
+
+    def close(self) -> None:
+        self.epoll.close()
