@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import threading
 from typing import Any
 
 from actors.config import EngineConfig, ResolveEntry
@@ -57,3 +60,23 @@ def total(windows: Windows) -> dict[str, Any]:
 
 def by_second(windows: Windows) -> dict[int, dict[str, Any]]:
     return {w["second"]: w for w in windows}
+
+
+def follow_stderr(
+    process: subprocess.Popen[str],
+) -> tuple[list[str], threading.Event, threading.Thread]:
+    """Collect a ``rafale run`` process's stderr lines in a (returned) thread; the event is
+    set once its progress line reports requests sent."""
+    lines: list[str] = []
+    sending = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if re.search(r"sent [1-9]", line):
+                sending.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, sending, reader

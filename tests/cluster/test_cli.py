@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 from analysis import store
 from cluster import cli, placement
 from cluster.target import Target
+from tests.helpers import follow_stderr
 
 RAFALE = [sys.executable, "-m", "cluster.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,18 +142,7 @@ def test_sigterm_stops_and_saves(target: Target, tmp_path: Path) -> None:
         [*RAFALE, "run", target.https_url, "--rate", "200", "--duration", "60s", "--out",
          str(out), "--no-charts", *target_args(target)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    sending = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if re.search(r"sent [1-9]", line):
-                sending.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    lines, sending, _ = follow_stderr(process)
     try:
         assert sending.wait(60), "".join(lines)
         time.sleep(1.0)

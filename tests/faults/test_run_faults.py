@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from analysis import store
 from cluster import cli, placement
 from cluster.run import Run, start
 from cluster.target import Target
+from tests.helpers import follow_stderr
 
 pytestmark = pytest.mark.slow
 
@@ -258,18 +258,7 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
     process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, TAG: tag},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
-    lines: list[str] = []
-    sending = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if re.search(r"sent [1-9]", line):
-                sending.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    lines, sending, reader = follow_stderr(process)
     try:
         assert sending.wait(60), "".join(lines)
         time.sleep(2.0)
