@@ -11,10 +11,7 @@ killed (so the next run in the same process gets their CPUs) and the result is s
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import math
-import platform
-import tempfile
 import threading
 import time
 import uuid
@@ -31,6 +28,8 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from actors.config import ResolveEntry
 from analysis import frames, store
 from cluster import placement
+from cluster.meta import alive_node_ids, node_infos, run_meta
+from cluster.options import check_out_writable
 from cluster.progress import Snapshot, Tracker
 from cluster.resolve import engine_entries, resolve
 from cluster.spec import RunSpec
@@ -288,7 +287,7 @@ class Run:
     def _missing(self, actor: _Actor, now: float, why: str) -> None:
         if actor.missing_since is None:
             actor.missing_since = now
-        alive_nodes = _alive_node_ids()
+        alive_nodes = alive_node_ids()
         node_alive = alive_nodes is None or actor.node_id in alive_nodes
         if not node_alive or now - actor.missing_since >= LOST_AFTER_S:
             self._lose(actor, why if node_alive else "node removed")
@@ -297,7 +296,7 @@ class Run:
         actor.alive = False
         self._lost.append({**actor.info(), "at_s": round(self.elapsed_s, 3),
                            "in_flight_lost": actor.in_flight, "reason": reason})
-        alive_nodes = _alive_node_ids()
+        alive_nodes = alive_node_ids()
         if (alive_nodes is not None and actor.node_id not in alive_nodes
                 and actor.node_id not in self._lost_nodes):
             self._lost_nodes.append(actor.node_id)
@@ -347,87 +346,10 @@ class Run:
 
     def meta(self) -> dict[str, Any]:
         """meta.json content (header values redacted by spec.redacted and store.save)."""
-        spec = self.spec.redacted()
-        spec["actors_option"] = spec["actors"]
-        spec["actors"] = len(self._actors)
-        per_node: dict[str, int] = {}
-        for actor in self._actors:
-            per_node[actor.node_id] = per_node.get(actor.node_id, 0) + 1
-        schedule = self.spec.schedule()
-        ended_at = getattr(self, "_ended_at_s", None)
-        return {
-            "run_id": self.run_id, "label": self.spec.label, "http": self.spec.http,
-            "dns": self.spec.dns, "spec": spec,
-            "resolve": [str(e) for e in self._entries],
-            "schedule": {"duration_s": self.spec.run_s,
-                         "total_requests": schedule.total() if schedule else None},
-            "cluster": {"address": self.spec.address or "local", "nodes": self._node_infos,
-                        "node_count": len(per_node), "actors": len(self._actors),
-                        "actors_per_node": per_node},
-            "actors": [a.info() for a in self._actors],
-            "versions": versions(),
-            "started_at": _iso(self.start_at_s), "start_at_s": self.start_at_s,
-            "ended": self._ended or "running", "ended_at": _iso(ended_at) if ended_at else None,
-            "lost": list(self._lost), "lost_actors": [x["actor"] for x in self._lost],
-            "lost_nodes": list(self._lost_nodes), "insecure": self.spec.insecure,
-            "notes": list(self._notes),
-        }
-
-
-def _iso(epoch_s: float) -> str:
-    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _alive_node_ids() -> set[str] | None:
-    """Ids of the alive Ray nodes, or None when Ray cannot tell right now."""
-    try:
-        return {str(getattr(n, "node_id", "")) for n in placement.nodes()}
-    except Exception:  # noqa: BLE001 - Ray busy: assume nothing changed
-        return None
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        rafale = version("rafale")
-    except PackageNotFoundError:
-        rafale = "unknown"
-    try:
-        import pycurl
-
-        libcurl = str(pycurl.version_info()[1])
-    except ImportError:
-        libcurl = "unknown"
-    return {"rafale": rafale, "libcurl": libcurl, "ray": ray.__version__,
-            "python": platform.python_version()}
-
-
-def _node_infos(node_ids: list[str]) -> list[dict[str, Any]]:
-    out = []
-    for node in placement.nodes():
-        node_id = str(getattr(node, "node_id", ""))
-        out.append({"node_id": node_id, "ip": getattr(node, "ip", ""),
-                    "hostname": getattr(node, "hostname", ""),
-                    "cpus": getattr(node, "cpus", None), "actors": node_ids.count(node_id)})
-    return out
-
-
-def check_out_writable(out: str | None) -> None:
-    """Create ``out`` and write a probe file in it, else ValueError naming it.
-
-    RunSpec checks permissions with os.access, which says yes to root everywhere (also on
-    read-only file systems such as /sys); only a real write tells before any traffic.
-    """
-    if out is None:
-        return
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".rafale-write-probe-"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"out {out!r} cannot be written ({exc.strerror or exc}); choose a "
-                         "directory you can write") from None
+        return run_meta(self.spec, self.run_id, self._entries, self._node_infos,
+                        [a.info() for a in self._actors], start_at_s=self.start_at_s,
+                        ended=self._ended, ended_at_s=getattr(self, "_ended_at_s", None),
+                        lost=self._lost, lost_nodes=self._lost_nodes, notes=self._notes)
 
 
 def start(*, spec: RunSpec | None = None,
@@ -474,7 +396,7 @@ def start(*, spec: RunSpec | None = None,
     except BaseException:
         placement.kill_all(handles)
         raise
-    run = Run(spec, actors, start_at_s, entries, _node_infos(node_ids), on_progress)
+    run = Run(spec, actors, start_at_s, entries, node_infos(node_ids), on_progress)
     run._thread.start()
     _current = run
     return run

@@ -10,24 +10,32 @@ value and what would be valid. Header values never appear in ``repr`` or ``redac
 from __future__ import annotations
 
 import math
-import os
-import re
 import resource
 import warnings
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from actors.config import (
     DNS_MODES,
-    HTTP_VERSIONS,
     EngineConfig,
     ResolveEntry,
     check_url,
     url_host_port,
 )
 from actors.pacing import Schedule
+from cluster.options import (
+    as_number,
+    check_writable,
+    normalize_http,
+    parse_duration,
+    parse_headers,
+    parse_resolve,
+    parse_stages,
+    planned_connections,
+    positive,
+    redact_url,
+)
 
 __all__ = ["RunSpec", "normalize_http", "parse_duration", "parse_stages", "planned_connections"]
 
@@ -35,150 +43,10 @@ DEFAULT_DURATION_S = 10.0
 PEM_MARKER = "-----BEGIN CERTIFICATE-----"
 # File descriptors a sender process needs besides its connections (Ray worker, epoll, logs).
 FD_OVERHEAD = 256
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 class ResourceRiskWarning(RuntimeWarning):
     """The run may hit a resource limit (e.g. open files) but is not certain to."""
-
-
-# ----------------------------------------------------------------------------- parsing
-
-
-def parse_duration(value: Any, name: str = "duration") -> float:
-    """Seconds from ``10``, ``2.5``, ``"10"``, ``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} {value!r} is not a duration; expected e.g. 10, 10s, 2m")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError(
-            f"{name} {value!r} is not a duration; expected seconds or a number with a unit "
-            "(ms, s, m, h), e.g. 10, 10s, 2m"
-        )
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def parse_stages(value: Any) -> tuple[tuple[float, float], ...]:
-    """Stages from ``"10s:100,20s:500"`` or a sequence of (duration, target rate) pairs."""
-    hint = "expected DURATION:RATE[,DURATION:RATE...] e.g. 10s:100,20s:500"
-    if isinstance(value, str):
-        items: list[Any] = [p.split(":") for p in value.split(",") if p.strip()]
-        if not items:
-            raise ValueError(f"stages {value!r} is empty; {hint}")
-    elif isinstance(value, Iterable):
-        items = list(value)
-    else:
-        raise ValueError(f"stages {value!r} is malformed; {hint}")
-    out: list[tuple[float, float]] = []
-    for item in items:
-        shown = ":".join(map(str, item)) if isinstance(value, str) else repr(item)
-        try:
-            duration, rate = item
-            duration_s = parse_duration(duration, "stage duration")
-            rate_per_s = _number("stage rate", rate)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"stage {shown!r} of stages {value!r} is malformed ({exc}); "
-                             f"{hint}") from None
-        if not (math.isfinite(duration_s) and duration_s > 0):
-            raise ValueError(f"stage {shown!r}: duration must be > 0 s; {hint}")
-        if not (math.isfinite(rate_per_s) and rate_per_s >= 0):
-            raise ValueError(f"stage {shown!r}: rate must be a finite number >= 0 req/s; {hint}")
-        out.append((duration_s, rate_per_s))
-    return tuple(out)
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{name} {value!r} is not a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} {value!r} is not a number") from None
-
-
-def _positive(name: str, value: Any, unit: str, *, integer: bool = False) -> Any:
-    """``value`` as a number > 0 (an integer >= 1 if ``integer``), else ValueError."""
-    kind = "an integer >= 1" if integer else "a finite number > 0"
-    try:
-        number = _number(name, value)
-    except ValueError:
-        number = math.nan
-    ok = math.isfinite(number) and number > 0 and (not integer or number == int(number))
-    if not ok:
-        raise ValueError(f"{name} must be {kind} ({unit}), got {value!r}")
-    return int(number) if integer else number
-
-
-def _headers(value: Any) -> tuple[tuple[str, str], ...]:
-    if isinstance(value, Mapping):
-        items: list[Any] = list(value.items())
-    elif isinstance(value, str):
-        items = [value]
-    else:
-        items = list(value)
-    out: list[tuple[str, str]] = []
-    for item in items:
-        if isinstance(item, str):
-            name, sep, text = item.partition(":")
-            if not sep:
-                raise ValueError(f"header {name.strip()!r} has no value; expected 'Name: value'")
-            pair = (name.strip(), text.strip())
-        else:
-            pair = (str(item[0]).strip(), str(item[1]))
-        if not _TOKEN.match(pair[0]):
-            raise ValueError(f"header name {pair[0]!r} is not a valid HTTP header name")
-        if "\r" in pair[1] or "\n" in pair[1]:
-            raise ValueError(f"header {pair[0]!r} value contains a line break")
-        out.append(pair)
-    return tuple(out)
-
-
-def _resolve(value: Any) -> tuple[ResolveEntry, ...]:
-    items = [value] if isinstance(value, str | ResolveEntry) else list(value)
-    entries: list[ResolveEntry] = []
-    for item in items:
-        if isinstance(item, ResolveEntry):
-            entries.append(item)
-        elif isinstance(item, str):
-            entries.extend(ResolveEntry.parse(part) for part in _split_resolve(item))
-        else:
-            raise ValueError(f"resolve entry {item!r} is malformed; expected HOST:PORT:ADDR[,ADDR]")
-    return tuple(entries)
-
-
-def _split_resolve(text: str) -> list[str]:
-    """One entry, or several separated by whitespace or ';'."""
-    return [p for p in re.split(r"[\s;]+", text.strip()) if p] or [text]
-
-
-def normalize_http(value: Any) -> str:
-    """``2``, ``"2.0"``, ``"http/2"`` -> ``"2"``; ``"h2c"`` -> ``"2c"``; else ValueError."""
-    http = str(value).strip().lower().removeprefix("http/").removeprefix("http")
-    http = {"2.0": "2", "3.0": "3", "1": "1.1", "h2c": "2c", "h2": "2", "h3": "3"}.get(http, http)
-    if http not in HTTP_VERSIONS:
-        raise ValueError(f"http {value!r} is not supported; expected one of "
-                         f"{', '.join(HTTP_VERSIONS)}")
-    return http
-
-
-def planned_connections(http: str, max_in_flight: int, streams_per_connection: int,
-                        max_connections: int | None, addresses: int = 1) -> int:
-    """Most connections one sender may open: one per request for HTTP/1.1, else enough
-    streams for the in-flight cap (at least one per pinned address)."""
-    if http == "1.1":
-        planned = max_in_flight
-    else:
-        planned = max(math.ceil(max_in_flight / streams_per_connection), addresses)
-    return planned if max_connections is None else min(planned, max_connections)
-
-
-def redact_url(url: str) -> str:
-    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}<redacted>@", url)
 
 
 # ----------------------------------------------------------------------------- the spec
@@ -234,11 +102,11 @@ class RunSpec:
         if not method.isalpha():
             raise ValueError(f"method {self.method!r} is not an HTTP method, e.g. GET or POST")
         put(self, "method", method)
-        put(self, "headers", _headers(self.headers))
+        put(self, "headers", parse_headers(self.headers))
         if isinstance(self.body, str):
             put(self, "body", self.body.encode())
         self._check_schedule()
-        put(self, "resolve", _resolve(self.resolve))
+        put(self, "resolve", parse_resolve(self.resolve))
         if self.nameserver is not None and not str(self.nameserver).strip():
             raise ValueError("nameserver '' is empty; expected an IP address like 127.0.0.53")
         self._check_limits()
@@ -271,7 +139,7 @@ class RunSpec:
             raise ValueError(f"ramp {self.ramp_s!r} must be a duration >= 0 s")
         put(self, "ramp_s", ramp_s)
         if self.rate_per_s is not None:
-            rate = _number("rate", self.rate_per_s)
+            rate = as_number("rate", self.rate_per_s)
             if not (math.isfinite(rate) and rate > 0):
                 raise ValueError(f"rate {self.rate_per_s!r} must be a finite number > 0 req/s "
                                  "(leave it out for the closed model)")
@@ -306,20 +174,20 @@ class RunSpec:
             put(self, "actors", "auto")
         else:
             try:
-                put(self, "actors", _positive("actors", actors, "count", integer=True))
+                put(self, "actors", positive("actors", actors, "count", integer=True))
             except ValueError:
                 raise ValueError(f"actors {actors!r} must be 'auto' (one per CPU) or an "
                                  "integer >= 1") from None
-        put(self, "max_in_flight", _positive("max_in_flight", self.max_in_flight,
+        put(self, "max_in_flight", positive("max_in_flight", self.max_in_flight,
                                              "requests per actor", integer=True))
-        put(self, "in_flight_step", _positive("in_flight_step", self.in_flight_step,
+        put(self, "in_flight_step", positive("in_flight_step", self.in_flight_step,
                                               "requests", integer=True))
-        put(self, "streams_per_connection", _positive(
+        put(self, "streams_per_connection", positive(
             "streams_per_connection", self.streams_per_connection, "streams", integer=True))
         if self.max_connections is not None:
-            put(self, "max_connections", _positive("max_connections", self.max_connections,
+            put(self, "max_connections", positive("max_connections", self.max_connections,
                                                    "connections per actor", integer=True))
-        put(self, "timeout_s", _positive("timeout", parse_duration(self.timeout_s, "timeout"),
+        put(self, "timeout_s", positive("timeout", parse_duration(self.timeout_s, "timeout"),
                                          "seconds"))
         self._check_open_files()
 
@@ -356,7 +224,7 @@ class RunSpec:
                                  f"{PEM_MARKER!r} line); expected a PEM CA certificate file")
             object.__setattr__(self, "cacert", str(path))
         if self.out is not None:
-            _check_writable(str(self.out))
+            check_writable(str(self.out))
             object.__setattr__(self, "out", str(Path(str(self.out)).expanduser()))
 
     # ----- what the run uses -------------------------------------------------------------
@@ -420,20 +288,3 @@ class RunSpec:
             values["stages"] = ()
         values.update(changes)
         return RunSpec(**values)
-
-
-def _check_writable(out: str) -> None:
-    path = Path(out).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError(f"out {out!r} exists and is not a directory; expected a directory "
-                             "to write results to")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ValueError(f"out {out!r} is not writable; choose a directory you can write")
-        return
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"out {out!r} cannot be created: {str(parent)!r} is not a writable "
-                         "directory")

