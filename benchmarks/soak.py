@@ -40,7 +40,8 @@ from typing import Any
 import psutil
 import ray
 
-from cluster.run import Run, start, versions
+from cluster.meta import versions
+from cluster.run import Run, start
 from cluster.target import Target
 
 MIB = 1024 * 1024

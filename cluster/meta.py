@@ -1,17 +1,15 @@
 """What a run's meta.json says: the spec (redacted), the cluster shape, the versions,
-start and end, lost actors and nodes, and notes."""
+start and end, lost actors and nodes, and notes. Ray is imported only when asked."""
 
 from __future__ import annotations
 
 import datetime as dt
 import platform
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ray
-
-from actors.config import ResolveEntry
-from cluster import placement
-from cluster.spec import RunSpec
+if TYPE_CHECKING:
+    from actors.config import ResolveEntry
+    from cluster.spec import RunSpec
 
 
 def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
@@ -52,6 +50,8 @@ def iso(epoch_s: float) -> str:
 
 def alive_node_ids() -> set[str] | None:
     """Ids of the alive Ray nodes, or None when Ray cannot tell right now."""
+    from cluster import placement
+
     try:
         return {str(getattr(n, "node_id", "")) for n in placement.nodes()}
     except Exception:  # noqa: BLE001 - Ray busy: assume nothing changed
@@ -60,6 +60,8 @@ def alive_node_ids() -> set[str] | None:
 
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
+
+    import ray
 
     try:
         rafale = version("rafale")
@@ -76,6 +78,8 @@ def versions() -> dict[str, str]:
 
 
 def node_infos(node_ids: list[str]) -> list[dict[str, Any]]:
+    from cluster import placement
+
     out = []
     for node in placement.nodes():
         node_id = str(getattr(node, "node_id", ""))
