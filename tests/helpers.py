@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 from typing import Any
@@ -80,3 +81,11 @@ def follow_stderr(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     return lines, sending, reader
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must take Ctrl-C as a terminal's foreground job does.
+
+    A test run started in the background by a non-interactive shell inherits SIGINT as
+    ignored, and Python then installs no KeyboardInterrupt handler in its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,6 +22,7 @@ import pytest
 
 from cluster import target as target_module
 from cluster.target import BIG_BODY_BYTES, Target, TargetOptions
+from tests.helpers import default_sigint
 
 H1, H2, H2C, H3 = "1.1", "2", "2c", "3"
 CURL_VERSION = {
@@ -261,6 +262,7 @@ def test_main_foreground_prints_and_stops_on_sigint() -> None:
     code = "from cluster.target import main_foreground; raise SystemExit(main_foreground())"
     child = subprocess.Popen(
         [sys.executable, "-c", code],
+        preexec_fn=default_sigint,
         cwd=Path(target_module.__file__).parents[1],
         stdout=subprocess.PIPE,
         text=True,

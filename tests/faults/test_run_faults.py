@@ -31,7 +31,7 @@ from analysis import store
 from cluster import cli, placement
 from cluster.run import Run, start
 from cluster.target import Target
-from tests.helpers import follow_stderr
+from tests.helpers import default_sigint, follow_stderr
 
 pytestmark = pytest.mark.slow
 
@@ -257,7 +257,7 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
         args += ["--resolve", entry]
     process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, TAG: tag},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=default_sigint)
     lines, sending, reader = follow_stderr(process)
     try:
         assert sending.wait(60), "".join(lines)
