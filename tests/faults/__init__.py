@@ -18,6 +18,7 @@ from hdrh.histogram import HdrHistogram
 from actors.config import EngineConfig
 from actors.engine import Engine
 from actors.stats import error_kind
+from cluster.target import Target
 from tests.helpers import Windows, by_second, plain_config, target_config, total  # noqa: F401
 
 
@@ -62,6 +63,19 @@ def run_engine(
 
 def sleep_until(at_monotonic: float) -> None:
     time.sleep(max(0.0, at_monotonic - time.monotonic()))
+
+
+def kill_then_restart(victim: Target, kill_at_s: float, back_at_s: float
+                      ) -> Callable[[float], None]:
+    """A ``during`` for run_engine: SIGKILL the target at kill_at_s (a crash), start it
+    again at back_at_s on the same ports and CA (returns once TLS verifies)."""
+    def during(start: float) -> None:
+        sleep_until(start + kill_at_s)
+        victim.kill()
+        sleep_until(start + back_at_s)
+        victim.start()
+
+    return during
 
 
 def free_loopback_port() -> int:

@@ -17,6 +17,7 @@ from actors.pacing import Schedule, Stage
 from cluster.target import Target
 from tests.faults import (
     books_balance,
+    kill_then_restart,
     plain_config,
     run_engine,
     sleep_until,
@@ -75,13 +76,7 @@ def test_with_failures_completed_le_server_count_le_sent(
     config = target_config(victim, http, schedule=Schedule.constant(rate, duration_s),
                            duration_s=duration_s, timeout_s=2.0, connect_timeout_s=1.0)
 
-    def kill_then_restart(start: float) -> None:
-        sleep_until(start + 1.0)
-        victim.kill()
-        sleep_until(start + 1.5)
-        victim.start()
-
-    engine, windows, _ = run_engine(config, kill_then_restart)
+    engine, windows, _ = run_engine(config, kill_then_restart(victim, 1.0, 1.5))
     totals = books_balance(windows, engine, intended=int(rate * duration_s))
     assert totals["failed"] > 0, "the kill did not show"
     assert totals["completed"] > rate  # before the kill and after the restart

@@ -23,6 +23,7 @@ from tests.faults import (
     by_second,
     error_kinds,
     free_loopback_port,
+    kill_then_restart,
     percentile_us,
     plain_config,
     run_engine,
@@ -89,13 +90,7 @@ def test_target_killed_and_restarted_fails_then_recovers(
     config = target_config(victim, http, schedule=Schedule.constant(rate, duration_s),
                            duration_s=duration_s, timeout_s=2.0, connect_timeout_s=1.0)
 
-    def kill_then_restart(start: float) -> None:
-        sleep_until(start + 1.2)
-        victim.kill()
-        sleep_until(start + 2.0)
-        victim.start()  # same ports, same CA; returns once TLS verifies on every address
-
-    engine, windows, _ = run_engine(config, kill_then_restart)
+    engine, windows, _ = run_engine(config, kill_then_restart(victim, 1.2, 2.0))
     totals = books_balance(windows, engine, intended=rate * int(duration_s))
     seconds = by_second(windows)
     before, gap, after = seconds[0], seconds[1], seconds[3]
