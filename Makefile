@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench target clean
+.PHONY: demo test lint bench target notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,13 +13,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m cluster.demo
+	$(PY) -m rafale.cluster.demo
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check actors cluster analysis tests benchmarks notebooks
+	$(VENV)/bin/ruff check rafale/__init__.py actors cluster analysis tests benchmarks notebooks
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
@@ -27,6 +27,12 @@ bench: $(STAMP)
 
 target: $(STAMP)
 	$(VENV)/bin/rafale target
+
+# Sync each notebooks/NAME.py with NAME.ipynb (the newer one's cells win), then run both
+# notebooks in place with their default parameters, keeping the outputs (a few minutes).
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
+	$(PY) notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -1,42 +1,31 @@
-"""Frozen, validated configuration of one sender engine.
+"""Frozen configuration of one sender engine.
 
-Everything here is checked in ``__post_init__`` so that a bad value fails before any
-traffic, with a message naming the value and what would be valid.
+User input is checked once, by ``RunSpec`` (cluster/spec.py) with the helpers of
+:mod:`rafale.actors.checks`; an ``EngineConfig`` is built from a checked spec
+(``RunSpec.engine_config``), so ``__post_init__`` only asserts its invariants: a broken
+one is a bug in the caller, raised as ``AssertionError``. ``ResolveEntry`` still parses
+and checks the text it is given.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import math
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 from urllib.parse import urlsplit
 
-from actors.pacing import Schedule
+from rafale.actors.checks import (
+    DNS_MODES,
+    HTTP_VERSIONS,
+    check_address,
+    number_ok,
+)
+from rafale.actors.pacing import Schedule
 
-HttpVersion = Literal["1.1", "2", "2c", "3"]
-DnsMode = Literal["system", "pinned"]
-HTTP_VERSIONS: tuple[str, ...] = get_args(HttpVersion)
-DNS_MODES: tuple[str, ...] = get_args(DnsMode)
-_TLS_ONLY = {"2", "3"}
 GRACE_MARGIN_S = 0.2
-_CLEARTEXT_ONLY = {"2c"}
 
 
 def _bracket(address: str) -> str:
     """An address as it appears in a curl host:port:address option."""
     return f"[{address}]" if ":" in address else address
-
-
-def check_address(address: str) -> str:
-    """Return ``address`` if it is a literal IPv4/IPv6 address, else raise ValueError."""
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        raise ValueError(
-            f"address {address!r} is not an IP address; expected e.g. 127.0.0.2 or ::1"
-        ) from None
-    return address
 
 
 @dataclass(frozen=True)
@@ -88,30 +77,6 @@ def url_host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "", port
 
 
-def check_url(url: str, http: str) -> None:
-    """Raise ValueError if ``url`` is malformed or its scheme does not fit ``http``."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as exc:
-        raise ValueError(f"URL {url!r} is malformed: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"URL {url!r} has scheme {parts.scheme!r}; expected http or https")
-    if not parts.hostname:
-        raise ValueError(f"URL {url!r} has no host; expected e.g. https://example.test/")
-    if http in _TLS_ONLY and parts.scheme != "https":
-        raise ValueError(f"http {http} needs an https:// URL, got {url!r} (use 1.1 or 2c)")
-    if http in _CLEARTEXT_ONLY and parts.scheme != "http":
-        raise ValueError(f"http 2c is cleartext and needs an http:// URL, got {url!r}")
-
-
-def _positive(name: str, value: float, *, integer: bool = False) -> None:
-    bad = not isinstance(value, int | float) or isinstance(value, bool)
-    if bad or not math.isfinite(value) or value <= 0 or (integer and int(value) != value):
-        kind = "a positive integer" if integer else "a positive finite number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class EngineConfig:
     """What one sender engine does. ``schedule=None`` is the closed model."""
@@ -140,38 +105,32 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):
             object.__setattr__(self, "urls", (self.urls,))
-        if not self.urls:
-            raise ValueError("no target URL given; expected at least one http(s) URL")
-        if self.http not in HTTP_VERSIONS:
-            raise ValueError(f"http {self.http!r} is not supported; expected one of "
-                             f"{', '.join(HTTP_VERSIONS)}")
-        if self.dns not in DNS_MODES:
-            raise ValueError(f"dns {self.dns!r} is not supported; expected one of "
-                             f"{', '.join(DNS_MODES)}")
-        for url in self.urls:
-            check_url(url, self.http)
-        if not self.method or not self.method.isalpha():
-            raise ValueError(f"method {self.method!r} is not an HTTP method, e.g. GET or POST")
-        for name, value in (("timeout_s", self.timeout_s),
-                            ("connect_timeout_s", self.connect_timeout_s),
-                            ("duration_s", self.duration_s)):
-            _positive(name, value)
-        for name, ivalue in (("max_in_flight", self.max_in_flight),
-                             ("in_flight_step", self.in_flight_step),
-                             ("streams_per_connection", self.streams_per_connection),
-                             ("actor_count", self.actor_count)):
-            _positive(name, ivalue, integer=True)
-        if self.max_connections is not None:
-            _positive("max_connections", self.max_connections, integer=True)
-        if not 0 <= self.actor_index < self.actor_count:
-            raise ValueError(f"actor_index {self.actor_index} must be in 0..{self.actor_count - 1}")
-        if self.dns == "pinned":
-            missing = [u for u in self.urls if not self.pins_for(u)]
-            if missing:
-                raise ValueError(f"dns pinned needs addresses for {missing[0]!r}; give a "
-                                 "resolve entry HOST:PORT:ADDR[,ADDR] for its host and port")
-        if self.drain_s is not None and (self.drain_s < 0 or not math.isfinite(self.drain_s)):
-            raise ValueError(f"drain_s must be >= 0, got {self.drain_s!r}")
+        self._invariant(bool(self.urls) and all(
+            isinstance(u, str) and u.startswith(("http://", "https://")) for u in self.urls),
+            "urls")
+        self._invariant(self.http in HTTP_VERSIONS, "http")
+        self._invariant(self.dns in DNS_MODES, "dns")
+        self._invariant(isinstance(self.method, str) and self.method.isalpha(), "method")
+        for name in ("timeout_s", "connect_timeout_s", "duration_s"):
+            self._invariant(number_ok(getattr(self, name)), name)
+        for name in ("max_in_flight", "in_flight_step", "streams_per_connection",
+                     "actor_count"):
+            self._invariant(number_ok(getattr(self, name), integer=True), name)
+        self._invariant(self.max_connections is None
+                        or number_ok(self.max_connections, integer=True), "max_connections")
+        self._invariant(isinstance(self.actor_index, int)
+                        and 0 <= self.actor_index < self.actor_count, "actor_index")
+        self._invariant(self.dns != "pinned" or all(self.pins_for(u) for u in self.urls),
+                        "resolve")
+        self._invariant(self.drain_s is None or number_ok(self.drain_s, zero_ok=True),
+                        "drain_s")
+
+    def _invariant(self, ok: bool, name: str) -> None:
+        """Raise AssertionError naming the field if an invariant does not hold."""
+        if not ok:
+            raise AssertionError(
+                f"EngineConfig.{name}={getattr(self, name)!r} breaks an invariant; build "
+                "configs from a checked spec (RunSpec.engine_config)")
 
     def pins_for(self, url: str) -> tuple[str, ...]:
         """Addresses known for the URL's host and port (from ``resolve``)."""

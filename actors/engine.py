@@ -18,11 +18,12 @@ from typing import Any
 
 import pycurl
 
-from actors.config import EngineConfig
-from actors.handles import NEGOTIATED_VERSION, new_easy, new_multi, pin_cycle
-from actors.pacing import Pacer, Schedule, Stage, StripedPacer, UnlimitedPacer
-from actors.sockets import SocketWatch
-from actors.stats import Recorder, error_kind
+from rafale.actors.checks import check_index, check_number, check_rate
+from rafale.actors.config import EngineConfig
+from rafale.actors.handles import NEGOTIATED_VERSION, new_easy, new_multi, pin_cycle
+from rafale.actors.pacing import Pacer, Schedule, Stage, StripedPacer, UnlimitedPacer
+from rafale.actors.sockets import SocketWatch
+from rafale.actors.stats import Recorder, error_kind
 
 
 class Engine:
@@ -69,13 +70,12 @@ class Engine:
         self._post(self._do_resume)
 
     def set_rate(self, rate_per_s: float) -> None:
-        if not (math.isfinite(rate_per_s) and rate_per_s > 0):
-            raise ValueError(f"rate must be a positive finite number of req/s, got {rate_per_s!r}")
-        self._post(lambda: self._do_set_rate(rate_per_s))
+        rate = check_rate(rate_per_s)
+        self._post(lambda: self._do_set_rate(rate))
 
     def set_stripe(self, index: int, count: int) -> None:
-        if not 0 <= index < count:
-            raise ValueError(f"stripe index {index} must be in 0..{count - 1}")
+        count = check_number("stripe count", count, "actors", integer=True)
+        index = check_index("stripe index", index, count)
         self._post(lambda: self._do_set_stripe(index, count))
 
     def stop(self) -> None:

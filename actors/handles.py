@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pycurl
 
-from actors.config import EngineConfig
+from rafale.actors.config import EngineConfig
 
 CURL_HTTP_VERSION = {
     "1.1": pycurl.CURL_HTTP_VERSION_1_1,

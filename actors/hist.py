@@ -1,30 +1,23 @@
-"""Latency HdrHistograms: creation, a numpy bulk fold equal to ``record_value``, exact add.
+"""Recording latencies in bulk: a numpy fold equal to hdrh's ``record_value``.
 
 ``HdrHistogram.record_value`` costs ~1.8 µs a value in pure Python; the engine appends raw
 µs values to lists and folds them here once per window, with the same bucket arithmetic
-as ``hdrh``. ``hdrh``'s own ``add`` resets min to 0 when one side is empty, hence
-:func:`add_histogram`.
+as ``hdrh``. The histogram's range, creation, encoding and merging are the window
+contract's (``actors/contract.py``).
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 600_000_000  # 10 minutes
-HIST_SIGNIFICANT_DIGITS = 3
-
-
-def new_histogram() -> HdrHistogram:
-    """An empty latency histogram: 1 µs .. 10 min, 3 significant digits."""
-    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_SIGNIFICANT_DIGITS)
-
-
-def _counts_view(hist: HdrHistogram) -> np.ndarray:
-    return np.ctypeslib.as_array(hist.counts)
+from rafale.actors.contract import (
+    HIST_HIGHEST_US,
+    HIST_LOWEST_US,
+    VECTOR_OK,
+    counts_view,
+    new_histogram,
+)
 
 
 def _indexes(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
@@ -39,16 +32,11 @@ def _indexes(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
 
 
 def _vector_ok() -> bool:
-    """Check once that the hdrh internals match what the vectorised fold assumes."""
+    """Check once that the vectorised index arithmetic matches hdrh's own."""
+    if not VECTOR_OK:
+        return False
     try:
         hist = new_histogram()
-        view = _counts_view(hist)
-        if view.dtype != np.uint64 or view.shape != (hist.counts_len,):
-            return False
-        view[1] += 1
-        if hist.counts[1] != 1:
-            return False
-        view[1] = 0
         probe = [0, 1, 2, 3, 1000, 2047, 2048, 2049, 4095, 4096, 123_456, 999_999,
                  HIST_HIGHEST_US - 1, HIST_HIGHEST_US]
         probe += [(1 << p) + d for p in range(1, 30) for d in (-1, 0, 1)]
@@ -75,48 +63,8 @@ def fold_values(hist: HdrHistogram, values: list[int]) -> None:
     arr = np.asarray(values, dtype=np.int64)
     np.clip(arr, HIST_LOWEST_US, HIST_HIGHEST_US, out=arr)
     counts = np.bincount(_indexes(hist, arr))
-    view = _counts_view(hist)
+    view = counts_view(hist)
     view[: counts.shape[0]] += counts.astype(np.uint64)
     hist.total_count += arr.shape[0]
     hist.min_value = min(hist.min_value, int(arr.min()))
     hist.max_value = max(hist.max_value, int(arr.max()))
-
-
-def add_histogram(dst: HdrHistogram, src: HdrHistogram) -> None:
-    """dst += src, keeping min and max exact (hdrh's ``add`` resets min to 0 on an empty side)."""
-    if src.total_count == 0:
-        return
-    if not VECTOR_FOLD or dst.counts_len != src.counts_len:
-        dst.add(src)
-        return
-    _counts_view(dst)[:] += _counts_view(src)
-    dst.total_count += src.total_count
-    dst.min_value = min(dst.min_value, src.min_value)
-    dst.max_value = max(dst.max_value, src.max_value)
-
-
-def clear_histogram(hist: HdrHistogram) -> None:
-    """``hist.reset()`` without its Python loop over ~21k counters."""
-    if not VECTOR_FOLD:
-        hist.reset()
-        return
-    _counts_view(hist)[:] = 0
-    hist.total_count = 0
-    hist.min_value = sys.maxsize
-    hist.max_value = 0
-    hist.start_time_stamp_msec = sys.maxsize
-    hist.end_time_stamp_msec = 0
-
-
-_EMPTY_ENCODED = new_histogram().encode().decode("ascii")
-
-
-def encode(hist: HdrHistogram | None) -> str:
-    if hist is None or hist.total_count == 0:
-        return _EMPTY_ENCODED
-    return hist.encode().decode("ascii")
-
-
-def decode(encoded: str) -> HdrHistogram | None:
-    hist = HdrHistogram.decode(encoded)
-    return hist if hist.total_count else None

@@ -22,23 +22,15 @@ import sys
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 from typing import Protocol
+
+from rafale.actors.checks import check_index, check_number
 
 __all__ = ["Pacer", "Schedule", "Stage", "StripedPacer", "UnlimitedPacer"]
 
 _INF = math.inf
 # Relative slack when deciding whether the schedule's total integral is a whole number.
 _TOTAL_TOL = 1e-9
-
-
-def _check_number(name: str, value: float, *, positive: bool) -> None:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value > 0 if positive else value >= 0
-    if not ok:
-        valid = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {valid}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -50,9 +42,9 @@ class Stage:
     end_rate_per_s: float
 
     def __post_init__(self) -> None:
-        _check_number("Stage.duration_s", self.duration_s, positive=True)
-        _check_number("Stage.start_rate_per_s", self.start_rate_per_s, positive=False)
-        _check_number("Stage.end_rate_per_s", self.end_rate_per_s, positive=False)
+        check_number("Stage.duration_s", self.duration_s, "s")
+        check_number("Stage.start_rate_per_s", self.start_rate_per_s, "req/s", zero_ok=True)
+        check_number("Stage.end_rate_per_s", self.end_rate_per_s, "req/s", zero_ok=True)
 
     @property
     def slope_per_s2(self) -> float:
@@ -128,8 +120,8 @@ class Schedule:
     @classmethod
     def ramp_then_constant(cls, rate_per_s: float, ramp_s: float, duration_s: float) -> Schedule:
         """Linear from 0 to rate_per_s over ramp_s, then constant; duration_s in total."""
-        _check_number("ramp_s", ramp_s, positive=False)
-        _check_number("duration_s", duration_s, positive=True)
+        check_number("ramp_s", ramp_s, "s", zero_ok=True)
+        check_number("duration_s", duration_s, "s")
         if ramp_s > duration_s:
             raise ValueError(f"ramp_s must be <= duration_s ({duration_s!r}), got {ramp_s!r}")
         if ramp_s == 0:
@@ -229,8 +221,8 @@ class Schedule:
         The integral is continuous at at_s (no burst, no gap) and every request due
         before at_s keeps its exact time. at_s at or past the end returns self.
         """
-        _check_number("at_s", at_s, positive=False)
-        _check_number("rate_per_s", rate_per_s, positive=False)
+        check_number("at_s", at_s, "s", zero_ok=True)
+        check_number("rate_per_s", rate_per_s, "req/s", zero_ok=True)
         end = self._end_s
         if at_s >= end:
             return self
@@ -274,13 +266,12 @@ class StripedPacer:
     def __post_init__(self) -> None:
         if not isinstance(self.schedule, Schedule):
             raise ValueError(f"StripedPacer.schedule must be a Schedule, got {self.schedule!r}")
-        if not isinstance(self.count, int) or self.count < 1:
-            raise ValueError(f"StripedPacer.count must be an int >= 1, got {self.count!r}")
-        if not isinstance(self.index, int) or not 0 <= self.index < self.count:
-            raise ValueError(f"StripedPacer.index must be an int in 0..{self.count - 1}, "
-                             f"got {self.index!r}")
-        if not isinstance(self.start_k, int) or self.start_k < 0:
-            raise ValueError(f"StripedPacer.start_k must be an int >= 0, got {self.start_k!r}")
+        count = check_number("StripedPacer.count", self.count, "actors", integer=True)
+        check_index("StripedPacer.index", self.index, count)
+        start_k = check_number("StripedPacer.start_k", self.start_k, "requests", zero_ok=True,
+                               integer=True)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "start_k", start_k)
         first = self.start_k + (self.index - self.start_k) % self.count
         object.__setattr__(self, "_first_k", first)
 
@@ -310,9 +301,9 @@ class UnlimitedPacer:
     total_requests: int = sys.maxsize
 
     def __post_init__(self) -> None:
-        if not isinstance(self.total_requests, int) or self.total_requests < 0:
-            raise ValueError(f"UnlimitedPacer.total_requests must be an int >= 0, "
-                             f"got {self.total_requests!r}")
+        total = check_number("UnlimitedPacer.total_requests", self.total_requests, "requests",
+                             zero_ok=True, integer=True)
+        object.__setattr__(self, "total_requests", total)
 
     def due_s(self, j: int) -> float:
         return 0.0 if j < self.total_requests else _INF

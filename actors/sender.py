@@ -17,8 +17,10 @@ import socket
 import threading
 from typing import Any
 
-from actors.config import EngineConfig
-from actors.engine import Engine
+from rafale.actors.checks import check_rate
+from rafale.actors.config import EngineConfig
+from rafale.actors.engine import Engine
+from rafale.actors.handles import libcurl_version
 
 
 def _node_id() -> str:
@@ -62,12 +64,13 @@ class SenderActor:
     # ----- where am I ------------------------------------------------------------------
 
     def where(self) -> dict[str, Any]:
-        """Ray node id ("" outside Ray), hostname, ip and pid of this actor."""
+        """Ray node id ("" outside Ray), hostname, ip, pid and libcurl version of this actor."""
         return {
             "node_id": _node_id(),
             "hostname": socket.gethostname(),
             "ip": _local_ip(),
             "pid": os.getpid(),
+            "libcurl": libcurl_version(),
         }
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -130,8 +133,9 @@ class SenderActor:
             self._engine.resume()
 
     def set_rate(self, rate_per_s: float) -> None:
+        rate = check_rate(rate_per_s)  # a bad rate is refused even once the run is over
         if not self._finished():
-            self._engine.set_rate(rate_per_s)
+            self._engine.set_rate(rate)
 
     def set_stripe(self, index: int, count: int) -> None:
         if not self._finished():

@@ -1,8 +1,8 @@
 """Per-actor, per-second stats windows, and the recorder the engine calls per request.
 
 A window is one actor's stats for one second of the run; ``Window.to_data()`` gives the
-plain-data dict of the window contract (CONTRACTS.md). Windows merge losslessly: counters
-and dicts are summed, latency HdrHistograms are added.
+plain-data dict of the window contract (``actors/contract.py``, which also says how
+windows merge: the driver merges them, actors never do).
 
 The :class:`Recorder` hot path is a handful of attribute updates per request: latencies
 are appended to two plain lists and folded into the histograms once per window, with
@@ -16,32 +16,22 @@ No ray, no pycurl here.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from actors.hist import (
-    HIST_HIGHEST_US,
-    HIST_LOWEST_US,
-    HIST_SIGNIFICANT_DIGITS,
-    add_histogram,
+from rafale.actors.contract import (
+    COUNTERS,
+    DIMENSIONS,
+    LATENCY_CORRECTED,
+    LATENCY_RAW,
     clear_histogram,
-    decode,
     encode,
-    fold_values,
     new_histogram,
 )
+from rafale.actors.hist import fold_values
 
-__all__ = [
-    "HIST_HIGHEST_US", "HIST_LOWEST_US", "HIST_SIGNIFICANT_DIGITS", "Recorder", "Window",
-    "ERROR_KINDS", "add_histogram", "error_kind", "fold_values", "merge_data", "merge_windows",
-    "new_histogram",
-]
-
-COUNTERS = ("intended", "sent", "completed", "failed", "late", "in_flight", "bytes_in",
-            "new_connections", "loops")
-DICTS = ("status", "error", "address", "version")
+__all__ = ["ERROR_KINDS", "Recorder", "Window", "error_kind"]
 
 # libcurl CURLcode numbers -> error kind (numbers, so that pycurl is not imported here).
 _KIND_CODES: dict[str, tuple[int, ...]] = {
@@ -72,31 +62,35 @@ def error_kind(curl_code: int) -> str:
 # ----- windows --------------------------------------------------------------------------
 
 
-def _status_key(key: str | int) -> int | str:
-    try:
-        return int(key)
-    except ValueError:
-        return key
-
-
 class Window:
     """One actor's stats for one second (mutable; owned by one actor until closed)."""
 
-    __slots__ = ("actor", "second", "intended", "sent", "completed", "failed", "late",
-                 "in_flight", "bytes_in", "new_connections", "loops", "cpu_s", "status",
-                 "error", "address", "version", "outcomes", "corrected_us", "raw_us",
-                 "hist_corrected", "hist_raw")
+    __slots__ = ("actor", "second", *COUNTERS, *DIMENSIONS, "outcomes", "corrected_us",
+                 "raw_us", "hist_corrected", "hist_raw")
+    # The counters (ints; cpu_s a float) and maps of the contract, as typed attributes.
+    intended: int
+    sent: int
+    completed: int
+    failed: int
+    late: int
+    in_flight: int
+    bytes_in: int
+    new_connections: int
+    loops: int
+    cpu_s: float
+    status: dict[int, int]
+    error: dict[str, int]
+    address: dict[str, int]
+    version: dict[str, int]
 
     def __init__(self, actor: int, second: int) -> None:
         self.actor = actor
         self.second = second
-        self.intended = self.sent = self.completed = self.failed = self.late = 0
-        self.in_flight = self.bytes_in = self.new_connections = self.loops = 0
+        for name in COUNTERS:
+            setattr(self, name, 0)
         self.cpu_s = 0.0
-        self.status: dict[int | str, int] = {}  # int HTTP status; str keys only in data
-        self.error: dict[str, int] = {}
-        self.address: dict[str, int] = {}
-        self.version: dict[str, int] = {}
+        for name in DIMENSIONS:
+            setattr(self, name, {})
         # Pending until fold(): completed responses by (status, version, address), and
         # latencies (µs) not yet in the histograms. The hot path touches only these.
         self.outcomes: dict[tuple[int, str, str], int] = {}
@@ -133,94 +127,16 @@ class Window:
             self.raw_us = []
 
     def to_data(self) -> dict[str, Any]:
-        """The plain-data dict of the window contract."""
+        """The plain-data dict of the window contract (``actors/contract.py``)."""
         self.fold()
-        return {
-            "actor": self.actor,
-            "second": self.second,
-            "intended": self.intended,
-            "sent": self.sent,
-            "completed": self.completed,
-            "failed": self.failed,
-            "late": self.late,
-            "in_flight": self.in_flight,
-            "bytes_in": self.bytes_in,
-            "new_connections": self.new_connections,
-            "cpu_s": float(self.cpu_s),
-            "loops": self.loops,
-            "status": {str(k): v for k, v in self.status.items()},
-            "error": dict(self.error),
-            "address": dict(self.address),
-            "version": dict(self.version),
-            "latency_corrected_us": encode(self.hist_corrected),
-            "latency_raw_us": encode(self.hist_raw),
-        }
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> Window:
-        """A window from its plain data (extra keys such as node or run_id are ignored)."""
-        required = ("actor", "second", *COUNTERS, "cpu_s", *DICTS, "latency_corrected_us",
-                    "latency_raw_us")
-        missing = [key for key in required if key not in data]
-        if missing:
-            raise ValueError(f"window data lacks keys {missing}; a window has {list(required)}")
-        w = cls(int(data["actor"]), int(data["second"]))
+        data: dict[str, Any] = {"actor": self.actor, "second": self.second}
         for name in COUNTERS:
-            setattr(w, name, int(data[name]))
-        w.cpu_s = float(data["cpu_s"])
-        w.status = {_status_key(k): int(v) for k, v in data["status"].items()}
-        w.error = {str(k): int(v) for k, v in data["error"].items()}
-        w.address = {str(k): int(v) for k, v in data["address"].items()}
-        w.version = {str(k): int(v) for k, v in data["version"].items()}
-        w.hist_corrected = decode(data["latency_corrected_us"])
-        w.hist_raw = decode(data["latency_raw_us"])
-        return w
-
-    def merge(self, other: Window, *, check: bool = True) -> Window:
-        """Add other into self (in place) and return self; actor and second must match."""
-        if check and (other.actor != self.actor or other.second != self.second):
-            raise ValueError(f"can only merge windows of the same actor and second, got "
-                             f"actor {self.actor} second {self.second} and actor "
-                             f"{other.actor} second {other.second}")
-        self.fold()
-        other.fold()
-        for name in COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.cpu_s += other.cpu_s
-        for name in DICTS:
-            mine: dict[Any, int] = getattr(self, name)
-            for key, count in getattr(other, name).items():
-                mine[key] = mine.get(key, 0) + count
-        if other.hist_corrected is not None and other.hist_corrected.total_count:
-            if self.hist_corrected is None:
-                self.hist_corrected = new_histogram()
-            add_histogram(self.hist_corrected, other.hist_corrected)
-        if other.hist_raw is not None and other.hist_raw.total_count:
-            if self.hist_raw is None:
-                self.hist_raw = new_histogram()
-            add_histogram(self.hist_raw, other.hist_raw)
-        return self
-
-
-def merge_data(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Merge two windows' plain data of the same actor and second."""
-    return Window.from_data(a).merge(Window.from_data(b)).to_data()
-
-
-def merge_windows(items: Iterable[dict[str, Any]], actor: int = -1) -> dict[str, Any]:
-    """Merge any number of windows of the same second (any actors) into one, as ``actor``."""
-    merged: Window | None = None
-    for data in items:
-        w = Window.from_data(data)
-        if merged is None:
-            merged = Window(actor, w.second)
-        elif w.second != merged.second:
-            raise ValueError(f"can only merge windows of one second, got seconds "
-                             f"{merged.second} and {w.second}")
-        merged.merge(w, check=False)
-    if merged is None:
-        raise ValueError("merge_windows needs at least one window, got none")
-    return merged.to_data()
+            data[name] = getattr(self, name)
+        for name in DIMENSIONS:
+            data[name] = {str(k): v for k, v in getattr(self, name).items()}
+        data[LATENCY_CORRECTED] = encode(self.hist_corrected)
+        data[LATENCY_RAW] = encode(self.hist_raw)
+        return data
 
 
 # ----- the recorder (hot path) ----------------------------------------------------------

@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import frames, plots, store
+from rafale.analysis import frames, plots, store
+from rafale.analysis.result import Result
 
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
@@ -19,7 +20,7 @@ SCALING_PNG = "scaling.png"
 SORT_COLUMNS = ("http", "dns", "actors", "run_id")
 
 
-def compare(results: Iterable[store.Result]) -> pd.DataFrame:
+def compare(results: Iterable[Result]) -> pd.DataFrame:
     """One `frames.run_row` per result, sorted by http, dns, actors, run_id."""
     rows = [frames.run_row(r) for r in results]
     frame = pd.DataFrame(rows)
@@ -66,7 +67,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def write_comparison(
-    directory: str | os.PathLike[str], results: Iterable[store.Result]
+    directory: str | os.PathLike[str], results: Iterable[Result]
 ) -> list[Path]:
     """Write comparison.md, comparison.csv, comparison.png and scaling.png; return the paths."""
     path = Path(directory)
@@ -88,6 +89,6 @@ def result_dirs(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(p.parent for p in root.rglob(store.META_FILE) if p.parent != root)
 
 
-def load_all(directory: str | os.PathLike[str]) -> list[store.Result]:
+def load_all(directory: str | os.PathLike[str]) -> list[Result]:
     """Load every result subdirectory of a matrix output directory."""
     return [store.load(p) for p in result_dirs(directory)]

@@ -1,87 +1,26 @@
-"""Pure functions from window frames to per-second, per-actor, per-node and per-key tables.
+"""Pure functions from windows to per-second, per-actor, per-node and per-key tables.
 
-Percentiles always come from merged HdrHistograms (windows merge losslessly), never from
-averaging per-window percentiles. Imports only pandas, numpy and hdrh.
+Sources are a :class:`~rafale.analysis.result.Result` (loaded, or a run's result, whose
+window log answers :func:`per_second` without decoding a histogram again), a (windows,
+counts) pair of DataFrames, or a windows DataFrame. Percentiles always come from merged
+HdrHistograms (:mod:`rafale.analysis.aggregate`), never from averaging per-window
+percentiles. Field names are the window contract's (``actors/contract.py``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
-from hdrh.histogram import HdrHistogram
 
-if TYPE_CHECKING:
-    from analysis.store import Result
+from rafale.actors.contract import COUNTERS, COUNTS_SCHEMA, DIMENSIONS, LATENCIES
+from rafale.analysis.aggregate import FRAME_PERCENTILES, Aggregate, kind_of
+from rafale.analysis.latency import merge_histograms, percentile_label, percentiles
+from rafale.analysis.result import Result
 
-# Contract: 1 µs .. 10 min, 3 significant digits.
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 600_000_000
-HIST_DIGITS = 3
-DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
-LATENCY_COLUMNS = ("latency_corrected_us", "latency_raw_us")
-COUNTER_COLUMNS = (
-    "intended", "sent", "completed", "failed", "late", "in_flight",
-    "bytes_in", "new_connections", "cpu_s", "loops",
-)
-DIMENSIONS = ("status", "error", "address", "version")
-
-Encoded = str | bytes
-Source = Union["Result", tuple[pd.DataFrame, pd.DataFrame], pd.DataFrame]
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
-
-
-def merge_histograms(encoded: Iterable[Encoded | HdrHistogram | None]) -> HdrHistogram:
-    """Add encoded (str or bytes) or decoded histograms into one; empty input gives an empty one."""
-    merged = new_histogram()
-    for item in encoded:
-        if item is None or (isinstance(item, float) and math.isnan(item)):
-            continue
-        if isinstance(item, HdrHistogram):
-            merged.add(item)
-        elif item:
-            merged.decode_and_add(item)
-    return merged
-
-
-def percentile_label(pct: float) -> str:
-    """50 -> 'p50', 99.9 -> 'p99.9'."""
-    return f"p{pct:g}"
-
-
-def percentiles(
-    encoded: Iterable[Encoded | HdrHistogram | None] | HdrHistogram,
-    pcts: Sequence[float] = DEFAULT_PERCENTILES,
-) -> dict[float, int | None]:
-    """Latency at each percentile (same unit as recorded, µs) of the merged histograms.
-
-    Returns None for every percentile when no sample was recorded.
-    """
-    hist = encoded if isinstance(encoded, HdrHistogram) else merge_histograms(encoded)
-    if hist.get_total_count() == 0:
-        return {float(p): None for p in pcts}
-    return {float(p): int(hist.get_value_at_percentile(p)) for p in pcts}
-
-
-def latency_summary(
-    encoded: Iterable[Encoded | HdrHistogram | None],
-    pcts: Sequence[float] = DEFAULT_PERCENTILES,
-) -> dict[str, Any]:
-    """{'count', 'mean', 'p50', ..., 'max'} in µs (None when there are no samples)."""
-    hist = merge_histograms(encoded)
-    count = int(hist.get_total_count())
-    out: dict[str, Any] = {"count": count}
-    out["mean"] = float(hist.get_mean_value()) if count else None
-    for pct, value in percentiles(hist, pcts).items():
-        out[percentile_label(pct)] = value
-    out["max"] = int(hist.get_max_value()) if count else None
-    return out
+Source: TypeAlias = Result | tuple[pd.DataFrame, pd.DataFrame] | pd.DataFrame
 
 
 # --------------------------------------------------------------------------- sources
@@ -97,28 +36,20 @@ def split_source(source: Source) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def empty_counts() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "run_id": pd.Series([], dtype="str"),
-            "actor": pd.Series([], dtype="int64"),
-            "second": pd.Series([], dtype="int64"),
-            "dimension": pd.Series([], dtype="str"),
-            "key": pd.Series([], dtype="str"),
-            "count": pd.Series([], dtype="int64"),
-        }
-    )
+    return COUNTS_SCHEMA.empty_table().to_pandas()
 
 
 def _pct_columns(
     groups: Mapping[Any, pd.DataFrame], pcts: Sequence[float]
 ) -> dict[str, list[float]]:
     cols: dict[str, list[float]] = {}
-    for column in LATENCY_COLUMNS:
-        kind = column.removeprefix("latency_").removesuffix("_us")  # corrected / raw
+    for column in LATENCIES:
+        kind = kind_of(column)
         for pct in pcts:
             cols[f"{percentile_label(pct)}_{kind}_us"] = []
         for frame in groups.values():
-            values = percentiles(frame[column], pcts) if column in frame else {}
+            values = (percentiles(merge_histograms(frame[column]), pcts) if column in frame
+                      else {})
             for pct in pcts:
                 value = values.get(float(pct))
                 cols[f"{percentile_label(pct)}_{kind}_us"].append(
@@ -130,7 +61,7 @@ def _pct_columns(
 def _grouped(
     windows: pd.DataFrame, keys: list[str], pcts: Sequence[float]
 ) -> pd.DataFrame:
-    present = [c for c in COUNTER_COLUMNS if c in windows]
+    present = [c for c in COUNTERS if c in windows]
     if windows.empty:
         base = pd.DataFrame(columns=[*keys, *present])
         for col in _pct_columns({}, pcts):
@@ -146,32 +77,48 @@ def _grouped(
 # --------------------------------------------------------------------------- views
 
 
-def per_second(
-    source: Source, pcts: Sequence[float] = (50.0, 90.0, 99.0)
-) -> pd.DataFrame:
-    """Totals over actors for each run second, gaps filled with zeros.
-
-    Columns: second, the counters, actors (windows seen), achieved_per_s (completed that
-    second), and p50_corrected_us … p99_raw_us from the merged histograms of that second.
-    """
-    windows, _ = split_source(source)
-    frame = _grouped(windows, ["second"], pcts)
-    if windows.empty:
-        frame["actors"] = pd.Series([], dtype="int64")
+def second_frame(rows: Sequence[Mapping[str, Any]],
+                 pcts: Sequence[float] = FRAME_PERCENTILES) -> pd.DataFrame:
+    """Rows of per-second aggregates (``second``, counters, ``actors``, percentiles) as the
+    per-second frame: sorted, gaps filled with zeros, ``achieved_per_s`` added."""
+    columns = ["second", *COUNTERS, "actors",
+               *(f"{percentile_label(p)}_{kind_of(n)}_us" for n in LATENCIES for p in pcts)]
+    frame = pd.DataFrame(list(rows), columns=columns)
+    if frame.empty:
+        frame = frame.astype({c: "int64" for c in ("second", "actors", *COUNTERS)
+                              if c != "cpu_s"})
         frame["achieved_per_s"] = pd.Series([], dtype="float64")
         return frame
-    frame["actors"] = windows.groupby("second", sort=True)["actor"].nunique().to_numpy()
-    seconds = range(int(frame["second"].min()), int(frame["second"].max()) + 1)
-    frame = frame.set_index("second").reindex(seconds)
-    counters = [c for c in (*COUNTER_COLUMNS, "actors") if c in frame]
+    frame = frame.sort_values("second", kind="stable").set_index("second")
+    seconds = range(int(frame.index.min()), int(frame.index.max()) + 1)
+    frame = frame.reindex(seconds)
+    counters = [*COUNTERS, "actors"]
     frame[counters] = frame[counters].fillna(0)
     for col in counters:
-        if col != "cpu_s":
-            frame[col] = frame[col].astype("int64")
+        frame[col] = frame[col].astype("float64" if col == "cpu_s" else "int64")
     frame.index.name = "second"
     frame = frame.reset_index()
     frame["achieved_per_s"] = frame["completed"].astype("float64")
     return frame
+
+
+def per_second(source: Source, pcts: Sequence[float] = FRAME_PERCENTILES) -> pd.DataFrame:
+    """Totals over actors for each run second, gaps filled with zeros.
+
+    Columns: second, the counters, actors (windows seen), achieved_per_s (completed that
+    second), and p50_corrected_us … p99_raw_us from the merged histograms of that second.
+    A run's result answers from its window log; saved results merge their windows here.
+    """
+    if isinstance(source, Result) and source.log is not None:
+        return source.log.per_second(pcts)
+    windows, _ = split_source(source)
+    rows = []
+    for second, group in windows.groupby("second", sort=True):
+        agg = Aggregate()
+        for window in group.to_dict("records"):
+            agg.add_window(window)
+        rows.append({"second": int(second), **agg.row(pcts)})
+    return second_frame(rows, pcts)
 
 
 def per_actor(source: Source, pcts: Sequence[float] = (50.0, 99.0)) -> pd.DataFrame:
@@ -229,10 +176,6 @@ def per_address(source: Source) -> pd.DataFrame:
     return per_key(source, "address")
 
 
-def per_version(source: Source) -> pd.DataFrame:
-    return per_key(source, "version")
-
-
 def per_status(source: Source) -> pd.DataFrame:
     return per_key(source, "status")
 
@@ -280,99 +223,40 @@ def key_per_second(source: Source, dimension: str, by_kind: bool = False) -> pd.
 # --------------------------------------------------------------------------- run rows
 
 
-def _first(mapping: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        value = mapping.get(name)
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def _stage_rate(stage: Any) -> float | None:
-    """Rate of one stage: {'rate_per_s': r} / {'target_per_s': r} / {'rate': r} or [dur, r]."""
-    if isinstance(stage, Mapping):
-        stage = [None, _first(stage, "rate_per_s", "target_per_s", "rate")]
-    if isinstance(stage, (list, tuple)) and len(stage) == 2 and _is_number(stage[1]):
-        return float(stage[1])
-    return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _rate_target(spec: Mapping[str, Any]) -> float | None:
-    value = _first(spec, "rate_per_s", "rate", "target_rate_per_s")
-    if _is_number(value):
-        return float(value)
-    stages = _first(spec, "stages", "schedule")
-    if isinstance(stages, Mapping):
-        stages = stages.get("stages")
-    if isinstance(stages, (list, tuple)):
-        rates = [r for r in map(_stage_rate, stages) if r is not None]
-        if rates:
-            return max(rates)
-    return None
-
-
-def _count(value: Any) -> int | None:
-    """An actor/node count from an int, a numeric string or a list of ids ('auto' -> None)."""
-    if isinstance(value, (list, tuple, dict)):
-        return len(value)
-    if _is_number(value):
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+def rate_target(spec: Mapping[str, Any]) -> float | None:
+    """The spec's target rate: ``rate_per_s``, else the highest stage rate; None if closed."""
+    if spec.get("rate_per_s") is not None:
+        return float(spec["rate_per_s"])
+    rates = [float(rate) for _, rate in spec.get("stages") or ()]
+    return max(rates) if rates else None
 
 
 def run_row(result: Result) -> dict[str, Any]:
     """One-row summary of a run, with the labels comparisons group by.
 
-    Labels come from meta (meta['spec'] first, then meta, then meta['cluster']): label|name,
-    http|http_version, dns|dns_mode, rate target (spec rate_per_s|rate, else the highest
-    stage rate). actors/nodes: the first count found in meta, meta['cluster'], meta['spec']
-    (an int, a digit string or a list of ids; 'auto' is skipped), else counted in the windows.
+    Labels and shape come from meta.json as the driver writes it (``label``, ``http``,
+    ``dns``, ``spec``, ``cluster.actors``, ``cluster.node_count``); a result without meta
+    counts actors and nodes in its windows.
     """
     meta = result.meta or {}
-    spec = meta.get("spec") if isinstance(meta.get("spec"), Mapping) else {}
-    cluster = meta.get("cluster") if isinstance(meta.get("cluster"), Mapping) else {}
-    places: tuple[Mapping[str, Any], ...] = (spec or {}, meta, cluster or {})
+    spec = meta.get("spec") or {}
+    cluster = meta.get("cluster") or {}
     summary = result.summary or {}
     requests = summary.get("requests", {})
     corrected = summary.get("latency_corrected_us", {})
     raw = summary.get("latency_raw_us", {})
-    windows = result.windows
-
-    def label(*names: str) -> Any:
-        for place in places:
-            value = _first(place, *names)
-            if value is not None:
-                return value
-        return None
-
-    def count(*names: str, column: str) -> int:
-        for place in (meta, cluster or {}, spec or {}):  # actual shape before the request
-            for name in names:
-                found = _count(place.get(name))
-                if found is not None:
-                    return found
-        return 0 if windows.empty or column not in windows else int(windows[column].nunique())
-
-    actors = count("actors", "actor_count", "n_actors", column="actor")
-    nodes = count("nodes", "node_count", "n_nodes", column="node")
     addresses = summary.get("address_share", {}) or {}
     completed = int(requests.get("completed", 0))
     failed = int(requests.get("failed", 0))
     sent = int(requests.get("sent", 0))
     return {
         "run_id": summary.get("run_id") or meta.get("run_id") or "",
-        "label": label("label", "name") or "",
-        "http": str(label("http", "http_version") or ""),
-        "dns": str(label("dns", "dns_mode") or ""),
-        "actors": actors,
-        "nodes": nodes,
-        "rate_target_per_s": _rate_target(spec or {}),
+        "label": meta.get("label") or "",
+        "http": str(meta.get("http") or ""),
+        "dns": str(meta.get("dns") or ""),
+        "actors": int(cluster.get("actors") or summary.get("actors") or 0),
+        "nodes": int(cluster.get("node_count") or summary.get("nodes") or 0),
+        "rate_target_per_s": rate_target(spec),
         "duration_s": summary.get("duration_s", 0),
         "sent": sent,
         "completed": completed,

@@ -9,7 +9,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,10 +18,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from analysis import frames
-
-if TYPE_CHECKING:
-    from analysis.store import Result
+from rafale.actors.contract import RATES
+from rafale.analysis import frames
+from rafale.analysis.latency import percentile_label
+from rafale.analysis.result import Result
 
 LATENCY_PCTS = (50.0, 90.0, 99.0)
 PCT_COLORS = {50.0: "tab:blue", 90.0: "tab:orange", 99.0: "tab:red"}
@@ -42,6 +42,17 @@ def save_png(fig: Figure, path: str | os.PathLike[str]) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return target
+
+
+def show(fig: Figure, dpi: int = 80) -> None:
+    """In a notebook: display ``fig`` inline as a PNG (these functions return Figures)."""
+    import io
+
+    from IPython.display import Image, display  # lazy: only notebooks have IPython
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    display(Image(buffer.getvalue()))
 
 
 def run_title(result: Result) -> str:
@@ -86,7 +97,7 @@ def throughput(result: Result) -> Figure:
         ax.plot(x, ps["sent"], color="tab:blue", ls="--", lw=1.5, label="sent")
         ax.plot(x, ps["completed"], color="tab:green", lw=1.5, label="completed")
         ax.legend(loc="lower right")
-        peak = float(ps[["intended", "sent", "completed"]].to_numpy().max())
+        peak = float(ps[list(RATES)].to_numpy().max())
         ax.set_ylim(0, max(peak, 1.0) * 1.1)
     ax.set_ylabel("requests/s")
     ax.grid(alpha=0.3)
@@ -117,7 +128,7 @@ def latency(result: Result) -> Figure:
     x = ps["second"].to_numpy()
     plotted = False
     for pct in LATENCY_PCTS:
-        label = frames.percentile_label(pct)
+        label = percentile_label(pct)
         for kind, style in (("corrected", "-"), ("raw", "--")):
             values_ms = ps[f"{label}_{kind}_us"].to_numpy(dtype="float64") / 1000.0
             if np.isfinite(values_ms).any():

@@ -1,6 +1,6 @@
 """Re-render charts of a saved result (or a matrix of results) and describe it as text.
 
-`python -m analysis.report DIR` works on a laptop: it imports only pandas, pyarrow,
+`python -m rafale.analysis.report DIR` works on a laptop: it imports only pandas, pyarrow,
 matplotlib, numpy and hdrh (never ray or pycurl).
 """
 
@@ -14,9 +14,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from analysis import compare, frames, plots, store
+from rafale.analysis import compare, plots, store
+from rafale.analysis.latency import percentile_label
+from rafale.analysis.result import Result
 
-RUN_CHARTS: dict[str, Callable[[store.Result], Figure]] = {
+RUN_CHARTS: dict[str, Callable[[Result], Figure]] = {
     "throughput.png": plots.throughput,
     "latency.png": plots.latency,
     "address_share.png": plots.address_share,
@@ -57,7 +59,7 @@ def _table(rows: Sequence[tuple[str, str]]) -> list[str]:
     return [f"  {name.ljust(width)}  {value}" for name, value in rows]
 
 
-def summary_text(result: store.Result) -> str:
+def summary_text(result: Result) -> str:
     """A compact, human-readable summary of one run."""
     s = result.summary
     req = s.get("requests", {})
@@ -88,7 +90,7 @@ def summary_text(result: store.Result) -> str:
     for kind in ("corrected", "raw"):
         lat = s.get(f"latency_{kind}_us", {})
         label = f"{kind} ({'from intended' if kind == 'corrected' else 'from send'})"
-        rows.append([label, *(_ms(lat.get(f"{frames.percentile_label(p)}")) for p in
+        rows.append([label, *(_ms(lat.get(f"{percentile_label(p)}")) for p in
                               (50, 90, 99, 99.9)), _ms(lat.get("max")), _ms(lat.get("mean"))])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines.append("")
@@ -109,7 +111,7 @@ def text(directory: str | os.PathLike[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        print("usage: python -m analysis.report RESULT_DIR|MATRIX_DIR", file=sys.stderr)
+        print("usage: python -m rafale.analysis.report RESULT_DIR|MATRIX_DIR", file=sys.stderr)
         return 2
     try:
         written = render(args[0])

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from actors.config import EngineConfig, ResolveEntry
-from actors.engine import run_in_process
-from actors.pacing import Schedule
-from cluster.target import Target
+from rafale.actors.config import EngineConfig, ResolveEntry
+from rafale.actors.engine import run_in_process
+from rafale.actors.pacing import Schedule
+from rafale.cluster.target import Target
 
 __all__ = ["AccuracyRound", "AccuracySummary", "accuracy_config", "measure", "run_accuracy",
            "summarize"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import psutil
 
 from benchmarks.shapes import Measurement, Shape
-from cluster.target import Target
+from rafale.cluster.target import Target
 
 __all__ = ["H2loadReport", "ensure_h2load", "h2load_command", "parse_report", "run_h2load"]
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import ray
 
-from actors.config import EngineConfig, ResolveEntry
-from actors.engine import run_in_process
-from cluster import placement
-from cluster.target import Target
+from rafale.actors.config import EngineConfig, ResolveEntry
+from rafale.actors.engine import run_in_process
+from rafale.cluster import placement
+from rafale.cluster.target import Target
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def config_for(target: Target, http: str, duration_s: float, in_flight: int) -> 
 
 
 def run_through_ray(config: EngineConfig, node_id: str) -> list[dict[str, Any]]:
-    (handle,) = placement.place([config], [node_id])
+    (handle,), _ = placement.place([config], [node_id])
     try:
         ray.get(handle.start.remote(time.time() + 0.2))
         while not ray.get(handle.join.remote(1.0)):
@@ -84,7 +84,7 @@ def time_local_start(target: Target) -> tuple[float, float, int]:
                             resolve=tuple(ResolveEntry.parse(r) for r in target.resolve),
                             duration_s=1.0, max_in_flight=4, actor_index=i,
                             actor_count=len(plan)) for i in range(len(plan))]
-    handles = placement.place(configs, plan)
+    handles, _ = placement.place(configs, plan)
     ready_s = time.monotonic() - began
     try:
         ray.get([h.start.remote(time.time()) for h in handles])

@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from actors.handles import libcurl_version
 from benchmarks.accuracy import AccuracyRound, AccuracySummary, run_accuracy, summarize
 from benchmarks.h2load import ensure_h2load, run_h2load
 from benchmarks.shapes import SHAPES, Measurement, Shape, run_rafale, shape_named
-from cluster.target import Target
+from rafale.actors.handles import libcurl_version
+from rafale.cluster.target import Target
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REQ_RATIO_MIN = 0.9

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from actors.config import EngineConfig, ResolveEntry
-from actors.engine import run_in_process
-from cluster.target import Target
+from rafale.actors.config import EngineConfig, ResolveEntry
+from rafale.actors.engine import run_in_process
+from rafale.cluster.target import Target
 
 __all__ = ["SHAPES", "Measurement", "Shape", "rafale_config", "run_rafale", "shape_named"]
 

@@ -28,7 +28,6 @@ import csv
 import math
 import os
 import statistics
-import sys
 import time
 import tracemalloc
 from collections import Counter
@@ -40,9 +39,9 @@ from typing import Any
 import psutil
 import ray
 
-from cluster.meta import versions
-from cluster.run import Run, start
-from cluster.target import Target
+from rafale.cluster.meta import versions
+from rafale.cluster.run import Run, start
+from rafale.cluster.target import Target
 
 MIB = 1024 * 1024
 
@@ -110,13 +109,12 @@ def _rss_fds(pid: int) -> tuple[int | None, int | None]:
 
 
 def take_sample(run: Run, pids: Sequence[int], target_pid: int | None) -> Sample:
-    windows = run.windows()
     per_actor = [_rss_fds(pid) for pid in pids]
     target_rss = _rss_fds(target_pid)[0] if target_pid else None
     return Sample(
         t_s=round(run.elapsed_s, 2),
-        windows=len(windows),
-        sent=sum(int(w["sent"]) for w in windows),
+        windows=len(run.log),
+        sent=int(run.log.total().counters["sent"]),
         driver_rss=int(psutil.Process().memory_info().rss),
         driver_py_heap=tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
         target_rss=target_rss,
@@ -206,31 +204,16 @@ def py_heap_fit(samples: Sequence[Sample], warmup: float) -> Fit | None:
     return fit([float(s.windows) for s in kept], [float(s.driver_py_heap or 0) for s in kept])
 
 
-def deep_size(value: Any, seen: set[int] | None = None) -> int:
-    """Bytes of ``value`` and everything its dicts, lists and tuples hold (each object once)."""
-    seen = set() if seen is None else seen
-    if id(value) in seen:
-        return 0
-    seen.add(id(value))
-    size = sys.getsizeof(value)
-    if isinstance(value, dict):
-        size += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in value.items())
-    elif isinstance(value, list | tuple | set):
-        size += sum(deep_size(v, seen) for v in value)
-    return size
-
-
-def totals(windows: Sequence[dict[str, Any]]) -> Totals:
+def totals(summary: dict[str, Any]) -> Totals:
+    """The run's totals from its summary (the window log's running aggregate)."""
     out = Totals()
-    for w in windows:
-        out.sent += int(w["sent"])
-        out.completed += int(w["completed"])
-        out.failed += int(w["failed"])
-        out.late += int(w["late"])
-        out.errors.update(w.get("error", {}))
-        out.status.update(w.get("status", {}))
-        out.versions.update(w.get("version", {}))
-        out.addresses.update(w.get("address", {}))
+    requests = summary["requests"]
+    out.sent, out.completed = int(requests["sent"]), int(requests["completed"])
+    out.failed, out.late = int(requests["failed"]), int(requests["late"])
+    out.errors.update(summary["errors"])
+    out.status.update(summary["status"])
+    out.versions.update(summary["version"])
+    out.addresses.update(summary["address"])
     return out
 
 
@@ -291,7 +274,7 @@ def verdict_lines(samples: Sequence[Sample], warmup: float, limit_pct: float,
         f"- driver growth: linear fit of RSS on stored windows over {driver.count} "
         f"post-warm-up samples: **{_fmt(driver.slope, ' bytes/window', 0)}** "
         f"(r² {_fmt(driver.r2, '', 3)}); one stored window is "
-        f"~{window_bytes:,.0f} bytes deep in memory (sys.getsizeof, mean of the last 100)",
+        f"~{window_bytes:,.0f} bytes in the window log (Arrow columns, mean per window)",
     ]
     heap = py_heap_fit(samples, warmup)
     if heap is not None:
@@ -302,9 +285,9 @@ def verdict_lines(samples: Sequence[Sample], warmup: float, limit_pct: float,
 
 
 def summary_markdown(args: argparse.Namespace, samples: Sequence[Sample], warmup: float,
-                     windows: Sequence[dict[str, Any]], meta: dict[str, Any],
+                     summary: dict[str, Any], meta: dict[str, Any],
                      window_bytes: float) -> tuple[str, bool]:
-    found = totals(windows)
+    found = totals(summary)
     verdict, ok = verdict_lines(samples, warmup, args.flat_pct, window_bytes)
     loads = [s.load1 for s in samples] or [math.nan]
     elapsed = samples[-1].t_s if samples else 0.0
@@ -379,13 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"target {target.https_url} on {target.addresses}, out {out}", flush=True)
         samples = sample_until_done(run, pids, target.pid, args.sample_s)
         run.wait()
-        windows = run.windows()
+        summary = run.summary()
         meta = run.meta()
+        stored = sum(table.nbytes for table in run.log.tables())
+        window_bytes = stored / len(run.log) if len(run.log) else math.nan
     ray.shutdown()
-    recent = windows[-100:]
-    window_bytes = statistics.fmean(deep_size(w) for w in recent) if recent else math.nan
     write_csv(out / "samples.csv", samples)
-    text, ok = summary_markdown(args, samples, warmup, windows, meta, window_bytes)
+    text, ok = summary_markdown(args, samples, warmup, summary, meta, window_bytes)
     (out / "summary.md").write_text(text)
     print()
     print(text)

@@ -1,4 +1,4 @@
-"""rafale: the driver. ``cluster.start(...)`` starts a run (imports Ray on first use only)."""
+"""rafale: the driver. ``rafale.start(...)`` starts a run (imports Ray on first use only)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ __all__ = ["start"]
 def __getattr__(name: str) -> Any:
     # Lazy, so that `rafale report` and analysis-only use never import ray or pycurl.
     if name == "start":
-        from cluster.run import start
+        from rafale.cluster.run import start
 
         return start
-    raise AttributeError(f"module 'cluster' has no attribute {name!r}")
+    raise AttributeError(f"module rafale.cluster has no attribute {name!r}")

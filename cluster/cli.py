@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from cluster.spec import RunSpec
+from rafale.cluster.spec import RunSpec
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -189,8 +189,8 @@ def run(
     except ValueError as exc:
         _fail(str(exc))
     _sigterm_as_interrupt()
-    from cluster.progress import ProgressPrinter
-    from cluster.run import start
+    from rafale.cluster.progress import ProgressPrinter
+    from rafale.cluster.run import start
 
     printer = ProgressPrinter() if progress else None
     try:
@@ -202,7 +202,7 @@ def run(
     except RuntimeError as exc:
         _fail(str(exc), EXIT_FAILED)
     _sigterm_as_interrupt()  # again: ray.init installs its own SIGTERM handler
-    from analysis.report import render, summary_text  # matplotlib: after the start
+    from rafale.analysis.report import render, summary_text  # matplotlib: after the start
 
     result = running.wait()
     if printer is not None:
@@ -238,7 +238,7 @@ def matrix(
     address: Address = None, reserve_driver_cpu: ReserveCpu = False,
 ) -> None:
     """Run every HTTP version × DNS mode (× actor count) back to back and compare them."""
-    from cluster.matrix import plan, run_matrix, split_list
+    from rafale.cluster.matrix import plan, run_matrix, split_list
 
     _show_warnings()
     try:
@@ -254,8 +254,8 @@ def matrix(
         _fail(str(exc))
     for note in notes:
         typer.echo(f"note: {note}", err=True)
-    from analysis import compare
-    from cluster import placement
+    from rafale.analysis import compare
+    from rafale.cluster import placement
 
     try:
         placement.connect(address)
@@ -281,7 +281,7 @@ def matrix(
 def report(directory: Annotated[str, typer.Argument(
         help="A result directory (from --out) or a matrix directory.")]) -> None:
     """Re-render the charts and print the summary of saved results (no Ray needed)."""
-    from analysis.report import render, text
+    from rafale.analysis.report import render, text
 
     try:
         written = render(directory)
@@ -298,7 +298,7 @@ def target(
         "--access-log", help="Write a JSON access log line per request.")] = False,
 ) -> None:
     """Run the embedded target (Caddy on loopback: h1, h2, h3 over TLS; h1, h2c) until Ctrl-C."""
-    from cluster.target import main_foreground
+    from rafale.cluster.target import main_foreground
 
     raise typer.Exit(main_foreground(access_log=access_log))
 
@@ -310,12 +310,12 @@ def doctor(
 ) -> None:
     """Check every node: open-files limit against the planned connections, ephemeral
     ports, somaxconn and tcp_tw_reuse; print findings with advice."""
-    from cluster.spec import normalize_http, planned_connections
+    from rafale.cluster.spec import normalize_http, planned_connections
 
     try:
         planned = planned_connections(normalize_http(http), max_in_flight, streams,
                                       max_connections)
-        doctor_main = importlib.import_module("cluster.doctor").main
+        doctor_main = importlib.import_module("rafale.cluster.doctor").main
         code = doctor_main(planned_connections=planned, address=address)
     except ValueError as exc:
         _fail(str(exc))

@@ -1,4 +1,4 @@
-"""``python -m cluster.demo`` (``make demo``): the protocol × DNS matrix on this machine.
+"""``python -m rafale.cluster.demo`` (``make demo``): the protocol × DNS matrix on this machine.
 
 Starts the embedded target (Caddy on 127.0.0.2 and 127.0.0.3) and a local Ray, runs
 every HTTP version (1.1, 2, 3 over https; 2c over http) × DNS mode (system, pinned) for a
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cluster.matrix import Case, plan, run_matrix
+from rafale.cluster.matrix import Case, plan, run_matrix
 
 
 def _ms(value_us: Any) -> str:
@@ -33,7 +33,7 @@ def _describe(case: Case, result: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cluster.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rafale.cluster.demo", description=__doc__)
     parser.add_argument("--rate", type=float, default=500.0, help="req/s per run (500)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (5)")
     parser.add_argument("--ramp", type=float, default=1.0, help="ramp-up seconds (1)")
@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out or f"results/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     began = time.monotonic()
 
-    from analysis import compare, report
-    from cluster.target import Target
+    from rafale.analysis import compare, report
+    from rafale.cluster.target import Target
 
     with Target() as target:
         print(f"target: {target.https_url} and {target.http_url} on "

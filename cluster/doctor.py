@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
+from rafale.cluster.options import FD_OVERHEAD
+
 Severity = Literal["ok", "info", "warn", "error"]
-FD_HEADROOM = 256  # files a sender process keeps open besides its connections (Ray, logs)
 LOW_NOFILE = 4096
 LOW_SOMAXCONN = 4096
 _PROC = Path("/proc/sys/net")
@@ -77,11 +78,11 @@ def _nofile(limits: NodeLimits, per_process: int | None) -> Finding:
             return Finding(limits.node, "open files", value, "warn",
                            f"low for load tests (< {LOW_NOFILE}); {raise_it}")
         return Finding(limits.node, "open files", value, "ok", "")
-    need = per_process + FD_HEADROOM
+    need = per_process + FD_OVERHEAD
     if limits.nofile_hard < need:
         return Finding(limits.node, "open files", value, "error",
                        f"a sender needs about {need} ({per_process} connections + "
-                       f"{FD_HEADROOM}); the hard limit is lower: {raise_it}")
+                       f"{FD_OVERHEAD}); the hard limit is lower: {raise_it}")
     if limits.nofile_soft < need:
         return Finding(limits.node, "open files", value, "warn",
                        f"a sender needs about {need}, above the soft limit; raise it "
@@ -168,7 +169,7 @@ def gather(address: str | None = None) -> list[tuple[NodeLimits, int]]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from cluster import placement
+    from rafale.cluster import placement
 
     placement.connect(address)
     infos = placement.nodes()

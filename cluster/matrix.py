@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cluster.spec import RunSpec, normalize_http
+from rafale.cluster.spec import RunSpec, normalize_http
 
 __all__ = ["Case", "plan", "run_matrix", "split_list"]
 
@@ -88,8 +88,8 @@ def run_matrix(cases: Sequence[Case], out: str | Path,
     """Run every case back to back; write the comparison into ``out``. Returns
     (results, written paths). Stops early (still writing the comparison) when a run is
     interrupted."""
-    from analysis import compare
-    from cluster.run import start
+    from rafale.analysis import compare
+    from rafale.cluster.run import start
 
     results: list[Any] = []
     for case in cases:

@@ -1,15 +1,17 @@
 """What a run's meta.json says: the spec (redacted), the cluster shape, the versions,
-start and end, lost actors and nodes, and notes. Ray is imported only when asked."""
+start and end, lost actors and nodes, and notes: plain data from what the driver passes
+in (no Ray query here)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import platform
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from actors.config import ResolveEntry
-    from cluster.spec import RunSpec
+    from rafale.actors.config import ResolveEntry
+    from rafale.cluster.spec import RunSpec
 
 
 def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
@@ -35,7 +37,8 @@ def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
                     "node_count": len(per_node), "actors": len(actors),
                     "actors_per_node": per_node},
         "actors": actors,
-        "versions": versions(),
+        "versions": versions(next((str(a["libcurl"]) for a in actors if a.get("libcurl")),
+                                  "unknown")),
         "started_at": iso(start_at_s), "start_at_s": start_at_s,
         "ended": ended or "running", "ended_at": iso(ended_at_s) if ended_at_s else None,
         "lost": list(lost), "lost_actors": [x["actor"] for x in lost],
@@ -48,42 +51,14 @@ def iso(epoch_s: float) -> str:
     return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def alive_node_ids() -> set[str] | None:
-    """Ids of the alive Ray nodes, or None when Ray cannot tell right now."""
-    from cluster import placement
+def versions(libcurl: str = "unknown") -> dict[str, str]:
+    """Versions of rafale, Ray, pycurl and Python here (package metadata only: nothing is
+    imported or asked of Ray); ``libcurl`` as the actors report it."""
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
 
-    try:
-        return {str(getattr(n, "node_id", "")) for n in placement.nodes()}
-    except Exception:  # noqa: BLE001 - Ray busy: assume nothing changed
-        return None
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import ray
-
-    try:
-        rafale = version("rafale")
-    except PackageNotFoundError:
-        rafale = "unknown"
-    try:
-        import pycurl
-
-        libcurl = str(pycurl.version_info()[1])
-    except ImportError:
-        libcurl = "unknown"
-    return {"rafale": rafale, "libcurl": libcurl, "ray": ray.__version__,
-            "python": platform.python_version()}
-
-
-def node_infos(node_ids: list[str]) -> list[dict[str, Any]]:
-    from cluster import placement
-
-    out = []
-    for node in placement.nodes():
-        node_id = str(getattr(node, "node_id", ""))
-        out.append({"node_id": node_id, "ip": getattr(node, "ip", ""),
-                    "hostname": getattr(node, "hostname", ""),
-                    "cpus": getattr(node, "cpus", None), "actors": node_ids.count(node_id)})
-    return out
+    return {"rafale": installed("rafale"), "libcurl": libcurl, "pycurl": installed("pycurl"),
+            "ray": installed("ray"), "python": platform.python_version()}

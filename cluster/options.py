@@ -1,7 +1,8 @@
-"""Option values from the CLI or Python turned into checked values: durations ("10s"),
-k6-like stages ("10s:100,20s:500"), headers ("K: V"), resolve entries, the HTTP version,
-planned connections, and whether an output directory can be written. Every bad value is a
-``ValueError`` naming it and what would be valid."""
+"""Option values from the CLI or Python turned into checked values: k6-like stages
+("10s:100,20s:500"), headers ("K: V"), resolve entries, planned connections, and whether an
+output directory can be written. Every bad value is a ``ValueError`` naming it and what
+would be valid. Checks of single values (numbers, rates, durations, the HTTP version, URLs,
+addresses) are the helpers of :mod:`rafale.actors.checks`, shared with the engine."""
 
 from __future__ import annotations
 
@@ -13,27 +14,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from actors.config import HTTP_VERSIONS, ResolveEntry
+from rafale.actors.checks import check_duration, check_number
+from rafale.actors.config import ResolveEntry
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# File descriptors a sender process keeps open besides its connections (Ray worker, epoll,
+# logs): RunSpec's open-files check and `rafale doctor` both add it to planned_connections.
+FD_OVERHEAD = 256
+
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
-
-def parse_duration(value: Any, name: str = "duration") -> float:
-    """Seconds from ``10``, ``2.5``, ``"10"``, ``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} {value!r} is not a duration; expected e.g. 10, 10s, 2m")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError(
-            f"{name} {value!r} is not a duration; expected seconds or a number with a unit "
-            "(ms, s, m, h), e.g. 10, 10s, 2m"
-        )
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def parse_stages(value: Any) -> tuple[tuple[float, float], ...]:
@@ -52,39 +41,16 @@ def parse_stages(value: Any) -> tuple[tuple[float, float], ...]:
         shown = ":".join(map(str, item)) if isinstance(value, str) else repr(item)
         try:
             duration, rate = item
-            duration_s = parse_duration(duration, "stage duration")
-            rate_per_s = as_number("stage rate", rate)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"stage {shown!r} of stages {value!r} is malformed ({exc}); "
+        except (TypeError, ValueError):
+            raise ValueError(f"stage {shown!r} of stages {value!r} is malformed; "
                              f"{hint}") from None
-        if not (math.isfinite(duration_s) and duration_s > 0):
-            raise ValueError(f"stage {shown!r}: duration must be > 0 s; {hint}")
-        if not (math.isfinite(rate_per_s) and rate_per_s >= 0):
-            raise ValueError(f"stage {shown!r}: rate must be a finite number >= 0 req/s; {hint}")
-        out.append((duration_s, rate_per_s))
+        try:
+            out.append((check_duration("stage duration", duration),
+                        check_number("stage rate", rate, "req/s", zero_ok=True,
+                                     parse_text=True)))
+        except ValueError as exc:
+            raise ValueError(f"stage {shown!r} of stages {value!r}: {exc}; {hint}") from None
     return tuple(out)
-
-
-def as_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{name} {value!r} is not a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} {value!r} is not a number") from None
-
-
-def positive(name: str, value: Any, unit: str, *, integer: bool = False) -> Any:
-    """``value`` as a number > 0 (an integer >= 1 if ``integer``), else ValueError."""
-    kind = "an integer >= 1" if integer else "a finite number > 0"
-    try:
-        number = as_number(name, value)
-    except ValueError:
-        number = math.nan
-    ok = math.isfinite(number) and number > 0 and (not integer or number == int(number))
-    if not ok:
-        raise ValueError(f"{name} must be {kind} ({unit}), got {value!r}")
-    return int(number) if integer else number
 
 
 def parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
@@ -127,16 +93,6 @@ def parse_resolve(value: Any) -> tuple[ResolveEntry, ...]:
 def _split_resolve(text: str) -> list[str]:
     """One entry, or several separated by whitespace or ';'."""
     return [p for p in re.split(r"[\s;]+", text.strip()) if p] or [text]
-
-
-def normalize_http(value: Any) -> str:
-    """``2``, ``"2.0"``, ``"http/2"`` -> ``"2"``; ``"h2c"`` -> ``"2c"``; else ValueError."""
-    http = str(value).strip().lower().removeprefix("http/").removeprefix("http")
-    http = {"2.0": "2", "3.0": "3", "1": "1.1", "h2c": "2c", "h2": "2", "h3": "3"}.get(http, http)
-    if http not in HTTP_VERSIONS:
-        raise ValueError(f"http {value!r} is not supported; expected one of "
-                         f"{', '.join(HTTP_VERSIONS)}")
-    return http
 
 
 def planned_connections(http: str, max_in_flight: int, streams_per_connection: int,

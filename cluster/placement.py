@@ -14,11 +14,14 @@ instead of moving them, and the driver hands their stripes to the survivors.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,11 +32,11 @@ import ray
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-import actors
-from actors.config import EngineConfig
-from actors.sender import SenderActor
+import rafale
+from rafale.actors.config import EngineConfig
+from rafale.actors.sender import SenderActor
 
-ACTORS_PACKAGE = Path(actors.__file__).resolve().parent
+PACKAGE_DIR = Path(rafale.__file__).resolve().parent
 CONTROL_CONCURRENCY = 8  # start() returns at once; control calls never queue behind it
 PROBE_TIMEOUT_S = 3.0
 READY_TIMEOUT_S = 60.0
@@ -143,7 +146,8 @@ def connect(address: str | None = None, *, probe_timeout_s: float = PROBE_TIMEOU
     ``None`` (or "local") starts a local Ray on loopback, dashboard off. Otherwise
     ``host:port`` (GCS) or ``ray://host:port`` (Ray client): the port is probed first so
     that an address that does not answer fails within ``probe_timeout_s``, and the
-    ``actors`` package is shipped to the cluster's nodes (``runtime_env`` py_modules).
+    ``rafale`` package is shipped to the cluster's nodes (``runtime_env`` py_modules), so
+    nodes need only rafale's dependencies.
     """
     if ray.is_initialized():
         return
@@ -164,7 +168,31 @@ def connect(address: str | None = None, *, probe_timeout_s: float = PROBE_TIMEOU
     # Ray rewrites a loopback address to the host's outward one unless told not to; a
     # cluster on this machine bound to loopback (tests, one-host demos) needs the switch.
     with loopback_ray() if on_loopback else contextlib.nullcontext():
-        ray.init(address=address, runtime_env={"py_modules": [str(ACTORS_PACKAGE)]}, **quiet)
+        ray.init(address=address, runtime_env={"py_modules": [str(package_for_nodes())]},
+                 **quiet)
+
+
+def package_for_nodes(staging: Path | None = None) -> Path:
+    """A copy of the ``rafale`` package, links resolved, for ``runtime_env`` py_modules.
+
+    In a source tree rafale/actors, rafale/cluster and rafale/analysis are links to the
+    top-level folders; Ray zips a py_modules folder as it finds it, so the links are
+    copied as files here (``__pycache__`` left out). The copy is made once per process.
+    """
+    global _STAGED
+    if _STAGED is not None and staging is None:
+        return _STAGED
+    root = Path(staging) if staging is not None else Path(tempfile.mkdtemp(prefix="rafale-py-"))
+    target = root / "rafale"
+    shutil.copytree(PACKAGE_DIR, target, symlinks=False,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if staging is None:
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _STAGED = target
+    return target
+
+
+_STAGED: Path | None = None
 
 
 def _is_loopback(host: str) -> bool:
@@ -241,8 +269,10 @@ _RemoteSender: Any = ray.remote(SenderActor)  # typed loosely: Ray stubs do not 
 
 
 def place(configs: Sequence[EngineConfig], node_ids: Sequence[str], *,
-          ready_timeout_s: float = READY_TIMEOUT_S) -> list[ActorHandle]:
-    """One SenderActor per config on its node; returns once every actor answers where().
+          ready_timeout_s: float = READY_TIMEOUT_S
+          ) -> tuple[list[ActorHandle], list[dict[str, Any]]]:
+    """One SenderActor per config on its node; returns the handles and every actor's
+    where() answer (node id, hostname, ip, pid, libcurl) once all have answered.
 
     Raises RuntimeError (after killing what was placed) if an actor does not answer
     within ``ready_timeout_s`` or reports another node than planned.
@@ -269,6 +299,7 @@ def place(configs: Sequence[EngineConfig], node_ids: Sequence[str], *,
             raise RuntimeError(
                 f"{len(waiting)} of {len(refs)} actors not ready after {ready_timeout_s:g} s: "
                 f"{', '.join(waiting)}; are that node's CPUs held by another run's actors?")
+        wheres: list[dict[str, Any]] = []
         for i, ref in enumerate(refs):
             try:
                 where = ray.get(ref)
@@ -278,15 +309,25 @@ def place(configs: Sequence[EngineConfig], node_ids: Sequence[str], *,
             if where["node_id"] != node_ids[i]:
                 raise RuntimeError(f"actor {i} runs on node {where['node_id']}, "
                                    f"not on the planned node {node_ids[i]}")
+            wheres.append(where)
     except BaseException:
         kill_all(handles)
         raise
-    return handles
+    return handles, wheres
 
 
-def where_all(handles: Sequence[ActorHandle], timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    """where() of every actor (node id, hostname, ip, pid)."""
-    return list(ray.get([h.where.remote() for h in handles], timeout=timeout_s))
+def alive_node_ids() -> set[str] | None:
+    """Ids of the alive Ray nodes, or None when Ray cannot tell right now."""
+    try:
+        return {n.node_id for n in nodes()}
+    except Exception:  # noqa: BLE001 - Ray busy: assume nothing changed
+        return None
+
+
+def node_infos(node_ids: list[str]) -> list[dict[str, Any]]:
+    """Every alive node (id, ip, hostname, CPUs) with how many of the run's actors it holds."""
+    return [{"node_id": n.node_id, "ip": n.ip, "hostname": n.hostname, "cpus": n.cpus,
+             "actors": node_ids.count(n.node_id)} for n in nodes()]
 
 
 def kill_all(handles: Sequence[ActorHandle], wait_s: float = 5.0) -> None:

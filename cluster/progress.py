@@ -1,25 +1,22 @@
-"""The live progress line: cheap running aggregates of drained windows, and a printer.
+"""The live progress line: a :class:`Snapshot` read from the run's window log, and a printer.
 
-:class:`Tracker` is fed every drained window by the driver and keeps only counters, the
-per-address totals and the histograms of the last few seconds, so a snapshot costs the
-same at second 5 and at second 5,000. :class:`ProgressPrinter` prints one line per
-second (in place on a terminal, with rich). Header values never reach this module.
+The window log keeps running aggregates (the open seconds decoded, the rest merged), so a
+snapshot costs the same at second 5 and at second 5,000. :class:`ProgressPrinter` prints one
+line per second (in place on a terminal, with rich). Header values never reach this module.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from hdrh.histogram import HdrHistogram
+from rafale.actors.contract import LATENCY_CORRECTED
+from rafale.analysis.latency import percentiles
+from rafale.analysis.log import WindowLog
 
-__all__ = ["ProgressPrinter", "Snapshot", "Tracker", "format_line", "watch"]
-
-_KEEP_SECONDS = 5
-_COUNTERS = ("intended", "sent", "completed", "failed", "late")
+__all__ = ["ProgressPrinter", "Snapshot", "format_line", "snapshot", "watch"]
 
 
 @dataclass(frozen=True)
@@ -45,76 +42,31 @@ class Snapshot:
     address_share: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
-class _Second:
-    actors: set[int] = field(default_factory=set)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
-    in_flight: int = 0
-    corrected: HdrHistogram | None = None
-
-
-class Tracker:
-    """Running totals over the windows drained so far."""
-
-    def __init__(self, total_s: float, actors_total: int) -> None:
-        self.total_s = total_s
-        self.actors_total = actors_total
-        self.totals = dict.fromkeys(_COUNTERS, 0)
-        self.addresses: dict[str, int] = {}
-        self._seconds: dict[int, _Second] = {}
-        self._in_flight: dict[int, int] = {}
-
-    def add(self, windows: Iterable[Mapping[str, Any]]) -> None:
-        for window in windows:
-            second = self._seconds.setdefault(int(window["second"]), _Second())
-            actor = int(window["actor"])
-            second.actors.add(actor)
-            for name in _COUNTERS:
-                value = int(window.get(name, 0) or 0)
-                second.counts[name] += value
-                self.totals[name] += value
-            in_flight = int(window.get("in_flight", 0) or 0)
-            second.in_flight += in_flight
-            self._in_flight[actor] = in_flight
-            for address, count in (window.get("address") or {}).items():
-                self.addresses[address] = self.addresses.get(address, 0) + int(count)
-            encoded = window.get("latency_corrected_us")
-            if encoded:
-                if second.corrected is None:
-                    second.corrected = HdrHistogram.decode(encoded)
-                else:
-                    second.corrected.decode_and_add(encoded)
-        for old in sorted(self._seconds)[:-_KEEP_SECONDS]:
-            del self._seconds[old]
-
-    def _shown_second(self, alive: int) -> int | None:
-        """The latest second every live actor reported."""
-        complete = [s for s, data in self._seconds.items() if len(data.actors) >= alive]
-        if complete:
-            return max(complete)
-        return max(self._seconds) if self._seconds else None
-
-    def snapshot(self, elapsed_s: float, state: str, actors_alive: int) -> Snapshot:
-        shown = self._shown_second(actors_alive)
-        data = self._seconds.get(shown) if shown is not None else None
-        counts = data.counts if data else dict.fromkeys(_COUNTERS, 0)
-        hist = data.corrected if data else None
-        p50 = p99 = None
-        if hist is not None and hist.get_total_count() > 0:
-            p50, p99 = (int(hist.get_value_at_percentile(p)) for p in (50, 99))
-        total_addr = sum(self.addresses.values())
-        return Snapshot(
-            elapsed_s=elapsed_s, total_s=self.total_s, state=state, second=shown,
-            target_per_s=float(counts["intended"]), sent_per_s=float(counts["sent"]),
-            achieved_per_s=float(counts["completed"]),
-            p50_corrected_us=p50, p99_corrected_us=p99,
-            sent=self.totals["sent"], completed=self.totals["completed"],
-            failed=self.totals["failed"], late=self.totals["late"],
-            in_flight=sum(self._in_flight.values()),
-            actors_alive=actors_alive, actors_total=self.actors_total,
-            address_share={a: c / total_addr for a, c in sorted(self.addresses.items())}
-            if total_addr else {},
-        )
+def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
+             actors_alive: int, actors_total: int) -> Snapshot:
+    """The progress line's numbers: the latest second every live actor reported, and the
+    run's totals so far."""
+    shown = log.latest_complete(actors_alive)
+    second = log.second(shown) if shown is not None else None
+    total = log.total()
+    p50 = p99 = None
+    if second is not None:
+        p50, p99 = percentiles(second.hists[LATENCY_CORRECTED], (50, 99)).values()
+    rates = second.counters if second is not None else {}
+    addresses = total.maps["address"]
+    total_addr = sum(addresses.values())
+    counters = total.counters
+    return Snapshot(
+        elapsed_s=elapsed_s, total_s=total_s, state=state, second=shown,
+        target_per_s=float(rates.get("intended", 0)), sent_per_s=float(rates.get("sent", 0)),
+        achieved_per_s=float(rates.get("completed", 0)),
+        p50_corrected_us=p50, p99_corrected_us=p99,
+        sent=int(counters["sent"]), completed=int(counters["completed"]),
+        failed=int(counters["failed"]), late=int(counters["late"]),
+        in_flight=log.in_flight(), actors_alive=actors_alive, actors_total=actors_total,
+        address_share={a: c / total_addr for a, c in sorted(addresses.items())}
+        if total_addr else {},
+    )
 
 
 def _ms(value_us: int | None) -> str:

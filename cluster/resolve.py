@@ -13,8 +13,8 @@ import ipaddress
 import socket
 from collections.abc import Callable
 
-from actors.config import ResolveEntry
-from cluster.spec import RunSpec
+from rafale.actors.config import ResolveEntry
+from rafale.cluster.spec import RunSpec
 
 __all__ = ["engine_entries", "resolve", "resolve_nameserver", "resolve_system"]
 

@@ -3,9 +3,12 @@
 ``start(**options)`` validates the spec, resolves names, connects to Ray, places one
 sender per planned CPU, starts them all on one common instant and returns a :class:`Run`
 at once. A background thread drains every actor about once a second, tags windows with
-``run_id`` and ``node``, feeds the progress tracker, and checkpoints to ``out``. A lost
-actor is recorded and the survivors take over its stripes. At the end the actors are
-killed (so the next run in the same process gets their CPUs) and the result is saved.
+``run_id`` and ``node`` and appends them, once, to the run's :class:`WindowLog` (the live
+frame, the progress line, the summary and the saved files all read it), and appends a
+checkpoint to ``out`` (its cost depends on the windows since the previous one, not on the
+run's length). A lost actor is recorded and the survivors take over its stripes. At the
+end the actors are killed (so the next run in the same process gets their CPUs) and the
+result is saved.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +28,18 @@ import pandas as pd
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
-from actors.config import ResolveEntry
-from analysis import frames, store
-from cluster import placement
-from cluster.meta import alive_node_ids, node_infos, run_meta
-from cluster.options import check_out_writable
-from cluster.progress import Snapshot, Tracker
-from cluster.resolve import engine_entries, resolve
-from cluster.spec import RunSpec
+from rafale.actors.checks import check_rate
+from rafale.actors.config import ResolveEntry
+from rafale.analysis import store
+from rafale.analysis.log import WindowLog
+from rafale.analysis.result import Result
+from rafale.analysis.summary import summarize
+from rafale.cluster import placement
+from rafale.cluster.meta import run_meta
+from rafale.cluster.options import check_out_writable
+from rafale.cluster.progress import Snapshot, snapshot
+from rafale.cluster.resolve import engine_entries, resolve
+from rafale.cluster.spec import RunSpec
 
 __all__ = ["Run", "RunResult", "start"]
 
@@ -40,23 +47,23 @@ START_DELAY_S = 0.5          # after every actor answered: time to deliver start
 DRAIN_EVERY_S = 1.0
 CALL_TIMEOUT_S = 5.0         # an actor call slower than this counts as a miss
 LOST_AFTER_S = 10.0          # unavailable (or silent on a dead node) this long: lost
-READY_TIMEOUT_S = 120.0
 CHECKPOINT_EVERY_S = 5.0
 _current: Run | None = None
 
 
 @dataclass(frozen=True, repr=False)
-class RunResult(store.Result):
+class RunResult(Result):
     """A finished (or live) run: ``frame()``, ``summary``, ``save(dir)``."""
 
-    data: tuple[dict[str, Any], ...] = field(default=(), compare=False)
-
     def frame(self) -> pd.DataFrame:
-        """Per-second totals over actors (analysis.frames.per_second)."""
-        return frames.per_second(self)
+        """Per-second totals over actors (as analysis.frames.per_second), from the log."""
+        assert self.log is not None
+        return self.log.per_second()
 
     def save(self, directory: str | Path) -> Path:
-        return store.save(directory, self.data, self.meta)
+        """Write this result as a result directory (windows, counts, meta, summary)."""
+        assert self.log is not None
+        return store.write_tables(directory, *self.log.tables(), self.meta, self.summary)
 
 
 @dataclass
@@ -67,6 +74,7 @@ class _Actor:
     hostname: str = ""
     ip: str = ""
     pid: int = 0
+    libcurl: str = ""
     alive: bool = True
     state: str = "running"
     in_flight: int = 0
@@ -74,7 +82,7 @@ class _Actor:
 
     def info(self) -> dict[str, Any]:
         return {"actor": self.index, "node": self.node_id, "hostname": self.hostname,
-                "ip": self.ip, "pid": self.pid}
+                "ip": self.ip, "pid": self.pid, "libcurl": self.libcurl}
 
 
 class Run:
@@ -90,9 +98,8 @@ class Run:
         self._actors = actors
         self._entries = entries
         self._node_infos = node_infos
-        self._windows: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._tracker = Tracker(spec.run_s, len(actors))
+        self.log = WindowLog(unsaved=spec.out is not None)
+        self._checkpoints = store.Checkpoints(spec.out) if spec.out else None
         self._lost: list[dict[str, Any]] = []
         self._lost_nodes: list[str] = []
         self._notes: list[str] = []
@@ -108,7 +115,7 @@ class Run:
     def __repr__(self) -> str:
         state = self._ended or ("paused" if self._paused else "running")
         return (f"Run({self.run_id!r}, {len(self._actors)} actors, {state}, "
-                f"{len(self._windows)} windows)")
+                f"{len(self.log)} windows)")
 
     # ----- views -------------------------------------------------------------------------
 
@@ -120,29 +127,33 @@ class Run:
     def elapsed_s(self) -> float:
         return max(0.0, time.time() - self.start_at_s)
 
-    def windows(self) -> list[dict[str, Any]]:
-        """Every window drained so far (tagged with run_id and node)."""
-        with self._lock:
-            return list(self._windows)
+    def windows(self) -> pd.DataFrame:
+        """Every window drained so far, one row per actor × second (no maps)."""
+        return self.log.tables()[0].to_pandas()
 
     def frame(self) -> pd.DataFrame:
         """Live per-second DataFrame merged over actors, from the windows drained so far."""
-        return frames.per_second(store.windows_to_frames(self.windows()))
+        return self.log.per_second()
 
     def snapshot(self) -> Snapshot:
-        with self._lock:
-            state = self._ended or ("paused" if self._paused else "running")
-            return self._tracker.snapshot(self.elapsed_s, state, self._alive_count())
+        state = self._ended or ("paused" if self._paused else "running")
+        return snapshot(self.log, elapsed_s=self.elapsed_s, total_s=self.spec.run_s,
+                        state=state, actors_alive=self._alive_count(),
+                        actors_total=len(self._actors))
 
-    def result(self) -> RunResult:
+    def summary(self) -> dict[str, Any]:
+        """The summary so far, from the log's running aggregates."""
+        return summarize(self.log.total())
+
+    def result(self, summary: dict[str, Any] | None = None) -> RunResult:
         """The result so far (final once the run is done)."""
         if self._result is not None:
             return self._result
-        data = tuple(self.windows())
-        windows_df, counts_df = store.windows_to_frames(data)
-        return RunResult(windows=windows_df, counts=counts_df,
+        windows, counts = self.log.tables()
+        return RunResult(windows=windows.to_pandas(), counts=counts.to_pandas(),
                          meta=store.redact_meta(self.meta()),
-                         summary=store.summarize(windows_df, counts_df), data=data)
+                         summary=summary if summary is not None else self.summary(),
+                         log=self.log)
 
     # ----- control -----------------------------------------------------------------------
 
@@ -163,13 +174,11 @@ class Run:
 
     def set_rate(self, rate_per_s: float) -> None:
         """The global target rate from now on (constant), shared by the live actors."""
-        if isinstance(rate_per_s, bool) or not (isinstance(rate_per_s, int | float)
-                                                and math.isfinite(rate_per_s) and rate_per_s > 0):
-            raise ValueError(f"rate {rate_per_s!r} must be a finite number > 0 req/s")
-        self._broadcast("set_rate", float(rate_per_s))
+        rate = check_rate(rate_per_s)
+        self._broadcast("set_rate", rate)
         if self._lost:
             self._restripe()
-        self._notes.append(f"set_rate {rate_per_s:g} at {self.elapsed_s:.1f} s")
+        self._notes.append(f"set_rate {rate:g} at {self.elapsed_s:.1f} s")
 
     def stop(self) -> None:
         """End early; in-flight requests finish and everything measured is kept."""
@@ -209,7 +218,7 @@ class Run:
 
     def watch(self, every_s: float = 1.0, rows: int = 10) -> RunResult:
         """In a notebook: refresh the progress line and the last seconds until the end."""
-        from cluster.progress import watch
+        from rafale.cluster.progress import watch
 
         try:
             watch(self, every_s, rows)
@@ -232,10 +241,10 @@ class Run:
                 live = [a for a in self._actors if a.alive]
                 if not live or all(a.state == "done" for a in live):
                     break
-                if self.spec.out and time.monotonic() >= next_checkpoint:
+                if self._checkpoints and time.monotonic() >= next_checkpoint:
                     began = time.monotonic()
                     try:
-                        self._save(final=False)
+                        self._checkpoint()
                     except Exception as exc:  # noqa: BLE001 - the run goes on; final save retries
                         note = f"checkpoint to {self.spec.out} failed: {exc!r}"
                         if note not in self._notes:
@@ -255,9 +264,10 @@ class Run:
         refs = [r for _, d, s in calls for r in (d, s)]
         ray.wait(refs, num_returns=len(refs), timeout=CALL_TIMEOUT_S)
         now = time.monotonic()
+        drained: list[dict[str, Any]] = []
         for actor, drain_ref, status_ref in calls:
             try:
-                self._keep(actor, ray.get(drain_ref, timeout=0))
+                drained += self._tag(actor, ray.get(drain_ref, timeout=0))
                 status = ray.get(status_ref, timeout=0)
             except ActorUnavailableError:
                 self._missing(actor, now, "unavailable")
@@ -273,21 +283,21 @@ class Run:
             actor.in_flight = int(status.get("in_flight", 0))
             if status.get("error"):
                 self._notes.append(f"actor {actor.index}: {status['error']}")
+        self.log.append(drained)
 
-    def _keep(self, actor: _Actor, windows: list[dict[str, Any]]) -> None:
+    def _tag(self, actor: _Actor, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The actor's drained windows with run_id and node added."""
         for window in windows:
             window["run_id"] = self.run_id
             window["node"] = actor.node_id
-        with self._lock:
-            self._windows.extend(windows)
-            self._tracker.add(windows)
         if windows:
             actor.in_flight = int(windows[-1].get("in_flight", actor.in_flight))
+        return windows
 
     def _missing(self, actor: _Actor, now: float, why: str) -> None:
         if actor.missing_since is None:
             actor.missing_since = now
-        alive_nodes = alive_node_ids()
+        alive_nodes = placement.alive_node_ids()
         node_alive = alive_nodes is None or actor.node_id in alive_nodes
         if not node_alive or now - actor.missing_since >= LOST_AFTER_S:
             self._lose(actor, why if node_alive else "node removed")
@@ -296,7 +306,7 @@ class Run:
         actor.alive = False
         self._lost.append({**actor.info(), "at_s": round(self.elapsed_s, 3),
                            "in_flight_lost": actor.in_flight, "reason": reason})
-        alive_nodes = alive_node_ids()
+        alive_nodes = placement.alive_node_ids()
         if (alive_nodes is not None and actor.node_id not in alive_nodes
                 and actor.node_id not in self._lost_nodes):
             self._lost_nodes.append(actor.node_id)
@@ -319,28 +329,33 @@ class Run:
     def _finish(self) -> None:
         live = [a for a in self._actors if a.alive]
         refs = [(a, a.handle.drain.remote()) for a in live]
+        drained: list[dict[str, Any]] = []
         for actor, ref in refs:
             try:
-                self._keep(actor, ray.get(ref, timeout=CALL_TIMEOUT_S))
+                drained += self._tag(actor, ray.get(ref, timeout=CALL_TIMEOUT_S))
             except (RayActorError, GetTimeoutError) as exc:
                 self._notes.append(f"actor {actor.index}: last drain failed ({exc!r})")
+        self.log.append(drained)
+        self.log.seal_all()
         placement.kill_all([a.handle for a in self._actors])
         if self._ended is None:
             self._ended = "completed" if live else "all actors lost"
         self._ended_at_s = time.time()
+        summary = self.summary()
         try:
-            if self.spec.out:
-                self._save(final=True)
+            if self._checkpoints is not None:
+                self._checkpoints.finish(*self.log.tables(), self.meta(), summary)
         except Exception as exc:  # noqa: BLE001 - keep the result in memory at least
             self.save_error = f"saving to {self.spec.out} failed: {exc!r}"
             self._notes.append(self.save_error)
-        self._result = self.result()
+        self._result = self.result(summary)
         self._report()
         self._done.set()
 
-    def _save(self, final: bool) -> None:
-        assert self.spec.out is not None
-        store.save(self.spec.out, self.windows(), self.meta())
+    def _checkpoint(self) -> None:
+        """Append the windows drained since the last checkpoint to ``out``."""
+        assert self._checkpoints is not None
+        self._checkpoints.append(*self.log.take_unsaved(), self.meta(), self.summary())
 
     # ----- meta --------------------------------------------------------------------------
 
@@ -383,20 +398,20 @@ def start(*, spec: RunSpec | None = None,
     count = len(node_ids)
     handed = engine_entries(spec, entries)
     configs = [spec.engine_config(i, count, handed) for i in range(count)]
-    handles = placement.place(configs, node_ids)
+    handles, wheres = placement.place(configs, node_ids)
     try:
-        wheres = placement.where_all(handles, timeout_s=READY_TIMEOUT_S)
         actors = [
             _Actor(i, h, str(w.get("node_id") or node_ids[i]), str(w.get("hostname", "")),
-                   str(w.get("ip", "")), int(w.get("pid", 0)))
+                   str(w.get("ip", "")), int(w.get("pid", 0)), str(w.get("libcurl", "")))
             for i, (h, w) in enumerate(zip(handles, wheres, strict=True))
         ]
         start_at_s = time.time() + START_DELAY_S
-        ray.get([h.start.remote(start_at_s) for h in handles], timeout=READY_TIMEOUT_S)
+        ray.get([h.start.remote(start_at_s) for h in handles],
+                timeout=placement.READY_TIMEOUT_S)
     except BaseException:
         placement.kill_all(handles)
         raise
-    run = Run(spec, actors, start_at_s, entries, node_infos(node_ids), on_progress)
+    run = Run(spec, actors, start_at_s, entries, placement.node_infos(node_ids), on_progress)
     run._thread.start()
     _current = run
     return run

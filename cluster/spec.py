@@ -16,24 +16,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from actors.config import (
-    DNS_MODES,
-    EngineConfig,
-    ResolveEntry,
+from rafale.actors.checks import (
+    check_dns,
+    check_duration,
+    check_number,
+    check_rate,
     check_url,
-    url_host_port,
-)
-from actors.pacing import Schedule
-from cluster.options import (
-    as_number,
-    check_writable,
     normalize_http,
     parse_duration,
+)
+from rafale.actors.config import EngineConfig, ResolveEntry, url_host_port
+from rafale.actors.pacing import Schedule
+from rafale.cluster.options import (
+    FD_OVERHEAD,
+    check_writable,
     parse_headers,
     parse_resolve,
     parse_stages,
     planned_connections,
-    positive,
     redact_url,
 )
 
@@ -41,8 +41,6 @@ __all__ = ["RunSpec", "normalize_http", "parse_duration", "parse_stages", "plann
 
 DEFAULT_DURATION_S = 10.0
 PEM_MARKER = "-----BEGIN CERTIFICATE-----"
-# File descriptors a sender process needs besides its connections (Ray worker, epoll, logs).
-FD_OVERHEAD = 256
 
 
 class ResourceRiskWarning(RuntimeWarning):
@@ -93,9 +91,7 @@ class RunSpec:
         put(self, "urls", urls)
         http = normalize_http(self.http)
         put(self, "http", http)
-        if self.dns not in DNS_MODES:
-            raise ValueError(f"dns {self.dns!r} is not supported; expected one of "
-                             f"{', '.join(DNS_MODES)}")
+        check_dns(self.dns)
         for url in urls:
             check_url(url, http)
         method = str(self.method).strip().upper()
@@ -134,16 +130,13 @@ class RunSpec:
         stages = parse_stages(self.stages) if self.stages not in ((), [], "", None) else ()
         put(self, "stages", stages)
         given_ramp = self.ramp_s
-        ramp_s = parse_duration(given_ramp or 0.0, "ramp")
-        if not (math.isfinite(ramp_s) and ramp_s >= 0):
-            raise ValueError(f"ramp {self.ramp_s!r} must be a duration >= 0 s")
+        ramp_s = check_duration("ramp", given_ramp or 0.0, zero_ok=True)
         put(self, "ramp_s", ramp_s)
         if self.rate_per_s is not None:
-            rate = as_number("rate", self.rate_per_s)
-            if not (math.isfinite(rate) and rate > 0):
-                raise ValueError(f"rate {self.rate_per_s!r} must be a finite number > 0 req/s "
-                                 "(leave it out for the closed model)")
-            put(self, "rate_per_s", rate)
+            try:
+                put(self, "rate_per_s", check_rate(self.rate_per_s))
+            except ValueError as exc:
+                raise ValueError(f"{exc}; leave it out for the closed model") from None
         if stages and self.rate_per_s is not None:
             raise ValueError("give either rate or stages, not both (stages set their own rates)")
         if stages and ramp_s:
@@ -154,9 +147,7 @@ class RunSpec:
         if self.duration_s is None:
             duration_s = total_s if stages else DEFAULT_DURATION_S
         else:
-            duration_s = parse_duration(self.duration_s)
-        if not (math.isfinite(duration_s) and duration_s > 0):
-            raise ValueError(f"duration {self.duration_s!r} must be > 0 s, e.g. 10s or 2m")
+            duration_s = check_duration("duration", self.duration_s)
         if stages and not math.isclose(duration_s, total_s):
             raise ValueError(f"duration {self.duration_s!r} differs from the stages' total "
                              f"{total_s:g} s; leave duration out when giving stages")
@@ -174,21 +165,19 @@ class RunSpec:
             put(self, "actors", "auto")
         else:
             try:
-                put(self, "actors", positive("actors", actors, "count", integer=True))
+                put(self, "actors", check_number("actors", actors, "count", integer=True,
+                                                 parse_text=True))
             except ValueError:
                 raise ValueError(f"actors {actors!r} must be 'auto' (one per CPU) or an "
                                  "integer >= 1") from None
-        put(self, "max_in_flight", positive("max_in_flight", self.max_in_flight,
-                                             "requests per actor", integer=True))
-        put(self, "in_flight_step", positive("in_flight_step", self.in_flight_step,
-                                              "requests", integer=True))
-        put(self, "streams_per_connection", positive(
-            "streams_per_connection", self.streams_per_connection, "streams", integer=True))
+        units = {"max_in_flight": "requests per actor", "in_flight_step": "requests",
+                 "streams_per_connection": "streams"}
         if self.max_connections is not None:
-            put(self, "max_connections", positive("max_connections", self.max_connections,
-                                                   "connections per actor", integer=True))
-        put(self, "timeout_s", positive("timeout", parse_duration(self.timeout_s, "timeout"),
-                                         "seconds"))
+            units["max_connections"] = "connections per actor"
+        for name, unit in units.items():
+            put(self, name, check_number(name, getattr(self, name), unit, integer=True,
+                                         parse_text=True))
+        put(self, "timeout_s", check_duration("timeout", self.timeout_s))
         self._check_open_files()
 
     def _check_open_files(self) -> None:

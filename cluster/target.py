@@ -35,7 +35,7 @@ from typing import Any, TextIO
 
 import psutil
 
-from cluster.target_config import (  # noqa: F401 - re-exported for callers and tests
+from rafale.cluster.target_config import (  # noqa: F401 - re-exported for callers and tests
     BIG_BODY_BYTES,
     DEFAULT_ADDRESSES,
     DEFAULT_HOST,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cluster.target import Target
+from rafale.cluster.target import Target
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ import subprocess
 import threading
 from typing import Any
 
-from actors.config import EngineConfig, ResolveEntry
-from actors.pacing import Schedule
-from actors.stats import Window
-from cluster.target import Target
+from rafale.actors.config import EngineConfig, ResolveEntry
+from rafale.actors.pacing import Schedule
+from rafale.analysis.aggregate import Aggregate
+from rafale.cluster.target import Target
 
 Windows = list[dict[str, Any]]
 
@@ -50,11 +50,12 @@ def plain_config(url: str, rate_per_s: float, duration_s: float, **overrides: An
 
 
 def total(windows: Windows) -> dict[str, Any]:
-    """All seconds of one run added up; in_flight is the last window's."""
-    merged = Window(-1, -1)
+    """All seconds of one run added up (as the driver merges them), in the window's shape;
+    in_flight is the last window's."""
+    merged = Aggregate()
     for data in windows:
-        merged.merge(Window.from_data(data), check=False)
-    result = merged.to_data()
+        merged.add_window(data)
+    result: dict[str, Any] = {**merged.counters, **merged.maps, **merged.encoded()}
     result["in_flight"] = windows[-1]["in_flight"] if windows else 0
     return result
 

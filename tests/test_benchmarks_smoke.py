@@ -6,12 +6,13 @@ No speed assertions: the smoke run checks that every piece runs and writes its r
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 
-from benchmarks import run
+from benchmarks import driver_scale, run
 from benchmarks.h2load import parse_report
 from benchmarks.shapes import SHAPES, Shape, shape_named
 
@@ -57,3 +58,20 @@ def test_harness_runs_one_round_of_one_shape(tmp_path: Path) -> None:
     assert set(measured["rafale"]["extra"]["version"]) == {"2"}
     assert [r["rate_per_s"] for r in raw["accuracy"]] == [500.0]
     assert raw["accuracy"][0]["sent"] > 0
+
+
+def test_driver_scale_quick_writes_every_figure_of_every_case(tmp_path: Path) -> None:
+    argv = ["--quick", "--actors", "2,3", "--seconds", "5,6", "--out", str(tmp_path)]
+    assert driver_scale.main(argv) == 0
+    raw = json.loads((tmp_path / "driver_scale.json").read_text())
+    cases = {(c["actors"], c["seconds"]): c for c in raw["cases"]}
+    assert set(cases) == {(2, 5), (2, 6), (3, 5), (3, 6)}
+    for (actors, seconds), case in cases.items():
+        assert case["windows"] == actors * seconds and not case["cut"]
+        assert case["checkpoints"] == 1
+        for name in driver_scale.FIGURES:
+            assert 0 < case[name] < math.inf, (actors, seconds, name, case[name])
+        assert math.isfinite(case["rss_bytes_per_window"])
+    assert len(raw["verdicts"]) == 3
+    assert raw["machine"]["cpu_count"] >= 1
+    assert "| N | T (s) |" in (tmp_path / "driver_scale.md").read_text()

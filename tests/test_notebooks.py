@@ -1,48 +1,62 @@
-"""The notebooks run top to bottom on a real kernel (this venv's Python), with short runs.
+"""The notebooks: each .ipynb matches its jupytext source, and runs top to bottom.
 
-Each notebook's first code cell is tagged ``parameters``; its source is replaced with the
-short values below before nbclient executes the notebook. Any cell error fails the test
-(the notebooks also check their own facts with ``assert``). The executed notebooks are
-written next to their outputs in ``tmp_path`` to look at when a test fails.
+Each notebook is kept as a pair, ``notebooks/NAME.py`` (jupytext percent format, the file to
+edit) and ``notebooks/NAME.ipynb`` (the same cells, with the outputs of a real run from
+``make notebooks``); the pairs must hold the same cells.
+
+The notebooks run on a real kernel (this venv's Python), with short runs, through
+``notebooks/execute.py``. Each notebook's first code cell is tagged ``parameters``; its
+source is replaced with the short values below before the notebook is executed. Any cell
+error fails the test (the notebooks also check their own facts with ``assert``). The
+executed notebooks are written next to their outputs in ``tmp_path`` to look at when a test
+fails.
 """
 
 from __future__ import annotations
 
 import ast
-import json
+import importlib.util
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import jupytext
 import nbformat
 import pandas as pd
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
-from nbclient import NotebookClient
 from nbformat import NotebookNode
 
-from analysis import store
-
-pytestmark = pytest.mark.slow
+from rafale.analysis import store
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-KERNEL = "python3"
+NAMES = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
+PAIRING = {"formats": "ipynb,py:percent"}
+SYNC_HINT = "run `make notebooks` (or `jupytext --sync notebooks/*.ipynb`) and commit both"
 CELL_TIMEOUT_S = 180
 
 
+def load_runner() -> ModuleType:
+    """notebooks/execute.py (a script, not a package module), which `make notebooks` runs."""
+    spec = importlib.util.spec_from_file_location("notebooks_execute", NOTEBOOKS / "execute.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = load_runner()
+
+
 @pytest.fixture(scope="module")
-def kernel_specs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelSpecManager]:
+def kernel_specs(tmp_path_factory: pytest.TempPathFactory) -> KernelSpecManager:
     """A ``python3`` kernelspec running this interpreter, so the kernel is the venv's Python
     whatever kernelspecs the user or the system has installed (no install step needed)."""
-    root = tmp_path_factory.mktemp("kernels")
-    (root / KERNEL).mkdir()
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    spec = {"argv": argv, "display_name": "Python 3 (rafale tests)", "language": "python"}
-    (root / KERNEL / "kernel.json").write_text(json.dumps(spec))
-    yield KernelSpecManager(kernel_dirs=[str(root)])
+    specs: KernelSpecManager = runner.kernel_specs(tmp_path_factory.mktemp("kernels"))
+    assert specs.get_kernel_spec(runner.KERNEL).argv[0] == sys.executable
+    return specs
 
 
 def parameter_names(source: str) -> set[str]:
@@ -67,16 +81,10 @@ def execute(name: str, values: dict[str, Any], specs: KernelSpecManager,
     """Execute notebooks/<name>.ipynb with the repo root as working directory."""
     path = NOTEBOOKS / f"{name}.ipynb"
     nb = with_parameters(nbformat.read(path, as_version=4), values)
-    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
-    assert km.kernel_spec is not None and km.kernel_spec.argv[0] == sys.executable
-    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL,
-                            resources={"metadata": {"path": str(ROOT)}})
     try:
-        client.execute()
+        runner.execute(nb, ROOT, specs, CELL_TIMEOUT_S)
     finally:
         nbformat.write(nb, keep / path.name)
-        if km.has_kernel:  # a client given a km leaves its kernel (and the kernel's Ray) up
-            km.shutdown_kernel(now=False)
     return nb
 
 
@@ -96,15 +104,37 @@ def images(nb: NotebookNode) -> int:
                for cell in nb.cells for output in cell.get("outputs", []))
 
 
-def test_notebooks_are_committed_without_outputs() -> None:
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                assert not cell.outputs and cell.execution_count is None, path.name
+def cells(nb: NotebookNode) -> list[tuple[str, str, bool]]:
+    """What a pair must agree on: each cell's type, source and ``parameters`` tag."""
+    return [(cell.cell_type, cell.source, "parameters" in cell.metadata.get("tags", []))
+            for cell in nb.cells]
 
 
+def test_every_notebook_is_found() -> None:
+    assert NAMES == ["protocols_and_dns", "quickstart"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_paired_with_its_source(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("jupytext") == PAIRING, (
+        f"{name}.ipynb lacks the jupytext pairing metadata {PAIRING}")
+    assert (NOTEBOOKS / f"{name}.py").is_file(), f"notebooks/{name}.py is missing"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_matches_its_source(name: str) -> None:
+    source = cells(jupytext.read(NOTEBOOKS / f"{name}.py"))
+    notebook = cells(jupytext.read(NOTEBOOKS / f"{name}.ipynb"))
+    first = next((i for i, (a, b) in enumerate(zip(source, notebook, strict=False)) if a != b),
+                 min(len(source), len(notebook)))
+    assert source == notebook, (
+        f"notebooks/{name}.py ({len(source)} cells) and {name}.ipynb ({len(notebook)} cells) "
+        f"differ at cell {first} (from 0): {SYNC_HINT}")
+
+
+@pytest.mark.slow
 def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "quickstart"
     nb = execute("quickstart", {
@@ -122,6 +152,7 @@ def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     assert set(loaded.summary["address_share"]) == {"127.0.0.2", "127.0.0.3"}
 
 
+@pytest.mark.slow
 def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "matrix"
     nb = execute("protocols_and_dns", {

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.pacing import Pacer, Schedule, Stage, StripedPacer, UnlimitedPacer
+from rafale.actors.pacing import Pacer, Schedule, Stage, StripedPacer, UnlimitedPacer
 
 # ----- tables -----------------------------------------------------------------------------
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from actors.config import EngineConfig, ResolveEntry
-from actors.pacing import Schedule
-from actors.sender import SenderActor
-from cluster.target import Target
+from rafale.actors.config import EngineConfig, ResolveEntry
+from rafale.actors.pacing import Schedule
+from rafale.actors.sender import SenderActor
+from rafale.cluster.target import Target
 
 
 def config_for(target: Target, **overrides: Any) -> EngineConfig:
@@ -106,6 +106,13 @@ def test_control_after_the_end_is_harmless_and_start_runs_once(target: Target) -
     with pytest.raises(RuntimeError, match="runs once"):
         actor.start()
     assert sum_of(actor.drain(), "completed") == 25
+
+
+@pytest.mark.parametrize("rate", [0, -1.0, float("inf"), "fast"])
+def test_bad_rate_is_refused(rate: Any) -> None:
+    with pytest.raises(ValueError) as info:
+        SenderActor(config_for_unstarted()).set_rate(rate)
+    assert f"rate {rate!r} must be" in str(info.value)
 
 
 def test_join_before_start_is_false() -> None:

@@ -11,23 +11,21 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import hist as stats_hist
-from actors.stats import (
+from rafale.actors import hist as stats_hist
+from rafale.actors.contract import (
+    COUNTERS,
+    DIMENSIONS,
     HIST_HIGHEST_US,
-    Recorder,
-    Window,
-    error_kind,
-    fold_values,
-    merge_data,
-    merge_windows,
+    LATENCIES,
+    counts_view,
     new_histogram,
+    to_batches,
 )
+from rafale.actors.hist import fold_values
+from rafale.actors.stats import Recorder, error_kind
+from rafale.analysis.aggregate import Aggregate
 
-CONTRACT_KEYS = [
-    "actor", "second", "intended", "sent", "completed", "failed", "late", "in_flight",
-    "bytes_in", "new_connections", "cpu_s", "loops", "status", "error", "address", "version",
-    "latency_corrected_us", "latency_raw_us",
-]
+CONTRACT_KEYS = ["actor", "second", *COUNTERS, *DIMENSIONS, *LATENCIES]
 
 # ----- error kinds ------------------------------------------------------------------------
 
@@ -163,29 +161,42 @@ def test_window_data_shape() -> None:
     assert raw.get_min_value() == pytest.approx(1200, rel=1e-3)
 
 
+def _agg(windows: list[dict[str, Any]]) -> Aggregate:
+    agg = Aggregate()
+    for window in windows:
+        agg.add_window(window)
+    return agg
+
+
+def _same(a: Aggregate, b: Aggregate) -> None:
+    assert a.counters == pytest.approx(b.counters)
+    assert a.maps == b.maps
+    for name in LATENCIES:
+        ha, hb = a.hists[name], b.hists[name]
+        assert counts_view(ha).tolist() == counts_view(hb).tolist()
+        assert (ha.total_count, ha.get_min_value(), ha.get_max_value()) == (
+            hb.total_count, hb.get_min_value(), hb.get_max_value())
+
+
 @pytest.mark.parametrize("events", [[], SAMPLE, SAMPLE * 3], ids=["empty", "sample", "x3"])
-def test_round_trip(events: list[Event]) -> None:
+def test_round_trip_through_columns(events: list[Event]) -> None:
+    """A window converted to the contract's columns and back merges to the same numbers."""
     data = _record(events, actor=1, in_flight=3, cpu_s=0.5, loops=4)
-    again = Window.from_data(data).to_data()
-    assert again == data
-    assert Window.from_data({**data, "node": "n1", "run_id": "r"}).to_data() == data
-
-
-def test_from_data_names_missing_keys() -> None:
-    data = _record(SAMPLE)
-    del data["late"]
-    with pytest.raises(ValueError, match="late"):
-        Window.from_data(data)
+    windows_batch, counts_batch = to_batches([{**data, "node": "n1", "run_id": "r"}])
+    (row,) = windows_batch.to_pylist()
+    for dimension in DIMENSIONS:
+        row[dimension] = {r["key"]: r["count"] for r in counts_batch.to_pylist()
+                          if r["dimension"] == dimension}
+    assert {k: row[k] for k in data} == data
+    _same(_agg([row]), _agg([data]))
 
 
 def _check_merge(events: list[Event], cut: int) -> None:
     whole = _record(events, in_flight=5, cpu_s=0.75, loops=30)
     a = _record(events[:cut], in_flight=2, cpu_s=0.25, loops=10)
     b = _record(events[cut:], in_flight=3, cpu_s=0.5, loops=20)
-    assert merge_data(a, b) == whole
-    # Across actors: the same, as actor -1.
-    b1 = {**b, "actor": 1}
-    assert merge_windows([a, b1]) == {**whole, "actor": -1}
+    _same(_agg([a, b]), _agg([whole]))
+    _same(_agg([a, {**b, "actor": 1}]), _agg([whole]))  # across actors: the same sums
 
 
 @pytest.mark.parametrize("cut", [0, 1, 3, 5, 7])
@@ -193,35 +204,21 @@ def test_merge_equals_record_into_one(cut: int) -> None:
     _check_merge(SAMPLE * 2, cut)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(events_strategy, st.integers(0, 60))
 def test_merge_property(events: list[Event], cut: int) -> None:
     _check_merge(events, min(cut, len(events)))
 
 
-def test_merge_windows_many() -> None:
+def test_merge_many_and_aggregates_add() -> None:
     parts = [SAMPLE[i::3] for i in range(3)]
     datas = [_record(part, actor=i) for i, part in enumerate(parts)]
     whole = _record([e for part in parts for e in part])
-    assert merge_windows(datas, actor=-1) == {**whole, "actor": -1}
-
-
-@pytest.mark.parametrize(("a", "b", "match"), [
-    ({"actor": 0, "second": 0}, {"actor": 1, "second": 0}, "same actor"),
-    ({"actor": 0, "second": 0}, {"actor": 0, "second": 2}, "same actor and second"),
-])
-def test_merge_data_mismatch(a: dict[str, int], b: dict[str, int], match: str) -> None:
-    base = _record(SAMPLE)
-    with pytest.raises(ValueError, match=match):
-        merge_data({**base, **a}, {**base, **b})
-
-
-def test_merge_windows_mismatch_and_empty() -> None:
-    base = _record(SAMPLE)
-    with pytest.raises(ValueError, match="one second"):
-        merge_windows([base, {**base, "second": 1}])
-    with pytest.raises(ValueError, match="at least one"):
-        merge_windows([])
+    _same(_agg(datas), _agg([whole]))
+    added = _agg(datas[:1])
+    added.add(_agg(datas[1:]))
+    _same(added, _agg([whole]))
+    assert added.actors == {0, 1, 2} and added.windows == 3
 
 
 # ----- recorder ---------------------------------------------------------------------------
@@ -293,8 +290,8 @@ def test_drain_from_another_thread_loses_nothing() -> None:
     assert sum(w["completed"] for w in drained) == n - n // 10
     assert sum(w["late"] for w in drained) == len(range(0, n, 7))
     assert sum(w["loops"] for w in drained) == n
-    merged = merge_windows([{**w, "second": 0} for w in drained])
-    assert HdrHistogram.decode(merged["latency_raw_us"]).get_total_count() == n - n // 10
+    merged = _agg(drained)
+    assert merged.hists["latency_raw_us"].get_total_count() == n - n // 10
 
 
 def test_reused_histograms_do_not_carry_values_between_windows() -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from analysis import store
+from rafale.analysis import store
+from rafale.analysis.result import Result
 from tests.analysis.windows_factory import RunShape, make_run
 
 SECRET_TOKEN = "Bearer s3cr3t-t0ken-value"
@@ -16,8 +17,10 @@ SECRET_API_KEY = "k3y-9f8e7d6c5b4a"
 
 
 def make_meta(run_id: str, http: str = "2", dns: str = "pinned", actors: int = 2) -> dict[str, Any]:
-    return {
+    return {  # the shape cluster.meta.run_meta writes
         "run_id": run_id,
+        "http": http,
+        "dns": dns,
         "spec": {
             "urls": ["https://127.0.0.1:8443/push"],
             "http": http,
@@ -49,5 +52,5 @@ def save_run(tmp_path: Path) -> SaveRun:
 
 
 @pytest.fixture
-def small_result(save_run: SaveRun) -> store.Result:
+def small_result(save_run: SaveRun) -> Result:
     return store.load(save_run("small", RunShape(actors=3, seconds=5, run_id="small")))

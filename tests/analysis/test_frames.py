@@ -4,33 +4,35 @@ import math
 
 import pytest
 
-from analysis import frames, store
+from rafale.analysis import frames, store
+from rafale.analysis.log import WindowLog
+from rafale.analysis.result import Result
 from tests.analysis.conftest import SaveRun
 from tests.analysis.windows_factory import RunShape, make_run, make_window
 
 
 def test_per_second_fills_gaps_with_zeros() -> None:
     windows = [make_window(0, s, [1000, 2000], [900, 1800]) for s in (0, 3)]
-    ps = frames.per_second(store.windows_to_frames(windows))
+    ps = WindowLog.of(windows).per_second()
     assert ps["second"].tolist() == [0, 1, 2, 3]
     assert ps["completed"].tolist() == [2, 0, 0, 2]
     assert math.isnan(ps.loc[1, "p50_corrected_us"]) and ps.loc[0, "p50_corrected_us"] > 0
 
 
 @pytest.mark.parametrize("dimension", ["status", "error", "address", "version"])
-def test_per_key_shares_sum_to_one(small_result: store.Result, dimension: str) -> None:
+def test_per_key_shares_sum_to_one(small_result: Result, dimension: str) -> None:
     table = frames.per_key(small_result, dimension)
     assert not table.empty
     assert table["share"].sum() == pytest.approx(1.0)
     assert table["count"].is_monotonic_decreasing
 
 
-def test_per_key_rejects_unknown_dimension(small_result: store.Result) -> None:
+def test_per_key_rejects_unknown_dimension(small_result: Result) -> None:
     with pytest.raises(ValueError, match="address"):
         frames.per_key(small_result, "colour")
 
 
-def test_per_error_splits_kind_and_code(small_result: store.Result) -> None:
+def test_per_error_splits_kind_and_code(small_result: Result) -> None:
     table = frames.per_error(small_result)
     assert set(table["kind"]) == {"connect", "timeout", "tls"}
     assert set(table["curl_code"]) == {"7", "28", "35"}
@@ -76,16 +78,35 @@ def test_run_row_falls_back_to_windows_for_labels(tmp_path) -> None:  # type: ig
 
 
 @pytest.mark.parametrize(
-    ("meta", "actors", "rate"),
+    ("meta", "actors", "nodes", "rate"),
     [
-        ({"spec": {"actors": "auto", "stages": [[10.0, 100.0], [20.0, 500.0]]}}, 3, 500.0),
-        ({"spec": {"actors": 8, "rate_per_s": 50}}, 8, 50.0),
-        ({"spec": {"actors": "auto"}, "cluster": {"actors": [0, 1, 2, 3, 4]}}, 5, None),
-        ({"actors": 6, "spec": {"stages": [{"duration_s": 5, "rate_per_s": 70}]}}, 6, 70.0),
+        ({"spec": {"stages": [[10.0, 100.0], [20.0, 500.0]]}, "cluster": {"actors": 3}},
+         3, 1, 500.0),
+        ({"spec": {"rate_per_s": 50}, "cluster": {"actors": 8, "node_count": 2}}, 8, 2, 50.0),
+        ({"spec": {"rate_per_s": None}, "cluster": {"actors": 5}}, 5, 1, None),
+        ({}, 3, 1, None),  # no meta: counted in the windows
     ],
 )
-def test_run_row_label_sources(tmp_path, meta: dict, actors: int,  # type: ignore[no-untyped-def]
-                               rate: float | None) -> None:
+def test_run_row_reads_the_meta_the_driver_writes(
+        tmp_path, meta: dict, actors: int, nodes: int,  # type: ignore[no-untyped-def]
+        rate: float | None) -> None:
     windows, _ = make_run(RunShape(actors=3, seconds=2))
     row = frames.run_row(store.load(store.save(tmp_path / "r", windows, meta)))
-    assert (row["actors"], row["rate_target_per_s"]) == (actors, rate)
+    assert (row["actors"], row["nodes"], row["rate_target_per_s"]) == (actors, nodes, rate)
+
+
+@pytest.mark.parametrize("shape", [RunShape(actors=2, seconds=4), RunShape(actors=5, seconds=9,
+                                                                           nodes=2, seed=3)])
+@pytest.mark.parametrize("open_s", [0, 2, 5])
+def test_log_per_second_equals_the_saved_result_per_second(
+        tmp_path, shape: RunShape, open_s: int) -> None:  # type: ignore[no-untyped-def]
+    """The live frame (sealed rows and open seconds of the log) equals the frame computed
+    from the saved windows, whatever is still open, windows arriving in any order."""
+    windows, _ = make_run(shape)
+    log = WindowLog(open_s=open_s)
+    for window in reversed(windows):  # late windows land in sealed seconds too
+        log.append([window])
+    live = log.per_second()
+    saved = frames.per_second(store.load(store.save(tmp_path / "r", windows, {})))
+    assert live.columns.tolist() == saved.columns.tolist()
+    assert live.equals(saved), (live.compare(saved) if live.shape == saved.shape else live)

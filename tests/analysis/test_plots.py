@@ -10,7 +10,8 @@ from matplotlib.collections import Collection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis import compare, plots, store
+from rafale.analysis import compare, plots, store
+from rafale.analysis.result import Result
 from tests.analysis.conftest import SaveRun
 from tests.analysis.windows_factory import RunShape
 
@@ -37,7 +38,7 @@ def assert_renders(fig: Figure, path: Path, min_axes_with_data: int = 1) -> None
     assert data.startswith(PNG_MAGIC) and len(data) > 5_000
 
 
-RUN_PLOTS: list[tuple[Callable[[store.Result], Figure], int]] = [
+RUN_PLOTS: list[tuple[Callable[[Result], Figure], int]] = [
     (plots.throughput, 2),  # lines above, error bars below
     (plots.latency, 1),
     (plots.address_share, 2),  # stacked area and overall bars
@@ -45,14 +46,14 @@ RUN_PLOTS: list[tuple[Callable[[store.Result], Figure], int]] = [
 
 
 @pytest.mark.parametrize(("plot", "axes_with_data"), RUN_PLOTS)
-def test_run_plots_have_data(small_result: store.Result, tmp_path: Path,
-                             plot: Callable[[store.Result], Figure], axes_with_data: int) -> None:
+def test_run_plots_have_data(small_result: Result, tmp_path: Path,
+                             plot: Callable[[Result], Figure], axes_with_data: int) -> None:
     fig = plot(small_result)
     assert fig.get_suptitle() or fig.axes[0].get_title()
     assert_renders(fig, tmp_path / f"{plot.__name__}.png", axes_with_data)
 
 
-def test_latency_lines_corrected_solid_raw_dashed(small_result: store.Result) -> None:
+def test_latency_lines_corrected_solid_raw_dashed(small_result: Result) -> None:
     ax = plots.latency(small_result).axes[0]
     styles = {ln.get_label(): ln.get_linestyle() for ln in ax.get_lines()}
     assert styles["p99 corrected"] == "-" and styles["p99 raw"] == "--"
@@ -60,7 +61,7 @@ def test_latency_lines_corrected_solid_raw_dashed(small_result: store.Result) ->
 
 
 @pytest.mark.parametrize(("plot", "_"), RUN_PLOTS)
-def test_run_plots_survive_an_empty_run(tmp_path: Path, plot: Callable[[store.Result], Figure],
+def test_run_plots_survive_an_empty_run(tmp_path: Path, plot: Callable[[Result], Figure],
                                         _: int) -> None:
     result = store.load(store.save(tmp_path / "empty", [], {}))
     path = plots.save_png(plot(result), tmp_path / "empty.png")
@@ -68,7 +69,7 @@ def test_run_plots_survive_an_empty_run(tmp_path: Path, plot: Callable[[store.Re
 
 
 @pytest.fixture
-def matrix(save_run: SaveRun) -> list[store.Result]:
+def matrix(save_run: SaveRun) -> list[Result]:
     results = []
     for i, (http, dns, actors) in enumerate(
         [("1.1", "system", 1), ("2", "system", 1), ("2", "pinned", 1), ("2", "pinned", 3),
@@ -81,7 +82,7 @@ def matrix(save_run: SaveRun) -> list[store.Result]:
 
 
 @pytest.mark.parametrize("plot", [plots.comparison, plots.scaling])
-def test_comparison_plots_have_data(matrix: list[store.Result], tmp_path: Path,
+def test_comparison_plots_have_data(matrix: list[Result], tmp_path: Path,
                                     plot: Callable[..., Figure]) -> None:
     fig = plot(compare.compare(matrix))
     assert_renders(fig, tmp_path / f"{plot.__name__}.png")

@@ -9,21 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from analysis import compare, report, store
+from rafale.analysis import compare, report
+from rafale.analysis.result import Result
 from tests.analysis.conftest import SaveRun
 from tests.analysis.windows_factory import RunShape
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_summary_text_names_everything(small_result: store.Result) -> None:
+def test_summary_text_names_everything(small_result: Result) -> None:
     text = report.summary_text(small_result)
     for needle in ("requests", "req/s", "connect", "timeout:28", "200", "127.0.0.2",
                    "HTTP versions", "corrected", "raw", "p99.9", "HTTP/2", "DNS pinned"):
         assert needle in text, needle
 
 
-def test_render_single_result(small_result: store.Result) -> None:
+def test_render_single_result(small_result: Result) -> None:
     assert small_result.path is not None
     written = report.render(small_result.path)
     assert [p.name for p in written] == ["throughput.png", "latency.png", "address_share.png"]
@@ -55,17 +56,17 @@ def test_to_markdown(frame_rows: list[dict[str, object]], expected_lines: int) -
         assert "x\\|y" in text and "---:" in text
 
 
-def test_module_runs_without_ray_or_pycurl(small_result: store.Result, tmp_path: Path) -> None:
+def test_module_runs_without_ray_or_pycurl(small_result: Result, tmp_path: Path) -> None:
     assert small_result.path is not None
     copy = shutil.copytree(small_result.path, tmp_path / "elsewhere" / "copied")
     env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
-    cli = subprocess.run([sys.executable, "-m", "analysis.report", str(copy)], cwd=tmp_path,
+    cli = subprocess.run([sys.executable, "-m", "rafale.analysis.report", str(copy)], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert "p99.9" in cli.stdout and (copy / "latency.png").stat().st_size > 0
     script = textwrap.dedent(f"""
         import sys
-        import analysis.report as report
+        import rafale.analysis.report as report
         paths = report.render({str(copy)!r})
         assert len(paths) == 3, paths
         report.summary_text(report.store.load({str(copy)!r}))

@@ -6,7 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import frames, store
+from rafale.actors.contract import COUNTS_SCHEMA, WINDOWS_SCHEMA, to_batches
+from rafale.analysis import frames, store
+from rafale.analysis.latency import merge_histograms, percentile_label, percentiles
+from rafale.analysis.log import WindowLog
+from rafale.analysis.summary import summarize, summarize_frames
 from tests.analysis.conftest import SECRET_API_KEY, SECRET_TOKEN, make_meta
 from tests.analysis.windows_factory import RunShape, make_run, new_histogram
 
@@ -41,7 +45,7 @@ def test_round_trip_totals_and_percentiles(tmp_path: Path, shape: RunShape) -> N
                         ("latency_raw_us", "latency_raw_us")):
         expected = direct_percentiles([w[column] for w in windows])
         summary = result.summary[key]
-        assert {p: summary[frames.percentile_label(p)] for p in expected} == expected
+        assert {p: summary[percentile_label(p)] for p in expected} == expected
         for second, row in per_second.set_index("second").iterrows():
             want = direct_percentiles([w[column] for w in windows if w["second"] == second])
             kind = key.removeprefix("latency_").removesuffix("_us")
@@ -60,15 +64,15 @@ def test_merged_percentiles_equal_one_histogram_of_all_samples(shape: RunShape) 
         for value in values:
             single.record_value(value)
         pcts = [50.0, 90.0, 99.0, 99.9, 100.0]
-        got = frames.percentiles([w[column] for w in windows], pcts)
+        got = percentiles(merge_histograms([w[column] for w in windows]), pcts)
         assert got == {p: single.get_value_at_percentile(p) for p in pcts}
 
 
 def test_percentiles_accept_bytes_and_empty() -> None:
     hist = new_histogram()
     hist.record_value(1500)
-    assert frames.percentiles([hist.encode()], [50]) == {50.0: 1500}
-    assert frames.percentiles([], [50, 99]) == {50.0: None, 99.0: None}
+    assert percentiles(merge_histograms([hist.encode()]), [50]) == {50.0: 1500}
+    assert percentiles(merge_histograms([]), [50, 99]) == {50.0: None, 99.0: None}
 
 
 def test_empty_run_saves_and_loads(tmp_path: Path) -> None:
@@ -174,22 +178,63 @@ def test_load_missing_directory_names_the_files(tmp_path: Path) -> None:
         store.load(tmp_path / "nothing")
 
 
-def test_windows_to_frames_defaults_and_dtypes() -> None:
+def test_to_batches_defaults_and_types() -> None:
     windows, _ = make_run(RunShape(actors=1, seconds=2))
     for w in windows:
         del w["run_id"], w["node"]
-    wdf, cdf = store.windows_to_frames(windows)
+    wb, cb = to_batches(windows)
+    assert wb.schema == WINDOWS_SCHEMA and cb.schema == COUNTS_SCHEMA
+    wdf, cdf = wb.to_pandas(), cb.to_pandas()
     assert set(wdf["run_id"]) == {""} and set(wdf["node"]) == {""}
     assert pd.api.types.is_integer_dtype(wdf["sent"]) and pd.api.types.is_float_dtype(wdf["cpu_s"])
     assert set(cdf["dimension"]) == {"status", "error", "address", "version"}
+    assert int(cdf.loc[cdf["dimension"] == "status", "count"].sum()) == sum(
+        w["completed"] for w in windows)
+
+
+def checkpointed(directory: Path, windows: list[dict], every: int) -> store.Checkpoints:
+    """Append the windows to a log and checkpoint every ``every`` seconds, as the driver does."""
+    log = WindowLog(unsaved=True)
+    checkpoints = store.Checkpoints(directory)
+    seconds = sorted({w["second"] for w in windows})
+    for second in seconds:
+        log.append([w for w in windows if w["second"] == second])
+        if (second + 1) % every == 0:
+            checkpoints.append(*log.take_unsaved(), make_meta("r"), summarize(log.total()))
+    return checkpoints
+
+
+def test_checkpoints_append_parts_and_load_up_to_the_last_one(tmp_path: Path) -> None:
+    windows, _ = make_run(RunShape(actors=2, seconds=7))
+    checkpoints = checkpointed(tmp_path / "r", windows, every=2)
+    assert checkpoints.parts == 3  # seconds 0-1, 2-3, 4-5; second 6 not checkpointed yet
+    parts = sorted(p.name for p in (tmp_path / "r" / "windows").iterdir())
+    assert parts == ["part-000001.parquet", "part-000002.parquet", "part-000003.parquet"]
+    assert not (tmp_path / "r" / "windows.parquet").exists()
+    result = store.load(tmp_path / "r")
+    saved = [w for w in windows if w["second"] < 6]
+    assert len(result.windows) == len(saved) and not result.summary.get("recomputed")
+    assert result.summary["requests"]["sent"] == sum(w["sent"] for w in saved)
+    assert result.meta["run_id"] == "r"
+
+
+def test_checkpoint_parts_compact_at_the_end(tmp_path: Path) -> None:
+    windows, _ = make_run(RunShape(actors=3, seconds=5))
+    checkpoints = checkpointed(tmp_path / "r", windows, every=2)
+    log = WindowLog.of(windows)
+    checkpoints.finish(*log.tables(), make_meta("r"), summarize(log.total()))
+    names = {p.name for p in (tmp_path / "r").iterdir()}
+    assert names == {"windows.parquet", "counts.parquet", "meta.json", "summary.json"}
+    result = store.load(tmp_path / "r")
+    assert result.windows[["second", "actor"]].values.tolist() == sorted(
+        [w["second"], w["actor"]] for w in windows)
 
 
 def test_checkpoint_without_summary_is_summarized_on_load(tmp_path: Path) -> None:
-    windows, _ = make_run(RunShape(actors=2, seconds=3))
-    directory = store.save(tmp_path / "r", windows[:2], make_meta("r"))
-    store.save(directory, windows, make_meta("r"), with_summary=False)
-    assert not (directory / "summary.json").exists()
-    result = store.load(directory)
+    windows, _ = make_run(RunShape(actors=2, seconds=4))
+    checkpointed(tmp_path / "r", windows, every=2)
+    (tmp_path / "r" / "summary.json").unlink()
+    result = store.load(tmp_path / "r")
     assert result.summary["recomputed"] and result.summary["windows"] == len(windows)
 
 
@@ -205,7 +250,9 @@ def test_rates_are_over_the_sending_span(busy_seconds: int, idle_tail: int,
         tail = make_window(0, s, [1000] * 2, [900] * 2)
         tail["intended"] = tail["sent"] = 0
         windows.append(tail)
-    summary = store.summarize(*store.windows_to_frames(windows))
+    summary = summarize(WindowLog.of(windows).total())
+    log = WindowLog.of(windows)
+    assert summary == summarize_frames(*(t.to_pandas() for t in log.tables()))
     assert summary["duration_s"] == expected_s
     assert summary["span_s"] == busy_seconds + idle_tail
     assert summary["rate_per_s"]["sent"] == 100.0

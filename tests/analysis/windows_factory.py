@@ -1,4 +1,5 @@
-"""Build window dicts exactly per CONTRACTS.md from random latencies, with real HdrHistograms.
+"""Build window dicts exactly per the window contract (actors/contract.py) from random
+latencies, with real HdrHistograms.
 
 Independent of actors/ on purpose: analysis/ is tested against the contract, not an
 implementation of it.

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from analysis import store
-from cluster import cli, placement
-from cluster.target import Target
+from rafale.analysis import store
+from rafale.cluster import cli, placement
+from rafale.cluster.target import Target
 from tests.helpers import follow_stderr
 
-RAFALE = [sys.executable, "-m", "cluster.cli"]
+RAFALE = [sys.executable, "-m", "rafale.cluster.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-cli-token"
 
@@ -111,7 +111,7 @@ def test_report_does_not_import_ray_or_pycurl(tmp_path: Path) -> None:
 
     windows, _ = make_run()
     store.save(tmp_path / "r", windows, {"run_id": "r1", "spec": {"http": "2"}})
-    code = ("import sys; from cluster.cli import main; rc = main(['report', sys.argv[1]]); "
+    code = ("import sys; from rafale.cluster.cli import main; rc = main(['report', sys.argv[1]]); "
             "assert 'ray' not in sys.modules and 'pycurl' not in sys.modules, 'imported'; "
             "sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], cwd=ROOT,

@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from cluster.doctor import NodeLimits, check_node, print_findings, read_limits, worst
+from rafale.cluster.doctor import NodeLimits, check_node, print_findings, read_limits, worst
+from rafale.cluster.options import FD_OVERHEAD
 
 GOOD = NodeLimits("n", 1_048_576, 1_048_576, (1024, 65535), 65535, 1)
 
@@ -52,7 +53,8 @@ def test_worst_decides_the_exit(found: NodeLimits, planned: int, expected: str) 
 
 def test_hard_problem_advice_names_the_numbers() -> None:
     finding = check_node(limits(nofile_soft=1024, nofile_hard=2048), 5000)[0]
-    assert "5256" in finding.advice and "ulimit -n" in finding.advice
+    assert str(5000 + FD_OVERHEAD) in finding.advice and "ulimit -n" in finding.advice
+    assert FD_OVERHEAD == 256  # what a sender keeps open besides its connections
 
 
 def test_read_limits_here_and_print() -> None:

@@ -18,10 +18,10 @@ import ray
 from ray.actor import ActorHandle
 from ray.cluster_utils import Cluster
 
-from actors.config import EngineConfig, ResolveEntry
-from actors.pacing import Schedule
-from cluster import placement
-from cluster.target import Target
+from rafale.actors.config import EngineConfig, ResolveEntry
+from rafale.actors.pacing import Schedule
+from rafale.cluster import placement
+from rafale.cluster.target import Target
 
 pytestmark = [pytest.mark.multinode, pytest.mark.slow]
 
@@ -80,7 +80,7 @@ def run_and_lose_one(target: Target, lose: Callable[[list[ActorHandle], list[str
                      ) -> Outcome:
     """3 striped actors at RATE_PER_S; at LOSS_AT_S `lose` ends one (returns its index)."""
     plan = placement.plan_actors("auto")
-    handles = placement.place([config(target, i, len(plan)) for i in range(len(plan))], plan)
+    handles, _ = placement.place([config(target, i, len(plan)) for i in range(len(plan))], plan)
     windows: dict[int, list[dict[str, Any]]] = defaultdict(list)
     alive = dict(enumerate(handles))
     lost = -1
@@ -152,10 +152,10 @@ def test_auto_places_one_actor_per_node_cpu(nodes: Nodes) -> None:
     assert {n.ip for n in infos} == {"127.0.0.1"}
     plan = placement.plan_actors("auto")
     assert sorted(plan) == sorted(nodes.by_id)
-    handles = placement.place([EngineConfig(urls=("https://rafale.test/",), actor_index=i,
-                                            actor_count=3) for i in range(3)], plan)
+    handles, where = placement.place([EngineConfig(urls=("https://rafale.test/",),
+                                                   actor_index=i, actor_count=3)
+                                      for i in range(3)], plan)
     try:
-        where = placement.where_all(handles)
         assert [w["node_id"] for w in where] == plan
     finally:
         placement.kill_all(handles)

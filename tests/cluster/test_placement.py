@@ -13,9 +13,9 @@ import psutil
 import pytest
 import ray
 
-from actors.config import EngineConfig
-from cluster import doctor, placement
-from cluster.placement import NodeInfo
+from rafale.actors.config import EngineConfig
+from rafale.cluster import doctor, placement
+from rafale.cluster.placement import NodeInfo
 
 HEAD = NodeInfo("head", "127.0.0.1", "h0", 2, is_head=True)
 W1 = NodeInfo("w1", "127.0.0.2", "h1", 1)
@@ -120,9 +120,8 @@ def test_auto_places_one_actor_per_cpu_on_the_planned_node(local_ray: None) -> N
     assert len(infos) == 1 and infos[0].cpus == os.cpu_count() and infos[0].is_head
     plan = placement.plan_actors("auto")
     assert plan == [infos[0].node_id] * infos[0].cpus
-    handles = placement.place(configs(len(plan)), plan)
+    handles, where = placement.place(configs(len(plan)), plan)
     try:
-        where = placement.where_all(handles)
         assert [w["node_id"] for w in where] == plan
         assert len({w["pid"] for w in where}) == len(plan)
         assert {w["ip"] for w in where} == {"127.0.0.1"}
@@ -158,7 +157,7 @@ def _is_loopback(ip: str) -> bool:
 
 
 def test_ray_listens_only_on_loopback(local_ray: None) -> None:
-    handles = placement.place(configs(1), placement.plan_actors(1))  # a worker listens too
+    handles, _ = placement.place(configs(1), placement.plan_actors(1))  # a worker listens too
     try:
         me = psutil.Process()
         processes = [me, *me.children(recursive=True)]

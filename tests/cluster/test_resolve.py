@@ -10,10 +10,10 @@ import dns.message
 import dns.rrset
 import pytest
 
-from actors.config import ResolveEntry
-from cluster import resolve as resolve_module
-from cluster.resolve import engine_entries, resolve
-from cluster.spec import RunSpec
+from rafale.actors.config import ResolveEntry
+from rafale.cluster import resolve as resolve_module
+from rafale.cluster.resolve import engine_entries, resolve
+from rafale.cluster.spec import RunSpec
 
 ZONE = {("rafale.test.", "A"): ["127.0.0.2", "127.0.0.3"], ("v6.rafale.test.", "AAAA"): ["::1"]}
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import ray
 
-from analysis import frames, store
-from cluster import placement
-from cluster.run import Run, RunResult, start
-from cluster.spec import RunSpec
-from cluster.target import Target
+from rafale.analysis import frames, store
+from rafale.cluster import placement
+from rafale.cluster.run import Run, RunResult, start
+from rafale.cluster.spec import RunSpec
+from rafale.cluster.target import Target
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +133,8 @@ def test_lost_actor_is_recorded_and_survivors_hold_the_rate(target: Target,
     rate = 400
     run = start(**options(target, rate_per_s=rate, duration_s=6, actors=2))
     wait_until_elapsed(run, 1.5)
-    drained_before = {(w["actor"], w["second"]) for w in run.windows()}
+    windows = run.windows()
+    drained_before = set(zip(windows["actor"].tolist(), windows["second"].tolist(), strict=True))
     ray.kill(run._actors[1].handle, no_restart=True)
     killed_at = time.time() - run.start_at_s
     result = run.wait(timeout=60)

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from actors.config import ResolveEntry
-from actors.pacing import Schedule
-from cluster import placement
-from cluster import run as run_module
-from cluster.spec import ResourceRiskWarning, RunSpec, parse_duration, parse_stages
+from rafale.actors.config import ResolveEntry
+from rafale.actors.pacing import Schedule
+from rafale.cluster import placement
+from rafale.cluster import run as run_module
+from rafale.cluster.spec import ResourceRiskWarning, RunSpec, parse_duration, parse_stages
 
 URL = "https://rafale.test:8443/"
 PLAIN = "http://rafale.test:8080/"
@@ -54,6 +54,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("rate nan", {"urls": URL, "rate_per_s": math.nan}, "rate nan"),
     ("rate inf", {"urls": URL, "rate_per_s": "inf"}, "rate 'inf'"),
     ("rate not a number", {"urls": URL, "rate_per_s": "abc"}, "rate 'abc'"),
+    ("rate bool", {"urls": URL, "rate_per_s": True}, "rate True"),
     ("duration zero", {"urls": URL, "duration_s": 0}, "duration 0"),
     ("duration negative", {"urls": URL, "duration_s": "-3s"}, "'-3s'"),
     ("duration garbage", {"urls": URL, "duration_s": "10 parsecs"}, "'10 parsecs'"),
@@ -69,7 +70,16 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("in_flight_step zero", {"urls": URL, "in_flight_step": 0}, "in_flight_step"),
     ("actors zero", {"urls": URL, "actors": 0}, "actors 0"),
     ("actors word", {"urls": URL, "actors": "many"}, "'many'"),
-    ("timeout zero", {"urls": URL, "timeout_s": 0}, "timeout"),
+    ("timeout zero", {"urls": URL, "timeout_s": 0}, "timeout 0"),
+    # cases the engine config checked with its own messages before it only asserted
+    ("timeout nan", {"urls": URL, "timeout_s": math.nan}, "timeout nan"),
+    ("timeout garbage", {"urls": URL, "timeout_s": "soon"}, "timeout 'soon'"),
+    ("ramp negative", {"urls": URL, "rate_per_s": 10, "ramp_s": -1}, "ramp -1"),
+    ("streams zero", {"urls": URL, "streams_per_connection": 0}, "streams_per_connection 0"),
+    ("max_connections zero", {"urls": URL, "max_connections": 0}, "max_connections 0"),
+    ("max_in_flight fraction", {"urls": URL, "max_in_flight": 2.5}, "max_in_flight 2.5"),
+    ("method empty", {"urls": URL, "method": ""}, "method ''"),
+    ("url no host", {"urls": "https:///path"}, "'https:///path'"),
     ("method", {"urls": URL, "method": "G E T"}, "'G E T'"),
     ("header without colon", {"urls": URL, "headers": ["X-Token"]}, "'X-Token'"),
     ("resolve malformed", {"urls": URL, "resolve": "rafale.test"}, "'rafale.test'"),

@@ -20,8 +20,8 @@ import psutil
 import pycurl
 import pytest
 
-from cluster import target as target_module
-from cluster.target import BIG_BODY_BYTES, Target, TargetOptions
+from rafale.cluster import target as target_module
+from rafale.cluster.target import BIG_BODY_BYTES, Target, TargetOptions
 from tests.helpers import default_sigint
 
 H1, H2, H2C, H3 = "1.1", "2", "2c", "3"
@@ -259,7 +259,7 @@ def test_start_failure_reports_caddy_stderr(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_main_foreground_prints_and_stops_on_sigint() -> None:
-    code = "from cluster.target import main_foreground; raise SystemExit(main_foreground())"
+    code = "from rafale.cluster.target import main_foreground; raise SystemExit(main_foreground())"
     child = subprocess.Popen(
         [sys.executable, "-c", code],
         preexec_fn=default_sigint,

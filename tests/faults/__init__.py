@@ -15,10 +15,10 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from actors.config import EngineConfig
-from actors.engine import Engine
-from actors.stats import error_kind
-from cluster.target import Target
+from rafale.actors.config import EngineConfig
+from rafale.actors.engine import Engine
+from rafale.actors.stats import error_kind
+from rafale.cluster.target import Target
 from tests.helpers import Windows, by_second, plain_config, target_config, total  # noqa: F401
 
 

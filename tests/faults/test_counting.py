@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from actors.engine import Engine
-from actors.pacing import Schedule, Stage
-from cluster.target import Target
+from rafale.actors.engine import Engine
+from rafale.actors.pacing import Schedule, Stage
+from rafale.cluster.target import Target
 from tests.faults import (
     books_balance,
     kill_then_restart,

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from actors.engine import Engine
-from actors.pacing import Schedule, Stage
-from cluster.target import Target
+from rafale.actors.engine import Engine
+from rafale.actors.pacing import Schedule, Stage
+from rafale.cluster.target import Target
 from tests.faults import (
     books_balance,
     by_second,

@@ -7,6 +7,7 @@ placement-level loss (without the driver) is in tests/cluster/test_multinode.py.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -27,10 +28,10 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from analysis import store
-from cluster import cli, placement
-from cluster.run import Run, start
-from cluster.target import Target
+from rafale.analysis import store
+from rafale.cluster import cli, placement
+from rafale.cluster.run import Run, start
+from rafale.cluster.target import Target
 from tests.helpers import default_sigint, follow_stderr
 
 pytestmark = pytest.mark.slow
@@ -60,7 +61,8 @@ def wait_until_drained(run: Run, actor: int, second: int, timeout_s: float = 5.0
     """
     deadline = time.monotonic() + timeout_s
     while True:
-        drained = {(int(w["actor"]), int(w["second"])) for w in run.windows()}
+        windows = run.windows()
+        drained = set(zip(windows["actor"].tolist(), windows["second"].tolist(), strict=True))
         if (actor, second) in drained or time.monotonic() > deadline:
             return drained
         time.sleep(0.05)
@@ -250,7 +252,7 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
     started); SIGTERM to the CLI alone, as a process manager would send it."""
     out = tmp_path / "signalled"
     tag = uuid.uuid4().hex
-    args = [sys.executable, "-m", "cluster.cli", "run", target.https_url, "--rate", "200",
+    args = [sys.executable, "-m", "rafale.cluster.cli", "run", target.https_url, "--rate", "200",
             "--duration", "60s", "--actors", "2", "--out", str(out), "--no-charts",
             "--cacert", str(target.ca_file)]
     for entry in target.resolve:
@@ -304,6 +306,47 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
     assert requests["sent"] < 200 * (signal_s + 2)
 
 
+def test_sigkilled_driver_leaves_a_result_loadable_up_to_the_last_checkpoint(
+        target: Target, tmp_path: Path) -> None:
+    """SIGKILL gives the driver no chance to save: what the append-only checkpoints wrote
+    (one part per checkpoint, then meta.json and summary.json) is what remains, and it
+    loads, with counts that agree."""
+    out = tmp_path / "killed"
+    tag = uuid.uuid4().hex
+    args = [sys.executable, "-m", "rafale.cluster.cli", "run", target.https_url, "--rate", "200",
+            "--duration", "60s", "--actors", "2", "--out", str(out), "--no-charts",
+            "--cacert", str(target.ca_file)]
+    for entry in target.resolve:
+        args += ["--resolve", entry]
+    process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, TAG: tag},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    second_part = out / store.WINDOWS_PARTS / "part-000002.parquet"
+    try:
+        deadline = time.monotonic() + 90
+        while not second_part.exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "no second checkpoint within 90 s"
+            time.sleep(0.1)
+        time.sleep(0.5)  # meta.json and summary.json follow the part
+        process.kill()  # SIGKILL: no handler runs, nothing more is saved
+        process.wait(10)
+    finally:
+        for leftover in [*tagged_processes(tag), *([process] if process.poll() is None else [])]:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                leftover.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / store.WINDOWS_FILE).exists()  # never compacted: the run did not end
+    parts = sorted((out / store.WINDOWS_PARTS).glob("part-*.parquet"))
+    assert len(parts) >= 2
+    result = store.load(out)
+    assert result.meta["ended"] == "running" and result.meta["run_id"]
+    assert len(result.windows) >= 2 * 9  # 2 actors, at least two 5 s checkpoints
+    assert_seconds_contiguous(result.windows)
+    requests = result.summary["requests"]
+    assert requests["sent"] == int(result.windows["sent"].sum()) > 0
+    assert requests["failed"] == 0
+
+
 # ----- results that cannot be saved ------------------------------------------------------------
 
 
@@ -312,7 +355,7 @@ def test_out_replaced_by_a_file_mid_run_fails_loudly_but_the_run_goes_on(
     """The first checkpoint fails: the run goes on to the end. The final save fails too: the
     CLI says so and exits 1 instead of printing "saved to"."""
     out = tmp_path / "vanishing"
-    args = [sys.executable, "-m", "cluster.cli", "run", target.https_url, "--rate", "100",
+    args = [sys.executable, "-m", "rafale.cluster.cli", "run", target.https_url, "--rate", "100",
             "--duration", "6s", "--actors", "1", "--out", str(out), "--no-charts",
             "--cacert", str(target.ca_file)]
     for entry in target.resolve:
@@ -379,7 +422,8 @@ def test_bad_input_exits_2_naming_the_value_without_starting_ray(
     env = {**os.environ, TAG: tag, "RAY_TMPDIR": str(ray_dir)}
     began = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cluster.cli", "run", "https://rafale.test:8443/", "--rate", "5",
+        [sys.executable, "-m", "rafale.cluster.cli", "run", "https://rafale.test:8443/",
+         "--rate", "5",
          "--resolve", "rafale.test:8443:127.0.0.1", *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started: set[str] = set()
@@ -404,7 +448,7 @@ def test_address_that_accepts_but_is_not_ray_is_refused_within_seconds(tmp_path:
         env = {**os.environ, "RAY_TMPDIR": str(tmp_path)}
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "cluster.cli", "run", "https://rafale.test:8443/",
+                [sys.executable, "-m", "rafale.cluster.cli", "run", "https://rafale.test:8443/",
                  "--rate", "5", "--resolve", "rafale.test:8443:127.0.0.1", "--address", address],
                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=8)
         except subprocess.TimeoutExpired:

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import ray
 
-from analysis import store
-from cluster import placement
-from cluster.progress import format_line
-from cluster.run import start
-from cluster.target import Target
+from rafale.analysis import store
+from rafale.cluster import placement
+from rafale.cluster.progress import format_line
+from rafale.cluster.run import start
+from rafale.cluster.target import Target
 from tests.faults.misbehaving import LOOPBACK, Misbehaving
 from tests.faults.test_security import CERT_HOST, make_ca, make_server_context
 
@@ -56,7 +56,7 @@ def test_cli_insecure_warns_and_is_recorded_and_header_values_stay_out(
             "--resolve", f"{CERT_HOST}:{tls_server.port}:{LOOPBACK}"]
     for header in HEADERS:
         args += ["-H", header]
-    done = subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "rafale.cluster.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
@@ -113,7 +113,7 @@ def test_driver_never_returns_header_values(target: Target, local_ray: None) -> 
         "result meta": json.dumps(result.meta, default=str),
         "summary": json.dumps(result.summary, default=str),
         "progress line": format_line(run.snapshot()),
-        "windows": json.dumps(run.windows(), default=str),
+        "windows": run.windows().to_json(),
         "frame": result.frame().to_csv(),
     })
     for where, text in texts.items():

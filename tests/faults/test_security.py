@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from actors.config import ResolveEntry
-from actors.pacing import Schedule
-from cluster.target import Target
+from rafale.actors.config import ResolveEntry
+from rafale.actors.pacing import Schedule
+from rafale.cluster.target import Target
 from tests.faults import books_balance, error_kinds, plain_config, run_engine, target_config
 from tests.faults.misbehaving import LOOPBACK, Misbehaving
 

@@ -1,0 +1,214 @@
+"""The window contract: the one place where a stats window's fields are defined.
+
+A **window** is one actor's stats for one second of the run. The actor sends it to the
+driver as a plain dict (``Window.to_data()`` in ``actors/stats.py``); the driver tags it
+with ``run_id`` and ``node`` and turns it into Arrow columns once, with :func:`to_batches`.
+Everything else (the driver's log, the progress line, the saved Parquet files, the
+DataFrames) reads those columns. Imports: stdlib, numpy, hdrh and pyarrow only (no Ray,
+no pycurl), so ``analysis`` may import this module on a laptop.
+
+Fields of a window (units in the names where they have one):
+
+=====================  ======  =================================================================
+field                  type    meaning
+=====================  ======  =================================================================
+run_id                 str     the run (added by the driver; "" when not known)
+actor                  int     the actor's index in the run (0-based)
+node                   str     the Ray node id the actor ran on (added by the driver)
+second                 int     whole seconds since the run's common start instant
+intended               int     requests of the actor's stripe that fell due in this second
+sent                   int     requests handed to libcurl in this second
+completed              int     requests that got an HTTP response in this second (any status)
+failed                 int     requests that ended in this second without a response
+late                   int     sent requests whose send was held back by the in-flight cap
+in_flight              int     gauge: requests open at the end of the second
+bytes_in               int     response body bytes received in this second
+new_connections        int     connections opened in this second
+cpu_s                  float   CPU seconds the actor's process used in this second
+loops                  int     event-loop turns in this second
+status                 map     HTTP status code (as text) -> completed requests
+error                  map     "kind:curl_code" (e.g. "timeout:28") -> failed requests
+address                map     remote address -> completed requests
+version                map     negotiated HTTP version ("1.1", "2", "3") -> completed requests
+latency_corrected_us   hist    completed requests' latency from the intended send time (µs)
+latency_raw_us         hist    completed requests' latency from the actual send time (µs)
+=====================  ======  =================================================================
+
+Histograms are HdrHistograms from 1 µs to 10 min with 3 significant digits, carried as
+hdrh's base64 text encoding. How windows merge: counters and maps are summed (the
+``in_flight`` gauge too, across actors of one second; over time its peak is what means
+something), histograms are added. Merging is lossless and order-free, so percentiles of
+any group (a second, an actor, a node, the run) come from the merged histogram, never from
+averaging percentiles.
+
+Saved results use two Arrow schemas: :data:`WINDOWS_SCHEMA` (one row per actor × second,
+the counters and both encoded histograms) and :data:`COUNTS_SCHEMA` (long form: one row per
+actor × second × dimension × key with its count).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from hdrh.histogram import HdrHistogram
+
+__all__ = [
+    "COUNTERS", "COUNTS_SCHEMA", "DIMENSIONS", "GAUGES", "HIST_HIGHEST_US", "HIST_LOWEST_US",
+    "HIST_SIGNIFICANT_DIGITS", "KEYS", "LATENCIES", "LATENCY_CORRECTED", "LATENCY_RAW",
+    "RATES", "REQUESTS",
+    "WINDOWS_SCHEMA", "add_histogram", "clear_histogram", "counts_view", "decode", "encode",
+    "new_histogram", "to_batches",
+]
+
+# ----- names ------------------------------------------------------------------------------
+
+KEYS: tuple[str, ...] = ("run_id", "actor", "node", "second")
+COUNTERS: tuple[str, ...] = ("intended", "sent", "completed", "failed", "late", "in_flight",
+                             "bytes_in", "new_connections", "cpu_s", "loops")
+FLOAT_COUNTERS: tuple[str, ...] = ("cpu_s",)
+# The counters that count requests (the summary's "requests" table).
+REQUESTS: tuple[str, ...] = COUNTERS[:5]
+# The counters read as rates: due (the target), sent, completed (achieved).
+RATES: tuple[str, ...] = COUNTERS[:3]
+GAUGES: tuple[str, ...] = ("in_flight",)
+DIMENSIONS: tuple[str, ...] = ("status", "error", "address", "version")
+LATENCY_CORRECTED = "latency_corrected_us"
+LATENCY_RAW = "latency_raw_us"
+LATENCIES: tuple[str, ...] = (LATENCY_CORRECTED, LATENCY_RAW)
+
+# ----- histograms -------------------------------------------------------------------------
+
+HIST_LOWEST_US = 1
+HIST_HIGHEST_US = 600_000_000  # 10 minutes
+HIST_SIGNIFICANT_DIGITS = 3
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty latency histogram of the contract: 1 µs .. 10 min, 3 significant digits."""
+    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_SIGNIFICANT_DIGITS)
+
+
+def counts_view(hist: HdrHistogram) -> np.ndarray:
+    """hdrh's counts array as a numpy view (no copy)."""
+    return np.ctypeslib.as_array(hist.counts)
+
+
+def _view_ok() -> bool:
+    """Check once that hdrh's counts array is a writable uint64 buffer numpy can view."""
+    try:
+        hist = new_histogram()
+        view = counts_view(hist)
+        if view.dtype != np.uint64 or view.shape != (hist.counts_len,):
+            return False
+        view[1] += 1
+        ok = hist.counts[1] == 1
+        view[1] = 0
+        return bool(ok)
+    except Exception:  # noqa: BLE001 - any surprise in the internals means: fall back
+        return False
+
+
+VECTOR_OK = _view_ok()
+_EMPTY_ENCODED = new_histogram().encode().decode("ascii")
+
+
+def add_histogram(dst: HdrHistogram, src: HdrHistogram) -> None:
+    """dst += src with numpy, keeping min and max exact (hdrh's ``add`` is a Python loop and
+    resets min to 0 when one side is empty)."""
+    if src.total_count == 0:
+        return
+    if not VECTOR_OK or dst.counts_len != src.counts_len:
+        dst.add(src)
+        return
+    counts_view(dst)[:] += counts_view(src)
+    dst.total_count += src.total_count
+    dst.min_value = min(dst.min_value, src.min_value)
+    dst.max_value = max(dst.max_value, src.max_value)
+
+
+def clear_histogram(hist: HdrHistogram) -> None:
+    """``hist.reset()`` without its Python loop over ~21k counters."""
+    if not VECTOR_OK:
+        hist.reset()
+        return
+    counts_view(hist)[:] = 0
+    hist.total_count = 0
+    hist.min_value = sys.maxsize
+    hist.max_value = 0
+    hist.start_time_stamp_msec = sys.maxsize
+    hist.end_time_stamp_msec = 0
+
+
+def encode(hist: HdrHistogram | None) -> str:
+    """The contract's text form of a histogram (an empty one for None)."""
+    if hist is None or hist.total_count == 0:
+        return _EMPTY_ENCODED
+    return hist.encode().decode("ascii")
+
+
+def decode(encoded: str | bytes | None) -> HdrHistogram | None:
+    """A histogram from its text form; None when it is empty or missing."""
+    if not encoded:
+        return None
+    hist = HdrHistogram.decode(encoded)
+    return hist if hist.total_count else None
+
+
+# ----- Arrow ------------------------------------------------------------------------------
+
+WINDOWS_SCHEMA = pa.schema(
+    [("run_id", pa.string()), ("actor", pa.int64()), ("node", pa.string()),
+     ("second", pa.int64())]
+    + [(name, pa.float64() if name in FLOAT_COUNTERS else pa.int64()) for name in COUNTERS]
+    + [(name, pa.string()) for name in LATENCIES]
+)
+COUNTS_SCHEMA = pa.schema(
+    [("run_id", pa.string()), ("actor", pa.int64()), ("second", pa.int64()),
+     ("dimension", pa.string()), ("key", pa.string()), ("count", pa.int64())]
+)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("ascii")
+    return str(value)
+
+
+def to_batches(windows: Iterable[Mapping[str, Any]]) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """Window dicts -> (windows batch, counts batch) in the two schemas: the one conversion.
+
+    ``run_id`` and ``node`` default to "" when the driver did not add them; a missing
+    counter is 0 and a missing histogram is empty text.
+    """
+    items = list(windows)
+    columns: dict[str, list[Any]] = {name: [] for name in WINDOWS_SCHEMA.names}
+    counts: list[list[Any]] = [[] for _ in COUNTS_SCHEMA.names]
+    for window in items:
+        run_id = str(window.get("run_id") or "")
+        actor, second = int(window["actor"]), int(window["second"])
+        columns["run_id"].append(run_id)
+        columns["actor"].append(actor)
+        columns["node"].append(str(window.get("node") or ""))
+        columns["second"].append(second)
+        for name in COUNTERS:
+            value = window.get(name) or 0
+            columns[name].append(float(value) if name in FLOAT_COUNTERS else int(value))
+        for name in LATENCIES:
+            columns[name].append(_text(window.get(name)))
+        for dimension in DIMENSIONS:
+            for key, count in (window.get(dimension) or {}).items():
+                for column, value in zip(counts, (run_id, actor, second, dimension, str(key),
+                                                  int(count)), strict=True):
+                    column.append(value)
+    windows_batch = pa.RecordBatch.from_arrays(
+        [pa.array(columns[f.name], type=f.type) for f in WINDOWS_SCHEMA], schema=WINDOWS_SCHEMA)
+    counts_batch = pa.RecordBatch.from_arrays(
+        [pa.array(values, type=f.type) for values, f in zip(counts, COUNTS_SCHEMA, strict=True)],
+        schema=COUNTS_SCHEMA)
+    return windows_batch, counts_batch

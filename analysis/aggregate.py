@@ -1,0 +1,150 @@
+"""A mergeable sum of windows: counters, per-key maps, both latency histograms.
+
+An :class:`Aggregate` is what any group of windows adds up to (one second over actors, one
+actor over the run, the whole run). Adding a window decodes its two histograms once and
+adds them; aggregates add to each other losslessly. The driver's log, the per-second
+frame and the summary are all built from aggregates, so each histogram a window carries
+is decoded once on its way through the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from rafale.actors.contract import (
+    COUNTERS,
+    DIMENSIONS,
+    FLOAT_COUNTERS,
+    GAUGES,
+    LATENCIES,
+    add_histogram,
+    decode,
+    encode,
+    new_histogram,
+)
+from rafale.analysis.latency import percentile_label, percentiles
+
+FRAME_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
+
+
+def _zero_counters() -> dict[str, float]:
+    return {name: 0.0 if name in FLOAT_COUNTERS else 0 for name in COUNTERS}
+
+
+@dataclass(eq=False)
+class Aggregate:
+    """Sums of windows. ``hists`` holds one merged histogram per latency field."""
+
+    counters: dict[str, float] = field(default_factory=_zero_counters)
+    maps: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {name: {} for name in DIMENSIONS})
+    hists: dict[str, HdrHistogram] = field(
+        default_factory=lambda: {name: new_histogram() for name in LATENCIES})
+    actors: set[int] = field(default_factory=set)
+    nodes: set[str] = field(default_factory=set)
+    run_ids: set[str] = field(default_factory=set)
+    windows: int = 0
+    busy: tuple[int, int] | None = None  # first and last second with requests due or sent
+    seconds: tuple[int, int] | None = None  # first and last second seen
+
+    def __repr__(self) -> str:
+        return (f"Aggregate(windows={self.windows}, actors={len(self.actors)}, "
+                f"sent={self.counters['sent']}, completed={self.counters['completed']})")
+
+    # ----- adding ---------------------------------------------------------------------
+
+    def _span(self, second: int, busy: bool) -> None:
+        low, high = self.seconds or (second, second)
+        self.seconds = (min(low, second), max(high, second))
+        if busy:
+            low, high = self.busy or (second, second)
+            self.busy = (min(low, second), max(high, second))
+
+    def add_window(self, window: Mapping[str, Any],
+                   hists: Sequence[HdrHistogram | None] | None = None) -> None:
+        """Add one window dict of the contract (its histograms decoded here unless given)."""
+        counters = self.counters
+        for name in COUNTERS:
+            counters[name] += window.get(name) or 0
+        for name in DIMENSIONS:
+            target = self.maps[name]
+            for key, count in (window.get(name) or {}).items():
+                key = str(key)
+                target[key] = target.get(key, 0) + int(count)
+        decoded = hists if hists is not None else [decode(window.get(n)) for n in LATENCIES]
+        for name, hist in zip(LATENCIES, decoded, strict=True):
+            if hist is not None:
+                add_histogram(self.hists[name], hist)
+        self.actors.add(int(window["actor"]))
+        self.nodes.add(str(window.get("node") or ""))
+        if window.get("run_id"):
+            self.run_ids.add(str(window["run_id"]))
+        self.windows += 1
+        self._span(int(window["second"]), bool(window.get("sent") or window.get("intended")))
+
+    def add(self, other: Aggregate) -> None:
+        """self += other (lossless)."""
+        for name in COUNTERS:
+            self.counters[name] += other.counters[name]
+        for name in DIMENSIONS:
+            target = self.maps[name]
+            for key, count in other.maps[name].items():
+                target[key] = target.get(key, 0) + count
+        for name in LATENCIES:
+            add_histogram(self.hists[name], other.hists[name])
+        self.actors |= other.actors
+        self.nodes |= other.nodes
+        self.run_ids |= other.run_ids
+        self.windows += other.windows
+        for span, busy in ((other.seconds, False), (other.busy, True)):
+            if span is not None:
+                self._span(span[0], busy)
+                self._span(span[1], busy)
+
+    def copy(self) -> Aggregate:
+        out = Aggregate()
+        out.add(self)
+        return out
+
+    # ----- reading --------------------------------------------------------------------
+
+    def row(self, pcts: Sequence[float] = FRAME_PERCENTILES) -> dict[str, Any]:
+        """Counters, ``actors`` and p50_corrected_us … from the merged histograms."""
+        return frame_row(self.counters, self.actors, self.hists, pcts)
+
+    def encoded(self) -> dict[str, str]:
+        """The merged histograms in the contract's text form."""
+        return {name: encode(self.hists[name]) for name in LATENCIES}
+
+
+def frame_row(counters: Mapping[str, float], actors: set[int],
+              hists: Mapping[str, HdrHistogram], pcts: Sequence[float]) -> dict[str, Any]:
+    """One row of a per-group frame: the counters, ``actors`` seen, and percentiles."""
+    return {**counters, "actors": len(actors), **percentile_columns(hists, pcts)}
+
+
+def kind_of(latency_field: str) -> str:
+    """'latency_corrected_us' -> 'corrected'."""
+    return latency_field.removeprefix("latency_").removesuffix("_us")
+
+
+def percentile_columns(hists: Mapping[str, HdrHistogram], pcts: Sequence[float]
+                       ) -> dict[str, float]:
+    """{'p50_corrected_us': …, 'p50_raw_us': …} (NaN where a histogram is empty)."""
+    out: dict[str, float] = {}
+    for name in LATENCIES:
+        values = percentiles(hists[name], pcts)
+        for pct in pcts:
+            value = values[float(pct)]
+            out[f"{percentile_label(pct)}_{kind_of(name)}_us"] = (
+                float("nan") if value is None else float(value))
+    return out
+
+
+def summed(counters: Iterable[str] = COUNTERS) -> tuple[str, ...]:
+    """The counters that add up over time (every counter but the gauges)."""
+    return tuple(name for name in counters if name not in GAUGES)

@@ -1,0 +1,96 @@
+"""The run summary (summary.json): totals, mean rates, latency percentiles and per-key
+tables, from one :class:`~rafale.analysis.aggregate.Aggregate` of the whole run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from rafale.actors.contract import COUNTERS, LATENCIES, RATES, REQUESTS
+from rafale.analysis.aggregate import Aggregate, summed
+from rafale.analysis.latency import latency_summary, merge_histograms
+
+
+def _sorted(counts: dict[str, int]) -> dict[str, int]:
+    """Largest first, then by key."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _shares(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: v / total for k, v in counts.items()} if total else {}
+
+
+def summarize(total: Aggregate) -> dict[str, Any]:
+    """The summary of a run from the aggregate of all its windows.
+
+    Rates are over the sending span (first to last second in which requests were due or
+    sent): the seconds after it only let in-flight requests finish.
+    """
+    span_s = 0 if total.seconds is None else total.seconds[1] - total.seconds[0] + 1
+    duration_s = (total.busy[1] - total.busy[0] + 1) if total.busy else span_s
+    sums = {name: total.counters[name] for name in summed(COUNTERS)}
+    requests = {name: int(sums[name]) for name in REQUESTS}
+    settled = requests["completed"] + requests["failed"]
+    errors = _sorted(total.maps["error"])
+    kinds: dict[str, int] = {}
+    for key, count in errors.items():
+        kind = key.partition(":")[0]
+        kinds[kind] = kinds.get(kind, 0) + count
+    address = _sorted(total.maps["address"])
+    version = _sorted(total.maps["version"])
+    run_ids = sorted(total.run_ids)
+    latency = {name: latency_summary(total.hists[name]) for name in LATENCIES}
+    return {
+        "run_id": ",".join(run_ids),
+        "windows": total.windows,
+        "actors": len(total.actors),
+        "nodes": len(total.nodes),
+        "first_second": None if total.seconds is None else total.seconds[0],
+        "duration_s": duration_s,
+        "span_s": span_s,
+        "requests": requests,
+        "bytes_in": int(sums["bytes_in"]),
+        "new_connections": int(sums["new_connections"]),
+        "cpu_s": float(sums["cpu_s"]),
+        "loops": int(sums["loops"]),
+        "rate_per_s": {name: requests[name] / duration_s if duration_s else 0.0
+                       for name in RATES},
+        "error_share": requests["failed"] / settled if settled else 0.0,
+        **latency,
+        "error_kinds": dict(sorted(kinds.items())),
+        "errors": errors,
+        "status": _sorted(total.maps["status"]),
+        "address": address,
+        "address_share": _shares(address),
+        "version": version,
+        "version_share": _shares(version),
+    }
+
+
+def aggregate_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> Aggregate:
+    """The aggregate of saved windows and counts (decodes every histogram once)."""
+    total = Aggregate()
+    if windows.empty:
+        return total
+    for name in COUNTERS:
+        total.counters[name] = windows[name].sum().item()
+    for (dimension, key), count in counts.groupby(["dimension", "key"])["count"].sum().items():
+        total.maps[str(dimension)][str(key)] = int(count)
+    for name in LATENCIES:
+        total.hists[name] = merge_histograms(windows[name])
+    total.actors = {int(a) for a in windows["actor"].unique()}
+    total.nodes = {str(n) for n in windows["node"].unique()}
+    total.run_ids = {str(r) for r in windows["run_id"].unique() if r}
+    total.windows = len(windows)
+    seconds = windows["second"]
+    total.seconds = (int(seconds.min()), int(seconds.max()))
+    busy = seconds[(windows["sent"] > 0) | (windows["intended"] > 0)]
+    total.busy = None if busy.empty else (int(busy.min()), int(busy.max()))
+    return total
+
+
+def summarize_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> dict[str, Any]:
+    """The summary of saved windows and counts (a result that lacks its summary.json)."""
+    return summarize(aggregate_frames(windows, counts))

@@ -1,0 +1,30 @@
+"""The numpy percentiles and mean equal hdrh's own, on any histogram of the contract."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rafale.actors.contract import HIST_HIGHEST_US, new_histogram
+from rafale.analysis.latency import latency_summary, mean, percentiles
+
+PCTS = [0.0, 0.1, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(1, HIST_HIGHEST_US), st.integers(1, 1000)),
+                min_size=1, max_size=40))
+def test_percentiles_and_mean_equal_hdrh(values: list[tuple[int, int]]) -> None:
+    hist = new_histogram()
+    for value, count in values:
+        hist.record_value(value, count)
+    assert percentiles(hist, PCTS) == {p: hist.get_value_at_percentile(p) for p in PCTS}
+    assert mean(hist) == hist.get_mean_value()
+
+
+def test_empty_histogram_has_no_values() -> None:
+    hist = new_histogram()
+    assert percentiles(hist, [50, 99]) == {50.0: None, 99.0: None}
+    assert mean(hist) is None
+    assert latency_summary(hist) == {"count": 0, "mean": None, "p50": None, "p90": None,
+                                     "p99": None, "p99.9": None, "max": None}

@@ -1,0 +1,123 @@
+"""The house rules that code review alone would miss: one definition of the window's fields,
+imports that point one way, and no import circle."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from rafale.actors.contract import COUNTERS, DIMENSIONS, HIST_HIGHEST_US, LATENCIES
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("actors", "cluster", "analysis")
+CONTRACT = ROOT / "actors" / "contract.py"
+FIELDS = frozenset((*COUNTERS, *DIMENSIONS, *LATENCIES))
+
+
+def sources() -> list[Path]:
+    return sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    name = ".".join(("rafale", *parts))
+    return name.removesuffix(".__init__")
+
+
+def field_lists(tree: ast.AST) -> list[tuple[int, list[str]]]:
+    """Tuple, list and set literals naming three or more of the window's fields."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            names = [e.value for e in node.elts
+                     if isinstance(e, ast.Constant) and e.value in FIELDS]
+            if len(names) >= 3:
+                found.append((node.lineno, names))
+    return found
+
+
+def test_the_window_fields_are_listed_only_in_the_contract() -> None:
+    assert field_lists(ast.parse(CONTRACT.read_text())), "the contract lists the fields"
+    elsewhere = {f"{path.relative_to(ROOT)}:{line}": names
+                 for path in sources() if path != CONTRACT
+                 for line, names in field_lists(ast.parse(path.read_text()))}
+    assert not elsewhere, f"field lists outside actors/contract.py: {elsewhere}"
+
+
+def test_the_histogram_range_is_written_only_in_the_contract() -> None:
+    literal = f"{HIST_HIGHEST_US:_}"
+    places = [str(p.relative_to(ROOT)) for p in sources()
+              if p != CONTRACT and (literal in p.read_text() or "HdrHistogram(" in p.read_text())]
+    assert not places, f"histogram range or constructor outside the contract: {places}"
+
+
+def imports(path: Path, *, runtime_top_level: bool) -> set[str]:
+    """Modules ``path`` imports (absolute rafale.* names). With ``runtime_top_level`` only
+    the imports run when the module loads (not in functions, not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    package = module_name(path) if path.name == "__init__.py" else \
+        module_name(path).rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                if not runtime_top_level:
+                    visit(node.body)
+                continue
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                    + ([base] if base else []))
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)
+            if runtime_top_level and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                children = getattr(node, field, [])
+                visit([n for n in children if isinstance(n, ast.stmt | ast.excepthandler)])
+
+    visit(tree.body)
+    return {name for name in found if name.startswith("rafale.")}
+
+
+@pytest.mark.parametrize(("package", "may_import"), [
+    ("actors", {"rafale.actors"}),
+    ("analysis", {"rafale.analysis", "rafale.actors.contract"}),
+])
+def test_imports_point_one_way(package: str, may_import: set[str]) -> None:
+    bad = {}
+    for path in (ROOT / package).rglob("*.py"):
+        wrong = {name for name in imports(path, runtime_top_level=False)
+                 if not any(name == ok or name.startswith(ok + ".") for ok in may_import)}
+        if wrong:
+            bad[str(path.relative_to(ROOT))] = sorted(wrong)
+    assert not bad, f"{package}/ may import only {sorted(may_import)}: {bad}"
+
+
+def test_no_import_circle() -> None:
+    modules = {module_name(p): p for p in sources()}
+    graph = {name: {m for m in imports(path, runtime_top_level=True) if m in modules}
+             for name, path in modules.items()}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def walk(name: str, stack: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                cycles.append([*stack[stack.index(dep):], dep] if dep in stack else [name, dep])
+            elif dep not in state:
+                walk(dep, [*stack, dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name, [name])
+    assert not cycles, f"import circles: {cycles}"
+    assert graph["rafale.analysis.store"] and graph["rafale.cluster.run"], "the walk sees imports"
