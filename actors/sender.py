@@ -21,6 +21,7 @@ from rafale.actors.checks import check_rate
 from rafale.actors.config import EngineConfig
 from rafale.actors.engine import Engine
 from rafale.actors.handles import libcurl_version
+from rafale.actors.priority import Priority, renice_process
 
 
 def _node_id() -> str:
@@ -53,6 +54,7 @@ class SenderActor:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
+        self.priority = renice_process(0)  # Ray starts workers at niceness 15
         self._engine = Engine(config)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -64,13 +66,17 @@ class SenderActor:
     # ----- where am I ------------------------------------------------------------------
 
     def where(self) -> dict[str, Any]:
-        """Ray node id ("" outside Ray), hostname, ip, pid and libcurl version of this actor."""
+        """Ray node id ("" outside Ray), hostname, ip, pid, libcurl version and niceness (as
+        the worker started, and now) of this actor."""
         return {
             "node_id": _node_id(),
             "hostname": socket.gethostname(),
             "ip": _local_ip(),
             "pid": os.getpid(),
             "libcurl": libcurl_version(),
+            "niceness_started": self.priority.started,
+            "niceness": self.priority.now,
+            "niceness_error": self.priority.error,
         }
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -79,6 +85,9 @@ class SenderActor:
         """Run the engine in a thread from ``start_at_s`` (epoch seconds); return at once."""
         if self._thread is not None:
             raise RuntimeError("this sender was already started; a sender runs once")
+        again = renice_process(0)  # threads Ray started since __init__, if any
+        self.priority = Priority(self.priority.started, again.now,
+                                 again.error or self.priority.error)
         self._thread = threading.Thread(
             target=self._run, args=(start_at_s,), daemon=True,
             name=f"rafale-engine-{self.config.actor_index}",

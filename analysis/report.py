@@ -84,7 +84,8 @@ def summary_text(result: Result) -> str:
         ("addresses", _shares(s.get("address", {}))),
         ("HTTP versions", _shares(s.get("version", {}))),
         ("connections", f"{s.get('new_connections', 0):,} opened; CPU {s.get('cpu_s', 0):,.2f} s"),
-    ] + [(k.replace("_", " "), str(v)) for k, v in lost.items()])
+    ] + [(k.replace("_", " "), str(v)) for k, v in lost.items()]
+      + [("warning", str(w)) for w in result.meta.get("warnings") or ()])
     header = ["latency (ms)", "p50", "p90", "p99", "p99.9", "max", "mean"]
     rows = [header]
     for kind in ("corrected", "raw"):

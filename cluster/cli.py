@@ -26,6 +26,9 @@ app = typer.Typer(
     name="rafale", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Send HTTP requests at a controlled, near-constant rate from one libcurl sender per "
          "CPU, placed by Ray on one or many machines.",
+    epilog="From Python or Jupyter: `import rafale`; `rafale.start(urls=..., rate_per_s=...)` "
+           "takes the same options as `rafale run` (RunSpec field names, units in the names) "
+           "and `rafale.load(DIR)` reads saved results.",
 )
 
 # ----- shared options --------------------------------------------------------------------
@@ -308,8 +311,9 @@ def doctor(
     address: Address = None, http: Http = "2", max_in_flight: MaxInFlight = 100,
     max_connections: MaxConnections = None, streams: Streams = 100,
 ) -> None:
-    """Check every node: open-files limit against the planned connections, ephemeral
-    ports, somaxconn and tcp_tw_reuse; print findings with advice."""
+    """Check every node: open-files limit against the planned connections, the niceness Ray
+    gives its workers, ephemeral ports, somaxconn and tcp_tw_reuse; print findings with
+    advice."""
     from rafale.cluster.spec import normalize_http, planned_connections
 
     try:

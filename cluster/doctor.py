@@ -2,13 +2,15 @@
 
 One Ray task per node (pinned with NodeAffinity, ``num_cpus=0`` so that it runs even
 while senders hold every CPU) reads the limits as a sender there would see them: the
-open-files limit of a process started by that node's raylet, the ephemeral port range,
+open-files limit of a process started by that node's raylet, the niceness Ray gives its
+workers (and whether a worker may lower it), the ephemeral port range,
 ``net.core.somaxconn`` and ``net.ipv4.tcp_tw_reuse``. :func:`check_node` turns them into
 findings with advice; it is pure and testable without Ray.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import socket
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
+from rafale.actors.priority import ADVICE, niceness
 from rafale.cluster.options import FD_OVERHEAD
 
 Severity = Literal["ok", "info", "warn", "error"]
@@ -34,6 +37,8 @@ class NodeLimits:
     port_range: tuple[int, int] | None
     somaxconn: int | None
     tcp_tw_reuse: int | None
+    niceness: int | None = None  # of a worker process there, as Ray started it
+    can_lower_niceness: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ def read_limits(node: str | None = None) -> NodeLimits:
     ports = _read_ints(_PROC / "ipv4/ip_local_port_range")
     somaxconn = _read_ints(_PROC / "core/somaxconn")
     tw_reuse = _read_ints(_PROC / "ipv4/tcp_tw_reuse")
+    nice, can_lower = _niceness()
     unlimited = 1 << 40
     return NodeLimits(
         node=node or socket.gethostname(),
@@ -66,7 +72,36 @@ def read_limits(node: str | None = None) -> NodeLimits:
         port_range=(ports[0], ports[1]) if ports and len(ports) == 2 else None,
         somaxconn=somaxconn[0] if somaxconn else None,
         tcp_tw_reuse=tw_reuse[0] if tw_reuse else None,
+        niceness=nice,
+        can_lower_niceness=can_lower,
     )
+
+
+def _niceness() -> tuple[int, bool]:
+    """This thread's niceness, and whether it may lower it to 0 (tried, then restored)."""
+    nice = niceness()
+    if nice <= 0:
+        return nice, True
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except PermissionError:
+        return nice, False
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return nice, True
+
+
+def _nice(limits: NodeLimits) -> Finding:
+    if limits.niceness is None:
+        return Finding(limits.node, "worker niceness", "unknown", "info", "")
+    value = str(limits.niceness)
+    if limits.niceness <= 0:
+        return Finding(limits.node, "worker niceness", value, "ok", "")
+    if limits.can_lower_niceness:
+        return Finding(limits.node, "worker niceness", value, "info",
+                       "senders lower theirs to 0 (allowed here); still, " + ADVICE)
+    return Finding(limits.node, "worker niceness", value, "warn",
+                   "senders stay at this niceness and lose their timing on a busy core; "
+                   + ADVICE)
 
 
 def _nofile(limits: NodeLimits, per_process: int | None) -> Finding:
@@ -137,7 +172,7 @@ def check_node(limits: NodeLimits, planned_connections: int | None = None,
                senders_on_node: int = 1) -> list[Finding]:
     """Findings for one node. ``planned_connections``: per sender (process)."""
     per_node = None if planned_connections is None else planned_connections * senders_on_node
-    return [_nofile(limits, planned_connections), _ports(limits, per_node),
+    return [_nofile(limits, planned_connections), _nice(limits), _ports(limits, per_node),
             _somaxconn(limits), _tw_reuse(limits)]
 
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
              nodes: list[dict[str, Any]], actors: list[dict[str, Any]], *, start_at_s: float,
              ended: str | None, ended_at_s: float | None, lost: list[dict[str, Any]],
-             lost_nodes: list[str], notes: list[str]) -> dict[str, Any]:
+             lost_nodes: list[str], notes: list[str],
+             warnings: list[str] | None = None) -> dict[str, Any]:
     """meta.json content; header values are redacted (spec.redacted, then store.save)."""
     redacted = spec.redacted()
     redacted["actors_option"] = redacted["actors"]
@@ -44,6 +45,8 @@ def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
         "lost": list(lost), "lost_actors": [x["actor"] for x in lost],
         "lost_nodes": list(lost_nodes), "insecure": spec.insecure,
         "notes": list(notes),
+        "warnings": list(warnings or ()),
+        "niceness_max": max((int(a.get("niceness", 0)) for a in actors), default=0),
     }
 
 

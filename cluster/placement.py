@@ -4,6 +4,8 @@ Local Ray (``address=None``) listens on loopback only. Ray turns a node address 
 127.0.0.1 into the host's outward address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
 (the setting Ray uses on laptops); with it, GCS, raylet, agents and workers all bind
 the node address, 127.0.0.1 (see :func:`loopback_ray`). Usage stats reporting is off.
+Its workers run at niceness 0 (``RAY_worker_niceness=0``; Ray's default is 15, which
+starves a sender on a busy core); the user's environment is left as it was.
 
 Actors are pinned with ``NodeAffinitySchedulingStrategy(node_id, soft=False)`` and
 ``num_cpus=1``, not a placement group: the driver already chooses the node of every
@@ -41,6 +43,7 @@ CONTROL_CONCURRENCY = 8  # start() returns at once; control calls never queue be
 PROBE_TIMEOUT_S = 3.0
 READY_TIMEOUT_S = 60.0
 _LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+_LOCAL_RAY_ENV = {"RAY_worker_niceness": "0"}  # senders must not be starved (Ray's: 15)
 _QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 _HEAD_RESOURCE = "node:__internal_head__"
 
@@ -60,6 +63,21 @@ class NodeInfo:
 
 
 @contextlib.contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ (inherited by processes started inside), then restored."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
 def loopback_ray() -> Iterator[None]:
     """Ray processes started inside bind 127.0.0.1 (GCS, raylet, agents, workers).
 
@@ -68,19 +86,13 @@ def loopback_ray() -> Iterator[None]:
     """
     from ray._private import ray_constants
 
-    saved_env = {name: os.environ.get(name) for name in _LOOPBACK_ENV}
     saved_flag = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ.update(_LOOPBACK_ENV)
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with environ(_LOOPBACK_ENV):
+            yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -156,7 +168,7 @@ def connect(address: str | None = None, *, probe_timeout_s: float = PROBE_TIMEOU
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
                              "configure_logging": True}
     if address in (None, "local"):
-        with loopback_ray():
+        with loopback_ray(), environ(_LOCAL_RAY_ENV):
             ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
                      dashboard_host="127.0.0.1", **quiet)
         return

@@ -40,10 +40,11 @@ class Snapshot:
     actors_alive: int
     actors_total: int
     address_share: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
-             actors_alive: int, actors_total: int) -> Snapshot:
+             actors_alive: int, actors_total: int, warnings: tuple[str, ...] = ()) -> Snapshot:
     """The progress line's numbers: the latest second every live actor reported, and the
     run's totals so far."""
     shown = log.latest_complete(actors_alive)
@@ -66,6 +67,7 @@ def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
         in_flight=log.in_flight(), actors_alive=actors_alive, actors_total=actors_total,
         address_share={a: c / total_addr for a, c in sorted(addresses.items())}
         if total_addr else {},
+        warnings=warnings,
     )
 
 
@@ -87,14 +89,23 @@ def format_line(s: Snapshot) -> str:
 
 
 class ProgressPrinter:
-    """Print snapshots: in place on a terminal (rich), one line per update otherwise."""
+    """Print snapshots: in place on a terminal (rich), one line per update otherwise.
+    Each warning of the run (e.g. an actor at niceness 15) is printed once, above."""
 
     def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self._live: Any = None
+        self._warned: set[str] = set()
 
     def __call__(self, snapshot: Snapshot) -> None:
+        for warning in snapshot.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                if self._live is not None:
+                    self._live.console.print(f"warning: {warning}")
+                else:
+                    print(f"warning: {warning}", file=self.stream, flush=True)
         line = format_line(snapshot)
         if not self.live:
             print(line, file=self.stream, flush=True)
@@ -122,6 +133,9 @@ def watch(run: Any, every_s: float = 1.0, rows: int = 10) -> None:
 
     while not run.done:
         clear_output(wait=True)
-        print(format_line(run.snapshot()))
+        shown = run.snapshot()
+        for warning in shown.warnings:
+            print(f"warning: {warning}")
+        print(format_line(shown))
         display(run.frame().tail(rows))
         time.sleep(every_s)

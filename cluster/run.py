@@ -30,6 +30,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
+from rafale.actors.priority import Priority
 from rafale.analysis import store
 from rafale.analysis.log import WindowLog
 from rafale.analysis.result import Result
@@ -75,14 +76,30 @@ class _Actor:
     ip: str = ""
     pid: int = 0
     libcurl: str = ""
+    niceness_started: int = 0
+    niceness: int = 0
     alive: bool = True
     state: str = "running"
     in_flight: int = 0
     missing_since: float | None = None
 
+    @classmethod
+    def placed(cls, index: int, handle: Any, node_id: str, where: dict[str, Any]) -> _Actor:
+        """An actor from its where() answer (see SenderActor.where)."""
+        return cls(index, handle, str(where.get("node_id") or node_id),
+                   str(where.get("hostname", "")), str(where.get("ip", "")),
+                   int(where.get("pid", 0)), str(where.get("libcurl", "")),
+                   int(where.get("niceness_started", 0)), int(where.get("niceness", 0)))
+
     def info(self) -> dict[str, Any]:
         return {"actor": self.index, "node": self.node_id, "hostname": self.hostname,
-                "ip": self.ip, "pid": self.pid, "libcurl": self.libcurl}
+                "ip": self.ip, "pid": self.pid, "libcurl": self.libcurl,
+                "niceness_started": self.niceness_started, "niceness": self.niceness}
+
+    def warning(self) -> str:
+        """The line to show when this actor runs above niceness 0, else ""."""
+        who = f"actor {self.index} on host {self.hostname or self.ip or self.node_id[:12]}"
+        return Priority(self.niceness_started, self.niceness).warning(who)
 
 
 class Run:
@@ -103,6 +120,7 @@ class Run:
         self._lost: list[dict[str, Any]] = []
         self._lost_nodes: list[str] = []
         self._notes: list[str] = []
+        self.warnings = tuple(w for w in (a.warning() for a in actors) if w)
         self._ended: str | None = None
         self._paused = False
         self._abort = threading.Event()
@@ -139,7 +157,7 @@ class Run:
         state = self._ended or ("paused" if self._paused else "running")
         return snapshot(self.log, elapsed_s=self.elapsed_s, total_s=self.spec.run_s,
                         state=state, actors_alive=self._alive_count(),
-                        actors_total=len(self._actors))
+                        actors_total=len(self._actors), warnings=self.warnings)
 
     def summary(self) -> dict[str, Any]:
         """The summary so far, from the log's running aggregates."""
@@ -364,7 +382,8 @@ class Run:
         return run_meta(self.spec, self.run_id, self._entries, self._node_infos,
                         [a.info() for a in self._actors], start_at_s=self.start_at_s,
                         ended=self._ended, ended_at_s=getattr(self, "_ended_at_s", None),
-                        lost=self._lost, lost_nodes=self._lost_nodes, notes=self._notes)
+                        lost=self._lost, lost_nodes=self._lost_nodes, notes=self._notes,
+                        warnings=list(self.warnings))
 
 
 def start(*, spec: RunSpec | None = None,
@@ -400,11 +419,8 @@ def start(*, spec: RunSpec | None = None,
     configs = [spec.engine_config(i, count, handed) for i in range(count)]
     handles, wheres = placement.place(configs, node_ids)
     try:
-        actors = [
-            _Actor(i, h, str(w.get("node_id") or node_ids[i]), str(w.get("hostname", "")),
-                   str(w.get("ip", "")), int(w.get("pid", 0)), str(w.get("libcurl", "")))
-            for i, (h, w) in enumerate(zip(handles, wheres, strict=True))
-        ]
+        actors = [_Actor.placed(i, h, node_ids[i], w)
+                  for i, (h, w) in enumerate(zip(handles, wheres, strict=True))]
         start_at_s = time.time() + START_DELAY_S
         ray.get([h.start.remote(start_at_s) for h in handles],
                 timeout=placement.READY_TIMEOUT_S)

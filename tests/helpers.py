@@ -74,10 +74,13 @@ def follow_stderr(
 
     def read() -> None:
         assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if re.search(r"sent [1-9]", line):
-                sending.set()
+        try:
+            for line in process.stderr:
+                lines.append(line)
+                if re.search(r"sent [1-9]", line):
+                    sending.set()
+        except ValueError:  # communicate() closed the pipe: the rest went to its caller
+            return
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 
 from rafale.cluster.doctor import NodeLimits, check_node, print_findings, read_limits, worst
 from rafale.cluster.options import FD_OVERHEAD
 
-GOOD = NodeLimits("n", 1_048_576, 1_048_576, (1024, 65535), 65535, 1)
+GOOD = NodeLimits("n", 1_048_576, 1_048_576, (1024, 65535), 65535, 1, 0, True)
 
 
 def limits(**changes: object) -> NodeLimits:
@@ -63,3 +64,20 @@ def test_read_limits_here_and_print() -> None:
     out = io.StringIO()
     print_findings(check_node(here, 100), out)
     assert "open files" in out.getvalue()
+
+
+@pytest.mark.parametrize(("nice", "can_lower", "severity"), [
+    (0, True, "ok"), (15, True, "info"), (15, False, "warn"), (None, None, "info"),
+])
+def test_worker_niceness(nice: int | None, can_lower: bool | None, severity: str) -> None:
+    found = {f.check: f for f in check_node(limits(niceness=nice, can_lower_niceness=can_lower))}
+    finding = found["worker niceness"]
+    assert finding.severity == severity
+    if severity == "warn":
+        assert "RAY_worker_niceness=0" in finding.advice and finding.value == "15"
+
+
+def test_read_limits_reads_this_threads_niceness() -> None:
+    here = read_limits()
+    assert here.niceness == os.getpriority(os.PRIO_PROCESS, 0)
+    assert here.can_lower_niceness is True  # at niceness <= 0 there is nothing to lower

@@ -125,6 +125,10 @@ def test_auto_places_one_actor_per_cpu_on_the_planned_node(local_ray: None) -> N
         assert [w["node_id"] for w in where] == plan
         assert len({w["pid"] for w in where}) == len(plan)
         assert {w["ip"] for w in where} == {"127.0.0.1"}
+        # The local Ray starts its workers at niceness 0 (Ray's default is 15) and leaves
+        # the driver's environment as it was.
+        assert {(w["niceness_started"], w["niceness"]) for w in where} == {(0, 0)}
+        assert "RAY_worker_niceness" not in os.environ
     finally:
         placement.kill_all(handles)
 

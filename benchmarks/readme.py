@@ -1,0 +1,82 @@
+"""Put the committed results' numbers into the README: ``python -m benchmarks.readme``.
+
+Each README block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` is
+rendered from ``docs/results/NAME.json`` (written by the benchmark that measured it and
+committed). ``tests/test_readme.py`` checks that every block equals its rendering, so a
+number in the README can only come from a committed results file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks import contention, driver_scale
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results"
+_BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)"
+                    r"(<!-- /results:(?P=name) -->)", re.S)
+
+
+def _machine(info: dict[str, Any], command: str) -> str:
+    load = ", ".join(f"{x:.2f}" for x in info.get("load_average", []))
+    versions = ", ".join(f"{name} {info[name]}" for name in ("python", "pyarrow", "hdrhistogram")
+                         if name in info)
+    return (f"Measured {info.get('date', '?')} on this project's development machine "
+            f"({info.get('cpu_count')} CPUs, {info.get('platform', '?')}; {versions}; load "
+            f"average at start {load}): `{command}`.\n")
+
+
+def render_driver_scale(data: dict[str, Any]) -> str:
+    cases = [driver_scale.Case(**case) for case in data["cases"]]
+    command = (f"python -m benchmarks.driver_scale --max-windows {data['max_windows']} "
+               "--out docs/results")
+    return (_machine(data["machine"], command) + "\n"
+            + driver_scale.markdown(cases, list(data["verdicts"]), int(data["max_windows"])))
+
+
+def render_contention(data: dict[str, Any]) -> str:
+    cases = [contention.Case(**case) for case in data["cases"]]
+    command = "python -m benchmarks.contention --out docs/results"
+    return (_machine(data["machine"], command) + "\n"
+            + contention.markdown(cases, list(data["verdicts"])))
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "driver_scale": render_driver_scale,
+    "contention": render_contention,
+}
+
+
+def render(name: str) -> str:
+    data = json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
+    return RENDERERS[name](data)
+
+
+def blocks(text: str) -> dict[str, str]:
+    """{name: body} of every results block in ``text``."""
+    return {m.group("name"): m.group("body") for m in _BLOCK.finditer(text)}
+
+
+def update(text: str) -> str:
+    """``text`` with every results block rendered again from its results file."""
+    return _BLOCK.sub(lambda m: m.group(1) + render(m.group("name")) + m.group(4), text)
+
+
+def main() -> int:
+    text = README.read_text(encoding="utf-8")
+    new = update(text)
+    README.write_text(new, encoding="utf-8")
+    print(f"{README}: {len(blocks(new))} results blocks, "
+          f"{'changed' if new != text else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
