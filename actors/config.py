@@ -101,6 +101,7 @@ class EngineConfig:
     actor_index: int = 0
     actor_count: int = 1
     drain_s: float | None = None
+    late_after_s: float = 0.001
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):
@@ -124,6 +125,7 @@ class EngineConfig:
                         "resolve")
         self._invariant(self.drain_s is None or number_ok(self.drain_s, zero_ok=True),
                         "drain_s")
+        self._invariant(number_ok(self.late_after_s, zero_ok=True), "late_after_s")
 
     def _invariant(self, ok: bool, name: str) -> None:
         """Raise AssertionError naming the field if an invariant does not hold."""

@@ -17,10 +17,16 @@ actor                  int     the actor's index in the run (0-based)
 node                   str     the Ray node id the actor ran on (added by the driver)
 second                 int     whole seconds since the run's common start instant
 intended               int     requests of the actor's stripe that fell due in this second
+                               (the schedule up to its end, or up to stop())
 sent                   int     requests handed to libcurl in this second
 completed              int     requests that got an HTTP response in this second (any status)
 failed                 int     requests that ended in this second without a response
-late                   int     sent requests whose send was held back by the in-flight cap
+late                   int     sent requests whose send lag exceeded the run's tolerance
+                               (``late_after_s``, 1 ms by default), whatever the cause
+dropped                int     requests that fell due but were not sent by the end of the
+                               schedule (or stop()): counted in the actor's last window
+late_cap               int     late requests whose due time found the in-flight cap full
+late_loop              int     the other late requests (CPU starvation, a slow loop turn)
 in_flight              int     gauge: requests open at the end of the second
 bytes_in               int     response body bytes received in this second
 new_connections        int     connections opened in this second
@@ -32,6 +38,11 @@ address                map     remote address -> completed requests
 version                map     negotiated HTTP version ("1.1", "2", "3") -> completed requests
 latency_corrected_us   hist    completed requests' latency from the intended send time (µs)
 latency_raw_us         hist    completed requests' latency from the actual send time (µs)
+latency_failed_us      hist    failed requests, from the intended send time to the failure
+                               (µs; a timeout at about the timeout). "All finished" latency
+                               is this histogram added to latency_corrected_us
+send_lag_us            hist    actual send time minus intended send time of each sent
+                               request (µs; open model only: the closed model has no schedule)
 =====================  ======  =================================================================
 
 Histograms are HdrHistograms from 1 µs to 10 min with 3 significant digits, carried as
@@ -58,8 +69,8 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "COUNTERS", "COUNTS_SCHEMA", "DIMENSIONS", "GAUGES", "HIST_HIGHEST_US", "HIST_LOWEST_US",
-    "HIST_SIGNIFICANT_DIGITS", "KEYS", "LATENCIES", "LATENCY_CORRECTED", "LATENCY_RAW",
-    "RATES", "REQUESTS",
+    "HIST_SIGNIFICANT_DIGITS", "KEYS", "LATENCIES", "LATENCY_CORRECTED", "LATENCY_FAILED",
+    "LATENCY_RAW", "RATES", "REQUESTS", "SEND_LAG",
     "WINDOWS_SCHEMA", "add_histogram", "clear_histogram", "counts_view", "decode", "encode",
     "new_histogram", "to_batches",
 ]
@@ -67,18 +78,21 @@ __all__ = [
 # ----- names ------------------------------------------------------------------------------
 
 KEYS: tuple[str, ...] = ("run_id", "actor", "node", "second")
-COUNTERS: tuple[str, ...] = ("intended", "sent", "completed", "failed", "late", "in_flight",
-                             "bytes_in", "new_connections", "cpu_s", "loops")
+COUNTERS: tuple[str, ...] = ("intended", "sent", "completed", "failed", "late", "dropped",
+                             "late_cap", "late_loop", "in_flight", "bytes_in",
+                             "new_connections", "cpu_s", "loops")
 FLOAT_COUNTERS: tuple[str, ...] = ("cpu_s",)
 # The counters that count requests (the summary's "requests" table).
-REQUESTS: tuple[str, ...] = COUNTERS[:5]
+REQUESTS: tuple[str, ...] = COUNTERS[:8]
 # The counters read as rates: due (the target), sent, completed (achieved).
 RATES: tuple[str, ...] = COUNTERS[:3]
 GAUGES: tuple[str, ...] = ("in_flight",)
 DIMENSIONS: tuple[str, ...] = ("status", "error", "address", "version")
 LATENCY_CORRECTED = "latency_corrected_us"
 LATENCY_RAW = "latency_raw_us"
-LATENCIES: tuple[str, ...] = (LATENCY_CORRECTED, LATENCY_RAW)
+LATENCY_FAILED = "latency_failed_us"
+SEND_LAG = "send_lag_us"
+LATENCIES: tuple[str, ...] = (LATENCY_CORRECTED, LATENCY_RAW, LATENCY_FAILED, SEND_LAG)
 
 # ----- histograms -------------------------------------------------------------------------
 
@@ -152,7 +166,7 @@ def encode(hist: HdrHistogram | None) -> str:
 
 def decode(encoded: str | bytes | None) -> HdrHistogram | None:
     """A histogram from its text form; None when it is empty or missing."""
-    if not encoded:
+    if not encoded or encoded == _EMPTY_ENCODED:
         return None
     hist = HdrHistogram.decode(encoded)
     return hist if hist.total_count else None

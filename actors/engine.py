@@ -31,7 +31,8 @@ class Engine:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self.recorder = Recorder(config.actor_index)
+        self.recorder = Recorder(config.actor_index,
+                                 late_after_us=int(config.late_after_s * 1e6))
         self._commands: deque[Callable[[], None]] = deque()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._state = "idle"
@@ -47,6 +48,8 @@ class Engine:
         self._paused_total = 0.0
         self._paused_at: float | None = None
         self._stopping = False
+        self._stop_sched_t = math.inf  # schedule time of stop(): nothing falls due after it
+        self.start_skew_s = 0.0  # when the loop began, minus the common start instant
         # Counters for status().
         self.sent = 0
         self.completed = 0
@@ -92,6 +95,7 @@ class Engine:
             "completed": self.completed,
             "failed": self.failed,
             "in_flight": self.in_flight,
+            "start_skew_s": self.start_skew_s,
         }
 
     # ----- pacing helpers (loop thread) -----------------------------------------------
@@ -151,6 +155,7 @@ class Engine:
 
     def _do_stop(self) -> None:
         self._stopping = True
+        self._stop_sched_t = min(self._stop_sched_t, self._sched_now(time.monotonic()))
 
     # ----- the loop (one thread) ------------------------------------------------------
 
@@ -179,10 +184,13 @@ class Engine:
         multi.setopt(pycurl.M_SOCKETFUNCTION, sockets.on_socket)
         multi.setopt(pycurl.M_TIMERFUNCTION, on_timer)
 
+        # The common start instant holds even for an actor that starts after it (its first
+        # requests are then due at once, and late): the schedule is never shifted.
         wall_offset = 0.0 if start_at_s is None else start_at_s - time.time()
-        self._start = time.monotonic() + max(wall_offset, 0.0)
+        self._start = time.monotonic() + wall_offset
         while (left := self._start - time.monotonic()) > 0 and not self._commands:
             time.sleep(min(left, 0.05))
+        self.start_skew_s = max(0.0, time.monotonic() - self._start)
         try:
             self._loop(multi, sockets, curl_deadline)
         finally:
@@ -225,43 +233,48 @@ class Engine:
             if int(now - start) > second:
                 second = self._roll(now, closed, cpu0)
             if grace_until == math.inf:
+                # Sending stops at the end of the schedule (the duration) or at stop():
+                # requests due by then and not sent are dropped, never sent late after it.
                 sched_t = self._sched_now(now)
-                # A schedule ends when all its requests are sent (late ones too, for up
-                # to grace_s past the end); the closed model ends with the duration.
-                end_s = cfg.duration_s + (0.0 if closed else cfg.grace_s)
-                if self._stopping or sched_t >= end_s or due_s == math.inf:
+                end_s = min(cfg.duration_s, self._stop_sched_t)
+                ending = self._stopping or sched_t >= end_s or due_s == math.inf
+                # Send every request that is due before the end, up to the in-flight cap.
+                if self._paused_at is None:
+                    base = start + self._paused_total
+                    while base + due_s <= now and due_s <= end_s:
+                        if self.in_flight >= cap:
+                            cap_full_at = now
+                            break
+                        easy = free.pop() if free else new_easy(cfg)
+                        if varies:
+                            url, connect_to = next(plans)
+                            easy.setopt(pycurl.URL, url)
+                            if connect_to is not None:
+                                easy.setopt(pycurl.CONNECT_TO, connect_to)
+                        intended = now if closed else base + due_s
+                        easy.intended_s = intended
+                        easy.sent_s = now
+                        multi.add_handle(easy)
+                        busy.add(easy)
+                        self.in_flight += 1
+                        self.sent += 1
+                        record_sent(None if closed else int((now - intended) * 1e6),
+                                    intended <= cap_full_at)
+                        self._j += 1
+                        due_s = pacer.due_s(self._j)
+                    if cap < cfg.max_in_flight:
+                        cap = min(cap + cfg.in_flight_step, cfg.max_in_flight)
+                if ending:
                     grace_until = now + cfg.grace_s
+                    if not closed:
+                        self._close_intended(sched_t, closed)
+                        rec.add_dropped(max(0, self._intended_counted - self.sent))
             elif self.in_flight == 0 or now >= grace_until:
                 break
-            # Send every request that is due, up to the in-flight cap.
-            if grace_until == math.inf and self._paused_at is None:
-                base = start + self._paused_total
-                while base + due_s <= now:
-                    if self.in_flight >= cap:
-                        cap_full_at = now
-                        break
-                    easy = free.pop() if free else new_easy(cfg)
-                    if varies:
-                        url, connect_to = next(plans)
-                        easy.setopt(pycurl.URL, url)
-                        if connect_to is not None:
-                            easy.setopt(pycurl.CONNECT_TO, connect_to)
-                    intended = now if closed else base + due_s
-                    easy.intended_s = intended
-                    easy.sent_s = now
-                    multi.add_handle(easy)
-                    busy.add(easy)
-                    self.in_flight += 1
-                    self.sent += 1
-                    record_sent(intended <= cap_full_at)
-                    self._j += 1
-                    due_s = pacer.due_s(self._j)
-                if cap < cfg.max_in_flight:
-                    cap = min(cap + cfg.in_flight_step, cfg.max_in_flight)
             # Wait for curl's sockets, curl's timer, the next due request or window end.
             wait_until = min(deadline[0], start + second + 1, grace_until)
-            if (grace_until == math.inf and self._paused_at is None
-                    and self.in_flight < cap):
+            cap_full = self.in_flight >= cap
+            if grace_until == math.inf and self._paused_at is None and not cap_full:
                 wait_until = min(wait_until, start + self._paused_total + due_s)
             # epoll_wait counts whole milliseconds and Python rounds up, which would send
             # requests up to 1 ms late: wait the whole ms in epoll, sleep the sub-ms rest.
@@ -301,13 +314,15 @@ class Engine:
                     multi.remove_handle(easy)
                     busy.discard(easy)
                     free.append(easy)
-                    record_failed(error_kind(code), code)
+                    record_failed(error_kind(code), code, int((done_at - easy.intended_s) * 1e6))
                 finished = len(ok) + len(failed)
                 self.in_flight -= finished
                 self.completed += len(ok)
                 self.failed += len(failed)
                 if not queued:
                     break
+            if cap_full:  # the cap stayed full while the loop waited, until these ended
+                cap_full_at = done_at
         # Requests still open after the grace period stay counted as in flight.
         for easy in busy:
             multi.remove_handle(easy)
@@ -330,7 +345,8 @@ class Engine:
         if closed:
             due = self.sent
         else:
-            due = self._intended_base + self._pacer.count_due(min(sched_t, self.config.duration_s))
+            end_s = min(sched_t, self.config.duration_s, self._stop_sched_t)
+            due = self._intended_base + self._pacer.count_due(end_s)
         if due > self._intended_counted:
             self.recorder.add_intended(due - self._intended_counted)
             self._intended_counted = due

@@ -55,12 +55,13 @@ class Stage:
 class Schedule:
     """The global schedule: stages back to back from time 0 (the run start).
 
-    ``_slopes`` is internal (used by :meth:`with_rate_from` to keep a split stage's slope
-    bit-identical); leave it out.
+    ``_slopes`` and ``_kept`` are internal (used by :meth:`with_rate_from` to keep a split
+    stage's slope bit-identical, and the requests already due); leave them out.
     """
 
     stages: tuple[Stage, ...]
     _slopes: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
+    _kept: int = field(default=0, repr=False, compare=False)
     # Compiled per-stage arrays (start time, start count, start rate, slope, duration).
     _t: list[float] = field(init=False, repr=False, compare=False)
     _c: list[float] = field(init=False, repr=False, compare=False)
@@ -108,7 +109,9 @@ class Schedule:
         setattr_(self, "_d", [s.duration_s for s in stages])
         setattr_(self, "_end_s", t)
         setattr_(self, "_end_count", c)
-        setattr_(self, "_total", max(0, total))
+        # Requests already due when the rate changed stay in the schedule at their times,
+        # even when the new rate is 0 and the integral never reaches the next whole number.
+        setattr_(self, "_total", max(0, total, self._kept))
 
     # ----- constructors -----------------------------------------------------------------
 
@@ -219,7 +222,9 @@ class Schedule:
         """The same schedule before at_s, then rate_per_s constant until the same end.
 
         The integral is continuous at at_s (no burst, no gap) and every request due
-        before at_s keeps its exact time. at_s at or past the end returns self.
+        by at_s keeps its exact time and stays in the schedule, also when the new rate is 0
+        (a rate falling to 0 stops new requests; it never takes back those already due).
+        at_s at or past the end returns self.
         """
         check_number("at_s", at_s, "s", zero_ok=True)
         check_number("rate_per_s", rate_per_s, "req/s", zero_ok=True)
@@ -240,7 +245,7 @@ class Schedule:
         rest = end - at_s
         stages.append(Stage(rest, rate_per_s, rate_per_s))
         slopes.append(0.0)
-        return Schedule(tuple(stages), _slopes=tuple(slopes))
+        return Schedule(tuple(stages), _slopes=tuple(slopes), _kept=self.count_due(at_s))
 
 
 class Pacer(Protocol):

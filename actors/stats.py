@@ -23,8 +23,11 @@ from hdrh.histogram import HdrHistogram
 from rafale.actors.contract import (
     COUNTERS,
     DIMENSIONS,
+    LATENCIES,
     LATENCY_CORRECTED,
+    LATENCY_FAILED,
     LATENCY_RAW,
+    SEND_LAG,
     clear_histogram,
     encode,
     new_histogram,
@@ -32,6 +35,10 @@ from rafale.actors.contract import (
 from rafale.actors.hist import fold_values
 
 __all__ = ["ERROR_KINDS", "Recorder", "Window", "error_kind"]
+
+# Positions of the latency fields in a window's ``values`` and ``hists``.
+_CORRECTED, _RAW, _FAILED, _LAG = (LATENCIES.index(name) for name in (
+    LATENCY_CORRECTED, LATENCY_RAW, LATENCY_FAILED, SEND_LAG))
 
 # libcurl CURLcode numbers -> error kind (numbers, so that pycurl is not imported here).
 _KIND_CODES: dict[str, tuple[int, ...]] = {
@@ -65,14 +72,16 @@ def error_kind(curl_code: int) -> str:
 class Window:
     """One actor's stats for one second (mutable; owned by one actor until closed)."""
 
-    __slots__ = ("actor", "second", *COUNTERS, *DIMENSIONS, "outcomes", "corrected_us",
-                 "raw_us", "hist_corrected", "hist_raw")
+    __slots__ = ("actor", "second", *COUNTERS, *DIMENSIONS, "outcomes", "values", "hists")
     # The counters (ints; cpu_s a float) and maps of the contract, as typed attributes.
     intended: int
     sent: int
     completed: int
     failed: int
     late: int
+    dropped: int
+    late_cap: int
+    late_loop: int
     in_flight: int
     bytes_in: int
     new_connections: int
@@ -92,19 +101,18 @@ class Window:
         for name in DIMENSIONS:
             setattr(self, name, {})
         # Pending until fold(): completed responses by (status, version, address), and
-        # latencies (µs) not yet in the histograms. The hot path touches only these.
+        # values (µs) not yet in the histograms, one list per latency field of the
+        # contract, in its order. The hot path touches only these.
         self.outcomes: dict[tuple[int, str, str], int] = {}
-        self.corrected_us: list[int] = []
-        self.raw_us: list[int] = []
-        self.hist_corrected: HdrHistogram | None = None
-        self.hist_raw: HdrHistogram | None = None
+        self.values: tuple[list[int], ...] = tuple([] for _ in LATENCIES)
+        self.hists: list[HdrHistogram | None] = [None] * len(LATENCIES)
 
     def __repr__(self) -> str:
         return (f"Window(actor={self.actor}, second={self.second}, sent={self.sent}, "
                 f"completed={self.completed}, failed={self.failed}, late={self.late})")
 
     def fold(self) -> None:
-        """Move the pending outcomes and latency lists into the counters and histograms."""
+        """Move the pending outcomes and values into the counters and histograms."""
         if self.outcomes:
             status, version, address = self.status, self.version, self.address
             completed = 0
@@ -115,16 +123,13 @@ class Window:
                 address[addr] = address.get(addr, 0) + count
             self.completed += completed
             self.outcomes = {}
-        if self.corrected_us:
-            if self.hist_corrected is None:
-                self.hist_corrected = new_histogram()
-            fold_values(self.hist_corrected, self.corrected_us)
-            self.corrected_us = []
-        if self.raw_us:
-            if self.hist_raw is None:
-                self.hist_raw = new_histogram()
-            fold_values(self.hist_raw, self.raw_us)
-            self.raw_us = []
+        for i, values in enumerate(self.values):
+            if values:
+                hist = self.hists[i]
+                if hist is None:
+                    hist = self.hists[i] = new_histogram()
+                fold_values(hist, values)
+                values.clear()
 
     def to_data(self) -> dict[str, Any]:
         """The plain-data dict of the window contract (``actors/contract.py``)."""
@@ -134,8 +139,8 @@ class Window:
             data[name] = getattr(self, name)
         for name in DIMENSIONS:
             data[name] = {str(k): v for k, v in getattr(self, name).items()}
-        data[LATENCY_CORRECTED] = encode(self.hist_corrected)
-        data[LATENCY_RAW] = encode(self.hist_raw)
+        for name, hist in zip(LATENCIES, self.hists, strict=True):
+            data[name] = encode(hist)
         return data
 
 
@@ -150,27 +155,29 @@ class Recorder:
     ``drain`` may be called from any thread. ``cpu_s_total`` and ``loops_total`` are
     running totals; each window gets their increase since the previous window closed
     (the constructor gives the starting totals). After ``finish`` nothing more is emitted.
+    A sent request is late when its send lag exceeds ``late_after_us``.
     """
 
-    __slots__ = ("actor", "_w", "_second", "_cpu_mark", "_loops_mark", "_closed", "_finished",
-                 "_scratch")
+    __slots__ = ("actor", "late_after_us", "_w", "_second", "_cpu_mark", "_loops_mark",
+                 "_closed", "_finished", "_scratch")
 
     def __init__(self, actor: int, *, second: int = 0, cpu_s_total: float = 0.0,
-                 loops_total: int = 0) -> None:
+                 loops_total: int = 0, late_after_us: int = 1000) -> None:
         if not isinstance(actor, int):
             raise ValueError(f"Recorder.actor must be an int, got {actor!r}")
         if not isinstance(second, int) or second < 0:
             raise ValueError(f"Recorder.second must be an int >= 0, got {second!r}")
         self.actor = actor
+        self.late_after_us = late_after_us
         self._second = second
         self._w = Window(actor, second)
         self._cpu_mark = cpu_s_total
         self._loops_mark = loops_total
         self._closed: deque[dict[str, Any]] = deque()
         self._finished = False
-        # Two histograms reused by every window this recorder closes (each is ~170 KB:
-        # allocating a pair every second fragments the heap of a long-running actor).
-        self._scratch = (new_histogram(), new_histogram())
+        # Histograms reused by every window this recorder closes (each is ~170 KB:
+        # allocating them every second fragments the heap of a long-running actor).
+        self._scratch = [new_histogram() for _ in LATENCIES]
 
     def __repr__(self) -> str:
         return f"Recorder(actor={self.actor}, second={self._second}, closed={len(self._closed)})"
@@ -185,11 +192,24 @@ class Recorder:
     def add_intended(self, n: int) -> None:
         self._w.intended += n
 
-    def on_sent(self, late: bool) -> None:
+    def add_dropped(self, n: int) -> None:
+        """Requests that fell due and were never sent (the schedule ended or stop())."""
+        self._w.dropped += n
+
+    def on_sent(self, lag_us: int | None, cap_full: bool) -> None:
+        """A request sent ``lag_us`` after its intended time (None: the closed model);
+        ``cap_full``: the in-flight cap was full at its due time."""
         w = self._w
         w.sent += 1
-        if late:
+        if lag_us is None:
+            return
+        w.values[_LAG].append(lag_us)
+        if lag_us > self.late_after_us:
             w.late += 1
+            if cap_full:
+                w.late_cap += 1
+            else:
+                w.late_loop += 1
 
     def on_completed(self, status: int, version: str, address: str, bytes_in: int,
                      corrected_us: int, raw_us: int, new_connection: bool) -> None:
@@ -200,15 +220,18 @@ class Recorder:
         d = w.outcomes
         key = (status, version, address)
         d[key] = d.get(key, 0) + 1
-        w.corrected_us.append(corrected_us)
-        w.raw_us.append(raw_us)
+        values = w.values
+        values[_CORRECTED].append(corrected_us)
+        values[_RAW].append(raw_us)
 
-    def on_failed(self, kind: str, curl_code: int) -> None:
+    def on_failed(self, kind: str, curl_code: int, corrected_us: int) -> None:
+        """A request that ended without a response ``corrected_us`` after its intended time."""
         w = self._w
         w.failed += 1
         key = f"{kind}:{curl_code}"
         d = w.error
         d[key] = d.get(key, 0) + 1
+        w.values[_FAILED].append(corrected_us)
 
     # -- per second ---------------------------------------------------------------------
 
@@ -219,11 +242,12 @@ class Recorder:
         w.loops = loops_total - self._loops_mark
         self._cpu_mark = cpu_s_total
         self._loops_mark = loops_total
-        w.hist_corrected, w.hist_raw = self._scratch
+        w.hists = list(self._scratch)
         self._closed.append(w.to_data())
-        w.hist_corrected = w.hist_raw = None
+        w.hists = [None] * len(LATENCIES)
         for hist in self._scratch:
-            clear_histogram(hist)
+            if hist.total_count:
+                clear_histogram(hist)
 
     def roll(self, second: int, *, in_flight: int, cpu_s_total: float, loops_total: int) -> None:
         """Close the open window if ``second`` is past it, and open the window of ``second``.
@@ -249,7 +273,8 @@ class Recorder:
         if self._finished:
             return
         w = self._w
-        idle = not (w.intended or w.sent or w.failed or w.outcomes or w.completed)
+        idle = not (w.intended or w.sent or w.failed or w.outcomes or w.completed
+                    or w.dropped)
         if idle and in_flight == 0 and w.second > 0:
             self._finished = True  # the run ended just past a second boundary: no window
             self._w = Window(self.actor, self._second + 1)

@@ -50,6 +50,8 @@ class Aggregate:
     windows: int = 0
     busy: tuple[int, int] | None = None  # first and last second with requests due or sent
     seconds: tuple[int, int] | None = None  # first and last second seen
+    # Each actor's latest window: (second, in_flight), for the requests open at the end.
+    last: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"Aggregate(windows={self.windows}, actors={len(self.actors)}, "
@@ -79,7 +81,10 @@ class Aggregate:
         for name, hist in zip(LATENCIES, decoded, strict=True):
             if hist is not None:
                 add_histogram(self.hists[name], hist)
-        self.actors.add(int(window["actor"]))
+        actor, second = int(window["actor"]), int(window["second"])
+        self.actors.add(actor)
+        if second >= self.last.get(actor, (-1, 0))[0]:
+            self.last[actor] = (second, int(window.get("in_flight") or 0))
         self.nodes.add(str(window.get("node") or ""))
         if window.get("run_id"):
             self.run_ids.add(str(window["run_id"]))
@@ -100,10 +105,18 @@ class Aggregate:
         self.nodes |= other.nodes
         self.run_ids |= other.run_ids
         self.windows += other.windows
+        for actor, (second, in_flight) in other.last.items():
+            if second >= self.last.get(actor, (-1, 0))[0]:
+                self.last[actor] = (second, in_flight)
         for span, busy in ((other.seconds, False), (other.busy, True)):
             if span is not None:
                 self._span(span[0], busy)
                 self._span(span[1], busy)
+
+    @property
+    def in_flight_end(self) -> int:
+        """Requests open at the end of each actor's latest window, summed."""
+        return sum(in_flight for _, in_flight in self.last.values())
 
     def copy(self) -> Aggregate:
         out = Aggregate()

@@ -18,6 +18,15 @@ from rafale.analysis import compare, plots, store
 from rafale.analysis.latency import percentile_label
 from rafale.analysis.result import Result
 
+# Summary keys of the latency table, with their row labels (rows without samples are left out).
+LATENCY_ROWS = (
+    ("latency_corrected_us", "completed, from intended"),
+    ("latency_raw_us", "completed, from send"),
+    ("latency_all_us", "all finished, from intended"),
+    ("latency_failed_us", "failed, from intended"),
+    ("send_lag_us", "send lag (sent - intended)"),
+)
+
 RUN_CHARTS: dict[str, Callable[[Result], Figure]] = {
     "throughput.png": plots.throughput,
     "latency.png": plots.latency,
@@ -59,6 +68,27 @@ def _table(rows: Sequence[tuple[str, str]]) -> list[str]:
     return [f"  {name.ljust(width)}  {value}" for name, value in rows]
 
 
+def _target_lines(target: Mapping[str, Any], req: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The target against what was sent (open model), per stage when there are several."""
+    if not target or target.get("model") != "open":
+        return []
+    duration = float(target.get("duration_s") or 0) or 1.0
+    line = (f"{target['rate_per_s']:,.1f} req/s, {target['scheduled']:,} requests scheduled "
+            f"in {duration:g} s; sent {target['sent']:,} ({target['ratio']:.1%})")
+    rows = [("target", line)]
+    if not target.get("reached"):
+        rows.append(("", f"target not reached: achieved {target['sent'] / duration:,.1f} of "
+                         f"{target['scheduled'] / duration:,.1f} req/s; "
+                         f"{req.get('late', 0):,} late, {req.get('dropped', 0):,} dropped"))
+    stages = target.get("stages") or []
+    for i, stage in enumerate(stages if len(stages) > 1 else []):
+        got = stage.get("sent_per_s")
+        shown = "-" if got is None else f"{got:,.1f} ({stage['ratio']:.1%})"
+        rows.append((f"  stage {i + 1}", f"{stage['start_s']:g}-{stage['end_s']:g} s: target "
+                     f"{stage['target_per_s']:,.1f} req/s, sent {shown}"))
+    return rows
+
+
 def summary_text(result: Result) -> str:
     """A compact, human-readable summary of one run."""
     s = result.summary
@@ -74,11 +104,16 @@ def summary_text(result: Result) -> str:
                      f"{s.get('nodes', 0)} node(s)" + (f", ended: {ended}" if ended else "")),
         ("requests", f"intended {req.get('intended', 0):,}  sent {req.get('sent', 0):,}  "
                      f"completed {req.get('completed', 0):,}  failed {req.get('failed', 0):,}  "
-                     f"late {req.get('late', 0):,}"),
-        ("req/s (mean)", f"target {rate.get('intended', 0):,.1f}  sent {rate.get('sent', 0):,.1f}"
+                     f"in flight at the end {req.get('in_flight_end', 0):,}"),
+        ("timing", f"late {req.get('late', 0):,} (in-flight cap {req.get('late_cap', 0):,}, "
+                   f"loop {req.get('late_loop', 0):,}; after "
+                   f"{1000 * float(result.meta.get('late_after_s') or 0.001):g} ms)  "
+                   f"dropped {req.get('dropped', 0):,}"),
+        *_target_lines(s.get("target") or {}, req),
+        ("req/s (mean)", f"due {rate.get('intended', 0):,.1f}  sent {rate.get('sent', 0):,.1f}"
                          f"  completed {rate.get('completed', 0):,.1f}"),
-        ("errors", f"{s.get('error_share', 0):.2%} of settled; by kind: "
-                   + _shares(s.get("error_kinds", {}))),
+        ("errors", f"{s.get('error_share', 0):.2%} of sent (failed, or open at the end); by "
+                   "kind: " + _shares(s.get("error_kinds", {}))),
         ("error codes", _shares(s.get("errors", {}))),
         ("statuses", _shares(s.get("status", {}))),
         ("addresses", _shares(s.get("address", {}))),
@@ -88,9 +123,10 @@ def summary_text(result: Result) -> str:
       + [("warning", str(w)) for w in result.meta.get("warnings") or ()])
     header = ["latency (ms)", "p50", "p90", "p99", "p99.9", "max", "mean"]
     rows = [header]
-    for kind in ("corrected", "raw"):
-        lat = s.get(f"latency_{kind}_us", {})
-        label = f"{kind} ({'from intended' if kind == 'corrected' else 'from send'})"
+    for key, label in LATENCY_ROWS:
+        lat = s.get(key) or {}
+        if not lat.get("count"):
+            continue
         rows.append([label, *(_ms(lat.get(f"{percentile_label(p)}")) for p in
                               (50, 90, 99, 99.9)), _ms(lat.get("max")), _ms(lat.get("mean"))])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -11,11 +11,9 @@ pyarrow and the analysis package only (never ray or pycurl).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +25,7 @@ import pyarrow.parquet as pq
 
 from rafale.actors.contract import COUNTS_SCHEMA, WINDOWS_SCHEMA
 from rafale.analysis.log import WindowLog
+from rafale.analysis.redact import redact_meta
 from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize, summarize_frames
 
@@ -36,68 +35,8 @@ WINDOWS_PARTS = "windows"
 COUNTS_PARTS = "counts"
 META_FILE = "meta.json"
 SUMMARY_FILE = "summary.json"
-REDACTED = "<redacted>"
 _PART = "part-{:06d}.parquet"
 _SORT = [("second", "ascending"), ("actor", "ascending")]
-_SENSITIVE_EXACT = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-_SENSITIVE_PARTS = ("key", "token", "secret", "auth", "password", "session", "signature")
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
-
-# --------------------------------------------------------------------------- redaction
-
-
-def is_sensitive_header(name: str) -> bool:
-    lowered = name.strip().lower()
-    return lowered in _SENSITIVE_EXACT or any(part in lowered for part in _SENSITIVE_PARTS)
-
-
-def redact_headers(headers: Any) -> list[Any]:
-    """Replace values of sensitive headers with "<redacted>".
-
-    Accepts a mapping, a sequence of (name, value) pairs or of "Name: value" strings, and
-    returns a list in the same item shape ([name, value] pairs or "Name: value" strings).
-    """
-    if headers is None:
-        return []
-    items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, str):
-            name, sep, _ = item.partition(":")
-            out.append(f"{name}: {REDACTED}" if sep and is_sensitive_header(name) else item)
-        else:
-            name, value = item[0], item[1]
-            out.append([name, REDACTED if is_sensitive_header(str(name)) else value])
-    return out
-
-
-def _redact_urls(value: Any) -> Any:
-    if isinstance(value, str):
-        return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", value)
-    if isinstance(value, list):
-        return [_redact_urls(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _redact_urls(v) for k, v in value.items()}
-    return value
-
-
-def _redact_nested_headers(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: redact_headers(v) if k == "headers" else _redact_nested_headers(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_redact_nested_headers(v) for v in value]
-    return value
-
-
-def redact_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of meta with header values (meta['spec']['headers'] and any nested 'headers')
-    and user:password in URLs redacted."""
-    cleaned = _redact_nested_headers(copy.deepcopy(dict(meta)))
-    return dict(_redact_urls(cleaned))
 
 
 # --------------------------------------------------------------------------- files
@@ -212,7 +151,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_table(path: Path, parts: Path, schema: pa.Schema) -> pa.Table | None:
-    """The compacted file, else the checkpoint parts, else None; missing columns as nulls."""
+    """The compacted file, else the checkpoint parts, else None; missing columns filled."""
     for source in (path, parts):
         if not source.exists():
             continue
@@ -220,9 +159,10 @@ def _read_table(path: Path, parts: Path, schema: pa.Schema) -> pa.Table | None:
             table = pq.read_table(source)
         except (OSError, pa.ArrowException):
             continue
-        for f in schema:
+        for f in schema:  # a result saved before a field existed: 0 or "" (empty)
             if f.name not in table.column_names:
-                table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+                fill = "" if pa.types.is_string(f.type) else 0
+                table = table.append_column(f, pa.array([fill] * table.num_rows, f.type))
         return table.sort_by(_SORT) if table.num_rows else table
     return None
 

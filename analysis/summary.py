@@ -7,9 +7,22 @@ from typing import Any
 
 import pandas as pd
 
-from rafale.actors.contract import COUNTERS, LATENCIES, RATES, REQUESTS
+from rafale.actors.contract import (
+    COUNTERS,
+    LATENCIES,
+    LATENCY_CORRECTED,
+    LATENCY_FAILED,
+    RATES,
+    REQUESTS,
+    add_histogram,
+    new_histogram,
+)
 from rafale.analysis.aggregate import Aggregate, summed
 from rafale.analysis.latency import latency_summary, merge_histograms
+
+# Every finished request (completed or failed) from its intended send time: the summary's
+# "all finished" latency, next to the completed-only latency_corrected_us.
+LATENCY_ALL = "latency_all_us"
 
 
 def _sorted(counts: dict[str, int]) -> dict[str, int]:
@@ -32,7 +45,8 @@ def summarize(total: Aggregate) -> dict[str, Any]:
     duration_s = (total.busy[1] - total.busy[0] + 1) if total.busy else span_s
     sums = {name: total.counters[name] for name in summed(COUNTERS)}
     requests = {name: int(sums[name]) for name in REQUESTS}
-    settled = requests["completed"] + requests["failed"]
+    requests["in_flight_end"] = total.in_flight_end
+    finished = requests["completed"] + requests["failed"]
     errors = _sorted(total.maps["error"])
     kinds: dict[str, int] = {}
     for key, count in errors.items():
@@ -42,6 +56,9 @@ def summarize(total: Aggregate) -> dict[str, Any]:
     version = _sorted(total.maps["version"])
     run_ids = sorted(total.run_ids)
     latency = {name: latency_summary(total.hists[name]) for name in LATENCIES}
+    everything = new_histogram()
+    for name in (LATENCY_CORRECTED, LATENCY_FAILED):
+        add_histogram(everything, total.hists[name])
     return {
         "run_id": ",".join(run_ids),
         "windows": total.windows,
@@ -57,8 +74,13 @@ def summarize(total: Aggregate) -> dict[str, Any]:
         "loops": int(sums["loops"]),
         "rate_per_s": {name: requests[name] / duration_s if duration_s else 0.0
                        for name in RATES},
-        "error_share": requests["failed"] / settled if settled else 0.0,
+        # Requests still open after the grace period (longer than the timeout) count as
+        # errors too: they got no answer in time.
+        "error_share": ((requests["failed"] + requests["in_flight_end"]) / requests["sent"]
+                        if requests["sent"] else 0.0),
+        "accounted": requests["sent"] == finished + requests["in_flight_end"],
         **latency,
+        LATENCY_ALL: latency_summary(everything),
         "error_kinds": dict(sorted(kinds.items())),
         "errors": errors,
         "status": _sorted(total.maps["status"]),
@@ -88,6 +110,9 @@ def aggregate_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> Aggregate:
     total.seconds = (int(seconds.min()), int(seconds.max()))
     busy = seconds[(windows["sent"] > 0) | (windows["intended"] > 0)]
     total.busy = None if busy.empty else (int(busy.min()), int(busy.max()))
+    last = windows.sort_values("second").groupby("actor").tail(1)
+    total.last = {int(a): (int(s), int(f)) for a, s, f in
+                  zip(last["actor"], last["second"], last["in_flight"], strict=True)}
     return total
 
 

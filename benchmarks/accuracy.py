@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from rafale.actors.config import EngineConfig, ResolveEntry
+from rafale.actors.contract import SEND_LAG, encode
 from rafale.actors.engine import run_in_process
 from rafale.actors.pacing import Schedule
+from rafale.analysis.latency import merge_histograms, percentiles
 from rafale.cluster.target import Target
 
 __all__ = ["AccuracyRound", "AccuracySummary", "accuracy_config", "measure", "run_accuracy",
@@ -45,6 +47,7 @@ class AccuracyRound:
     late: int
     cpu_s: float
     deviations: tuple[float, ...]  # per second, |sent - intended| / intended
+    send_lag: str = ""  # the hold's send-lag histogram (contract text form)
 
     @property
     def run_error(self) -> float:
@@ -78,6 +81,14 @@ class AccuracySummary:
     failed: int
     late: int
     cpu_us_per_req: float
+    lag_p50_us: int | None = None
+    lag_p99_us: int | None = None
+    lag_max_us: int | None = None
+    sent: int = 0  # over all rounds' constant parts
+
+    @property
+    def late_share(self) -> float:
+        return self.late / self.sent if self.sent else 0.0
 
     def met(self, run_limit: float = 0.005, p99_limit: float = 0.02) -> bool:
         return self.run_error <= run_limit and self.p99_deviation <= p99_limit
@@ -117,6 +128,7 @@ def measure(windows: Sequence[dict[str, Any]], schedule: Schedule, rate_per_s: f
             abs(w["sent"] - w["intended"]) / w["intended"] if w["intended"] else 1.0
             for w in hold
         ),
+        send_lag=encode(merge_histograms(w[SEND_LAG] for w in hold)),
     )
 
 
@@ -133,6 +145,8 @@ def summarize(rounds: Sequence[AccuracyRound]) -> AccuracySummary:
         raise ValueError("no accuracy rounds to summarize")
     pooled = [d for r in rounds for d in r.deviations] or [float("nan")]
     sent = sum(r.sent for r in rounds)
+    lag = merge_histograms(r.send_lag for r in rounds)
+    lag_p50, lag_p99 = percentiles(lag, (50, 99)).values()
     return AccuracySummary(
         rate_per_s=rounds[0].rate_per_s,
         rounds=len(rounds),
@@ -145,4 +159,6 @@ def summarize(rounds: Sequence[AccuracyRound]) -> AccuracySummary:
         failed=sum(r.failed for r in rounds),
         late=sum(r.late for r in rounds),
         cpu_us_per_req=sum(r.cpu_s for r in rounds) * 1e6 / sent if sent else float("nan"),
+        lag_p50_us=lag_p50, lag_p99_us=lag_p99,
+        lag_max_us=int(lag.get_max_value()) if lag.total_count else None, sent=sent,
     )

@@ -42,7 +42,15 @@ from typing import Any
 import psutil
 import pyarrow as pa
 
-from rafale.actors.contract import LATENCIES, LATENCY_CORRECTED, LATENCY_RAW, encode, new_histogram
+from rafale.actors.contract import (
+    LATENCIES,
+    LATENCY_CORRECTED,
+    LATENCY_FAILED,
+    LATENCY_RAW,
+    SEND_LAG,
+    encode,
+    new_histogram,
+)
 from rafale.analysis.log import WindowLog
 from rafale.analysis.store import Checkpoints
 from rafale.analysis.summary import summarize
@@ -99,6 +107,11 @@ def window_pool(size: int, seed: int = 7) -> list[dict[str, Any]]:
             late_us = int(rng.expovariate(1 / 300)) if rng.random() < 0.2 else 0
             corrected.record_value(raw_us + late_us)
         failed, unavailable = rng.randint(0, 3), rng.randint(0, 2)
+        failures, lag = new_histogram(), new_histogram()
+        for _ in range(failed):
+            failures.record_value(10_000_000)  # timeouts
+        for _ in range(completed + failed):  # one send lag per sent request
+            lag.record_value(max(1, int(rng.lognormvariate(5.0, 1.0))))
         share = completed // len(ADDRESSES)
         address = {a: share for a in ADDRESSES}
         address[ADDRESSES[0]] += completed - share * len(ADDRESSES)
@@ -113,6 +126,7 @@ def window_pool(size: int, seed: int = 7) -> list[dict[str, Any]]:
             "error": {"timeout:28": failed} if failed else {},
             "address": address, "version": {"2": completed},
             LATENCY_CORRECTED: encode(corrected), LATENCY_RAW: encode(raw),
+            LATENCY_FAILED: encode(failures), SEND_LAG: encode(lag),
         })
     return pool
 

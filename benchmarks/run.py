@@ -249,11 +249,18 @@ def shapes_table(rows: Sequence[ShapeSummary]) -> str:
     return "\n".join(lines)
 
 
+def _lag(r: AccuracySummary) -> str:
+    shown = [("-" if v is None else f"{v / 1000:.2f}")
+             for v in (r.lag_p50_us, r.lag_p99_us, r.lag_max_us)]
+    return " / ".join(shown)
+
+
 def rates_table(rows: Sequence[AccuracySummary]) -> str:
     lines = [
         "| target req/s | achieved req/s | run error | vs schedule | mean per-s dev "
-        "| worst per-s dev | p99 per-s dev | late | failed | CPU µs/req | targets |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| worst per-s dev | p99 per-s dev | late | send lag p50 / p99 / max ms | failed "
+        "| CPU µs/req | targets |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in rows:
         verdict = ", ".join([
@@ -263,7 +270,8 @@ def rates_table(rows: Sequence[AccuracySummary]) -> str:
         lines.append(
             f"| {r.rate_per_s:,.0f} | {r.achieved_per_s:,.1f} | {r.run_error:.3%} "
             f"| {r.schedule_error:.3%} | {r.mean_deviation:.3%} | {r.worst_deviation:.3%} "
-            f"| {r.p99_deviation:.3%} | {r.late} | {r.failed} | {r.cpu_us_per_req:.1f} "
+            f"| {r.p99_deviation:.3%} | {r.late} ({r.late_share:.2%}) | {_lag(r)} "
+            f"| {r.failed} | {r.cpu_us_per_req:.1f} "
             f"| {verdict} |"
         )
     return "\n".join(lines)

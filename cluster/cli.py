@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from rafale.analysis.redact import redact_text
 from rafale.cluster.spec import RunSpec
 
 EXIT_BAD_INPUT = 2
@@ -82,6 +83,10 @@ Insecure = Annotated[bool, typer.Option(
     "--insecure", help="Do not verify TLS certificates (recorded in meta.json).")]
 Timeout = Annotated[str, typer.Option(
     "--timeout", metavar="DURATION", help="Per-request timeout (e.g. 10s).")]
+LateAfter = Annotated[str, typer.Option(
+    "--late-after", metavar="DURATION",
+    help="A request sent more than this after its intended time counts as late (e.g. 1ms, "
+         "5ms); recorded in meta.json.")]
 Header = Annotated[list[str] | None, typer.Option(
     "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
     help="Request header; repeatable. Values are never printed or saved.")]
@@ -98,7 +103,7 @@ ReserveCpu = Annotated[bool, typer.Option(
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    typer.echo(f"rafale: error: {message}", err=True)
+    typer.echo(f"rafale: error: {redact_text(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -116,7 +121,8 @@ def _body(data: str | None) -> bytes:
 def _common(*, rate: str | None, ramp: str | None, duration: str | None, resolve: list[str] | None,
             nameserver: str | None, max_in_flight: int, in_flight_step: int,
             max_connections: int | None, streams: int, cacert: str | None, insecure: bool,
-            timeout: str, header: list[str] | None, method: str, data: str | None,
+            timeout: str, late_after: str, header: list[str] | None, method: str,
+            data: str | None,
             address: str | None, reserve_driver_cpu: bool) -> dict[str, Any]:
     return {
         "rate_per_s": rate, "ramp_s": ramp or 0.0, "duration_s": duration,
@@ -124,6 +130,7 @@ def _common(*, rate: str | None, ramp: str | None, duration: str | None, resolve
         "max_in_flight": max_in_flight, "in_flight_step": in_flight_step,
         "max_connections": max_connections, "streams_per_connection": streams,
         "cacert": cacert, "insecure": insecure, "timeout_s": timeout,
+        "late_after_s": late_after,
         "headers": tuple(header or ()), "method": method, "body": _body(data),
         "address": address, "reserve_driver_cpu": reserve_driver_cpu,
     }
@@ -164,7 +171,8 @@ def run(
         help="Number of sender actors: auto = one per CPU on every node.")] = "auto",
     max_in_flight: MaxInFlight = 100, in_flight_step: InFlightStep = 50,
     max_connections: MaxConnections = None, streams: Streams = 100, cacert: Cacert = None,
-    insecure: Insecure = False, timeout: Timeout = "10s", header: Header = None,
+    insecure: Insecure = False, timeout: Timeout = "10s", late_after: LateAfter = "1ms",
+    header: Header = None,
     method: Method = "GET", data: Data = None, address: Address = None,
     out: Annotated[str | None, typer.Option(
         "--out", metavar="DIR", show_default=False,
@@ -172,6 +180,9 @@ def run(
              "charts); checkpointed every few seconds.")] = None,
     label: Annotated[str | None, typer.Option(
         "--label", show_default=False, help="A name for this run in comparisons.")] = None,
+    show_query: Annotated[bool, typer.Option(
+        "--show-query", help="Keep URL query values in meta.json and output (by default "
+                             "?token=abc is shown and saved as ?token=<redacted>).")] = False,
     charts: Annotated[bool, typer.Option(
         "--charts/--no-charts", help="Write the charts into --out at the end.")] = True,
     progress: Annotated[bool, typer.Option(
@@ -182,12 +193,14 @@ def run(
     _show_warnings()
     try:
         options: dict[str, Any] = {"urls": tuple(urls), "stages": stages or (), "http": http,
-                                   "dns": dns, "actors": actors, "out": out, "label": label}
+                                   "dns": dns, "actors": actors, "out": out, "label": label,
+                                   "show_query": show_query}
         spec = RunSpec(**options, **_common(
                 rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
                 max_in_flight=max_in_flight, in_flight_step=in_flight_step,
                 max_connections=max_connections, streams=streams, cacert=cacert,
-                insecure=insecure, timeout=timeout, header=header, method=method, data=data,
+                insecure=insecure, timeout=timeout, late_after=late_after, header=header,
+                method=method, data=data,
                 address=address, reserve_driver_cpu=reserve_driver_cpu))
     except ValueError as exc:
         _fail(str(exc))
@@ -237,7 +250,8 @@ def matrix(
     nameserver: Nameserver = None, max_in_flight: MaxInFlight = 100,
     in_flight_step: InFlightStep = 50, max_connections: MaxConnections = None,
     streams: Streams = 100, cacert: Cacert = None, insecure: Insecure = False,
-    timeout: Timeout = "10s", header: Header = None, method: Method = "GET", data: Data = None,
+    timeout: Timeout = "10s", late_after: LateAfter = "1ms", header: Header = None,
+    method: Method = "GET", data: Data = None,
     address: Address = None, reserve_driver_cpu: ReserveCpu = False,
 ) -> None:
     """Run every HTTP version × DNS mode (× actor count) back to back and compare them."""
@@ -249,8 +263,8 @@ def matrix(
             rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
             max_in_flight=max_in_flight, in_flight_step=in_flight_step,
             max_connections=max_connections, streams=streams, cacert=cacert, insecure=insecure,
-            timeout=timeout, header=header, method=method, data=data, address=address,
-            reserve_driver_cpu=reserve_driver_cpu)
+            timeout=timeout, late_after=late_after, header=header, method=method, data=data,
+            address=address, reserve_driver_cpu=reserve_driver_cpu)
         cases, notes = plan(base, urls, split_list(http, "http"), split_list(dns, "dns"),
                             split_list(actors, "actors"), out)
     except ValueError as exc:

@@ -47,6 +47,9 @@ def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
         "notes": list(notes),
         "warnings": list(warnings or ()),
         "niceness_max": max((int(a.get("niceness", 0)) for a in actors), default=0),
+        "start_skew_max_s": max((float(a.get("start_skew_s", 0.0)) for a in actors),
+                                default=0.0),
+        "late_after_s": spec.late_after_s,
     }
 
 

@@ -22,8 +22,6 @@ from rafale.actors.config import ResolveEntry
 FD_OVERHEAD = 256
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
 
 def parse_stages(value: Any) -> tuple[tuple[float, float], ...]:
     """Stages from ``"10s:100,20s:500"`` or a sequence of (duration, target rate) pairs."""
@@ -104,10 +102,6 @@ def planned_connections(http: str, max_in_flight: int, streams_per_connection: i
     else:
         planned = max(math.ceil(max_in_flight / streams_per_connection), addresses)
     return planned if max_connections is None else min(planned, max_connections)
-
-
-def redact_url(url: str) -> str:
-    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}<redacted>@", url)
 
 
 def check_writable(out: str) -> None:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from rafale.actors.contract import LATENCY_CORRECTED
+from rafale.actors.contract import LATENCY_CORRECTED, SEND_LAG
 from rafale.analysis.latency import percentiles
 from rafale.analysis.log import WindowLog
 
@@ -32,10 +32,12 @@ class Snapshot:
     achieved_per_s: float
     p50_corrected_us: int | None
     p99_corrected_us: int | None
+    lag_p99_us: int | None
     sent: int
     completed: int
     failed: int
     late: int
+    dropped: int
     in_flight: int
     actors_alive: int
     actors_total: int
@@ -50,9 +52,10 @@ def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
     shown = log.latest_complete(actors_alive)
     second = log.second(shown) if shown is not None else None
     total = log.total()
-    p50 = p99 = None
+    p50 = p99 = lag = None
     if second is not None:
         p50, p99 = percentiles(second.hists[LATENCY_CORRECTED], (50, 99)).values()
+        lag = percentiles(second.hists[SEND_LAG], (99,))[99.0]
     rates = second.counters if second is not None else {}
     addresses = total.maps["address"]
     total_addr = sum(addresses.values())
@@ -61,9 +64,10 @@ def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
         elapsed_s=elapsed_s, total_s=total_s, state=state, second=shown,
         target_per_s=float(rates.get("intended", 0)), sent_per_s=float(rates.get("sent", 0)),
         achieved_per_s=float(rates.get("completed", 0)),
-        p50_corrected_us=p50, p99_corrected_us=p99,
+        p50_corrected_us=p50, p99_corrected_us=p99, lag_p99_us=lag,
         sent=int(counters["sent"]), completed=int(counters["completed"]),
         failed=int(counters["failed"]), late=int(counters["late"]),
+        dropped=int(counters["dropped"]),
         in_flight=log.in_flight(), actors_alive=actors_alive, actors_total=actors_total,
         address_share={a: c / total_addr for a, c in sorted(addresses.items())}
         if total_addr else {},
@@ -78,13 +82,15 @@ def _ms(value_us: int | None) -> str:
 def format_line(s: Snapshot) -> str:
     """One line: elapsed/total, target vs achieved, p50/p99 corrected, errors, late, shares."""
     shares = " ".join(f"{a} {v:.0%}" for a, v in s.address_share.items()) or "-"
+    dropped = f"  dropped {s.dropped:,}" if s.dropped else ""
     actors = (f"{s.actors_alive}/{s.actors_total} actors" if s.actors_alive != s.actors_total
               else f"{s.actors_total} actors")
     return (
         f"{s.elapsed_s:5.1f}/{s.total_s:g}s {s.state:<9} target {s.target_per_s:,.0f}/s "
         f"achieved {s.achieved_per_s:,.0f}/s  p50 {_ms(s.p50_corrected_us)} ms "
-        f"p99 {_ms(s.p99_corrected_us)} ms  sent {s.sent:,}  errors {s.failed:,}  late {s.late:,}  "
-        f"in-flight {s.in_flight:,}  {actors}  addresses {shares}"
+        f"p99 {_ms(s.p99_corrected_us)} ms  sent {s.sent:,}  errors {s.failed:,}  late {s.late:,} "
+        f"(lag p99 {_ms(s.lag_p99_us)} ms){dropped}  in-flight {s.in_flight:,}  {actors}  "
+        f"addresses {shares}"
     )
 
 

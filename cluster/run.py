@@ -33,6 +33,7 @@ from rafale.actors.config import ResolveEntry
 from rafale.actors.priority import Priority
 from rafale.analysis import store
 from rafale.analysis.log import WindowLog
+from rafale.analysis.redact import redact_meta
 from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
 from rafale.cluster import placement
@@ -41,6 +42,7 @@ from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec
+from rafale.cluster.targets import target_summary
 
 __all__ = ["Run", "RunResult", "start"]
 
@@ -78,6 +80,7 @@ class _Actor:
     libcurl: str = ""
     niceness_started: int = 0
     niceness: int = 0
+    start_skew_s: float = 0.0
     alive: bool = True
     state: str = "running"
     in_flight: int = 0
@@ -94,7 +97,8 @@ class _Actor:
     def info(self) -> dict[str, Any]:
         return {"actor": self.index, "node": self.node_id, "hostname": self.hostname,
                 "ip": self.ip, "pid": self.pid, "libcurl": self.libcurl,
-                "niceness_started": self.niceness_started, "niceness": self.niceness}
+                "niceness_started": self.niceness_started, "niceness": self.niceness,
+                "start_skew_s": self.start_skew_s}
 
     def warning(self) -> str:
         """The line to show when this actor runs above niceness 0, else ""."""
@@ -160,8 +164,10 @@ class Run:
                         actors_total=len(self._actors), warnings=self.warnings)
 
     def summary(self) -> dict[str, Any]:
-        """The summary so far, from the log's running aggregates."""
-        return summarize(self.log.total())
+        """The summary so far, from the log's running aggregates, with the target."""
+        summary = summarize(self.log.total())
+        summary["target"] = target_summary(self.spec, summary, self.log.per_second())
+        return summary
 
     def result(self, summary: dict[str, Any] | None = None) -> RunResult:
         """The result so far (final once the run is done)."""
@@ -169,7 +175,7 @@ class Run:
             return self._result
         windows, counts = self.log.tables()
         return RunResult(windows=windows.to_pandas(), counts=counts.to_pandas(),
-                         meta=store.redact_meta(self.meta()),
+                         meta=redact_meta(self.meta()),
                          summary=summary if summary is not None else self.summary(),
                          log=self.log)
 
@@ -299,6 +305,7 @@ class Run:
             actor.missing_since = None
             actor.state = str(status.get("state", ""))
             actor.in_flight = int(status.get("in_flight", 0))
+            actor.start_skew_s = float(status.get("start_skew_s", 0.0))
             if status.get("error"):
                 self._notes.append(f"actor {actor.index}: {status['error']}")
         self.log.append(drained)
@@ -360,6 +367,12 @@ class Run:
             self._ended = "completed" if live else "all actors lost"
         self._ended_at_s = time.time()
         summary = self.summary()
+        if not summary["accounted"]:
+            requests = summary["requests"]
+            self._notes.append(
+                f"counts do not add up: sent {requests['sent']} != completed "
+                f"{requests['completed']} + failed {requests['failed']} + in flight at the end "
+                f"{requests['in_flight_end']} (windows of a lost actor are missing)")
         try:
             if self._checkpoints is not None:
                 self._checkpoints.finish(*self.log.tables(), self.meta(), summary)

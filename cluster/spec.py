@@ -27,6 +27,7 @@ from rafale.actors.checks import (
 )
 from rafale.actors.config import EngineConfig, ResolveEntry, url_host_port
 from rafale.actors.pacing import Schedule
+from rafale.analysis.redact import redact_url
 from rafale.cluster.options import (
     FD_OVERHEAD,
     check_writable,
@@ -34,7 +35,6 @@ from rafale.cluster.options import (
     parse_resolve,
     parse_stages,
     planned_connections,
-    redact_url,
 )
 
 __all__ = ["RunSpec", "normalize_http", "parse_duration", "parse_stages", "planned_connections"]
@@ -79,9 +79,11 @@ class RunSpec:
     cacert: str | None = None
     insecure: bool = False
     timeout_s: float = 10.0
+    late_after_s: float = 0.001
     address: str | None = None
     out: str | None = None
     label: str | None = None
+    show_query: bool = False
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -114,7 +116,8 @@ class RunSpec:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "urls":
-                shown.append(repr(tuple(redact_url(u) for u in value)))
+                shown.append(repr(tuple(redact_url(u, show_query=self.show_query)
+                                        for u in value)))
             elif f.name == "headers" and value:
                 shown.append(f"headers=<{len(value)} redacted: {', '.join(n for n, _ in value)}>")
             elif f.name == "body" and value:
@@ -178,6 +181,8 @@ class RunSpec:
             put(self, name, check_number(name, getattr(self, name), unit, integer=True,
                                          parse_text=True))
         put(self, "timeout_s", check_duration("timeout", self.timeout_s))
+        put(self, "late_after_s", check_duration("late_after", self.late_after_s,
+                                                 zero_ok=True))
         self._check_open_files()
 
     def _check_open_files(self) -> None:
@@ -245,6 +250,7 @@ class RunSpec:
             urls=self.urls, method=self.method, headers=self.headers, body=self.body,
             http=self.http, dns=self.dns, resolve=resolve, cacert=self.cacert,
             insecure=self.insecure, timeout_s=self.timeout_s, schedule=self.schedule(),
+            late_after_s=self.late_after_s,
             duration_s=self.run_s, max_in_flight=self.max_in_flight,
             in_flight_step=self.in_flight_step, max_connections=self.max_connections,
             streams_per_connection=self.streams_per_connection,
@@ -262,7 +268,7 @@ class RunSpec:
                 out["body_bytes"] = len(value)
                 continue
             elif f.name == "urls":
-                value = [redact_url(u) for u in value]
+                value = [redact_url(u, show_query=self.show_query) for u in value]
             elif f.name == "resolve":
                 value = [str(e) for e in value]
             elif f.name == "stages":

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from rafale.cluster.target import Target
+
+# Property tests never fail CI by chance: under CI (CI=true, as .ci/run runs) hypothesis is
+# derandomized, so a run is repeatable; locally it explores new examples each run, and a
+# failure prints the seed (--hypothesis-seed=N) and the blob to reproduce it. Every
+# counterexample found is kept as a table case next to its property test.
+settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
+settings.register_profile("dev", print_blob=True, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")

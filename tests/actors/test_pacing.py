@@ -227,6 +227,21 @@ def test_with_rate_from(stages: list[Stage], frac: float, rate_per_s: float) -> 
     assert all(a <= b for a, b in zip(times, times[1:], strict=False))
 
 
+@pytest.mark.parametrize(("stages", "at_s", "rate_per_s", "times"), [
+    # Found by hypothesis (seed 17): the ramp's request 0 was due at 0 before the rate fell
+    # to 0 at 1 µs; it stays, at 0 (it was inf: the new integral never reaches 1).
+    ([Stage(1.0, 0.0, 1.0)], 1e-6, 0.0, [0.0]),
+    ([Stage(1.0, 0.0, 1.0)], 0.5, 0.0, [0.0]),
+    ([Stage(2.0, 3.0, 3.0)], 1.0, 0.0, [0.0, 1 / 3, 2 / 3, 1.0]),
+    ([Stage(2.0, 3.0, 3.0)], 1.0, 1.5, [0.0, 1 / 3, 2 / 3, 1.0, 1.0 + 1 / 1.5]),
+])
+def test_with_rate_from_keeps_what_was_due(stages: list[Stage], at_s: float, rate_per_s: float,
+                                           times: list[float]) -> None:
+    new = Schedule(tuple(stages)).with_rate_from(at_s, rate_per_s)
+    got = _times(new)
+    assert got == pytest.approx(times, abs=1e-6)
+
+
 def test_with_rate_from_table() -> None:
     old = Schedule.ramp_then_constant(100, 2, 4)
     new = old.with_rate_from(1.0, 10)

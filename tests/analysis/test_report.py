@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_summary_text_names_everything(small_result: Result) -> None:
     text = report.summary_text(small_result)
     for needle in ("requests", "req/s", "connect", "timeout:28", "200", "127.0.0.2",
-                   "HTTP versions", "corrected", "raw", "p99.9", "HTTP/2", "DNS pinned"):
+                   "HTTP versions", "from intended", "from send", "all finished", "send lag",
+                   "p99.9", "HTTP/2", "DNS pinned", "in flight at the end", "dropped"):
         assert needle in text, needle
 
 

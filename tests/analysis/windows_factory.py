@@ -56,7 +56,7 @@ def make_window(
     run_id: str | None = None,
     node: str | None = None,
 ) -> dict[str, Any]:
-    corrected, raw = new_histogram(), new_histogram()
+    corrected, raw, failed_hist, lag = (new_histogram() for _ in range(4))
     for value in latencies_corrected_us:
         corrected.record_value(value)
     for value in latencies_raw_us:
@@ -64,6 +64,10 @@ def make_window(
     completed = len(latencies_corrected_us)
     errors = dict(failed or {})
     n_failed = sum(errors.values())
+    for i in range(n_failed):  # failures end after 1..5 s (timeouts, resets)
+        failed_hist.record_value(1_000_000 * (1 + i % 5))
+    for c, r in zip(latencies_corrected_us, latencies_raw_us, strict=True):
+        lag.record_value(max(1, c - r))
     window: dict[str, Any] = {
         "actor": actor,
         "second": second,
@@ -72,6 +76,9 @@ def make_window(
         "completed": completed,
         "failed": n_failed,
         "late": late,
+        "dropped": 0,
+        "late_cap": late,
+        "late_loop": 0,
         "in_flight": 3,
         "bytes_in": completed * 120,
         "new_connections": 2 if second == 0 else 0,
@@ -83,6 +90,8 @@ def make_window(
         "version": dict(versions or {}),
         "latency_corrected_us": corrected.encode().decode("ascii"),
         "latency_raw_us": raw.encode().decode("ascii"),
+        "latency_failed_us": failed_hist.encode().decode("ascii"),
+        "send_lag_us": lag.encode().decode("ascii"),
     }
     if run_id is not None:
         window["run_id"] = run_id

@@ -156,3 +156,27 @@ def test_sigterm_stops_and_saves(target: Target, tmp_path: Path) -> None:
     assert result.meta["ended"] == "interrupted"
     assert result.summary["requests"]["completed"] >= 200
     assert json.loads((out / "summary.json").read_text())["windows"] == len(result.windows)
+
+
+@pytest.mark.slow
+def test_an_unreachable_rate_keeps_the_duration_and_says_so(target: Target,
+                                                            tmp_path: Path) -> None:
+    began = time.monotonic()
+    done = rafale("run", target.https_url, "--rate", "1e9", "--duration", "2s", "--actors", "1",
+                  "--timeout", "2s", "--max-in-flight", "50", "--out", str(tmp_path / "fast"),
+                  "--no-charts", *target_args(target))
+    took_s = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    assert took_s < 2 + 2.2 + 20, took_s  # duration + in-flight grace + Ray start
+    assert "target not reached: achieved" in done.stdout, done.stdout
+    summary = store.load(tmp_path / "fast").summary
+    assert summary["requests"]["dropped"] > 0 and not summary["target"]["reached"]
+    assert summary["target"]["rate_per_s"] == 1e9  # the schedule's rate, not counts / time
+
+    done = rafale("run", target.https_url, "--rate", "100", "--duration", "3s", "--actors", "1",
+                  "--out", str(tmp_path / "ok"), "--no-charts", *target_args(target))
+    assert done.returncode == 0, done.stderr
+    assert "target not reached" not in done.stdout
+    summary = store.load(tmp_path / "ok").summary
+    assert summary["requests"]["dropped"] == 0 and summary["target"]["reached"]
+    assert summary["requests"]["sent"] == summary["target"]["scheduled"] == 300

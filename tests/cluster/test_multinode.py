@@ -92,7 +92,8 @@ def run_and_lose_one(target: Target, lose: Callable[[list[ActorHandle], list[str
         while alive:
             time.sleep(0.2)
             now_s = time.time() - start_at
-            if lost < 0 and now_s >= LOSS_AT_S:
+            drained = all(len(windows[i]) >= int(LOSS_AT_S) for i in alive)
+            if lost < 0 and now_s >= LOSS_AT_S and drained:
                 lost = lose(handles, plan)
                 drained_before = list(windows[lost])
             for index, handle in list(alive.items()):
@@ -130,7 +131,9 @@ def check_rate_held(outcome: Outcome) -> None:
     per_second = sent_per_second(outcome)
     print(f"lost actor {outcome.lost} at {outcome.lost_at_s:.2f} s; sent {per_second}")
     # Before the loss every second is at the rate; from the second after the stripes
-    # were handed over, too (the second of the loss misses the dead actor's share).
+    # were handed over, too (the second of the loss misses the dead actor's share). The
+    # loss waits until every actor's windows before LOSS_AT_S were drained (a window still
+    # inside an actor when it dies goes with it).
     before = [per_second[s] for s in range(int(LOSS_AT_S))]
     after = [per_second.get(s, 0) for s in range(int(outcome.lost_at_s) + 1, int(DURATION_S))]
     assert after, per_second

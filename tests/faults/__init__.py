@@ -21,6 +21,8 @@ from rafale.actors.stats import error_kind
 from rafale.cluster.target import Target
 from tests.helpers import Windows, by_second, plain_config, target_config, total  # noqa: F401
 
+LATE_AFTER_US = 1000  # the engine's default tolerance (EngineConfig.late_after_s)
+
 
 def run_engine(
     config: EngineConfig,
@@ -103,6 +105,9 @@ def books_balance(windows: Windows, engine: Engine | None = None,
     - completed = sum of status = version = address counts = histogram counts (both);
       failed = sum of error counts, and every error key is "<its kind>:<curl code>";
     - the windows add up to the engine's counters (sent, completed, failed, in_flight);
+    - late = late_cap + late_loop = the sent requests whose send lag (its histogram) is over
+      the 1 ms tolerance; the failed histogram counts every failure;
+    - every request that fell due was sent or dropped (intended = sent + dropped);
     - intended adds up to the schedule's count when given.
     """
     seconds = [w["second"] for w in windows]
@@ -124,9 +129,19 @@ def books_balance(windows: Windows, engine: Engine | None = None,
             assert code.isdigit() and error_kind(int(code)) == kind, (where, key)
         for hist in ("latency_corrected_us", "latency_raw_us"):
             assert HdrHistogram.decode(w[hist]).total_count == w["completed"], (where, hist)
+        assert HdrHistogram.decode(w["latency_failed_us"]).total_count == w["failed"], where
+        assert w["late"] == w["late_cap"] + w["late_loop"], where
+        lags = HdrHistogram.decode(w["send_lag_us"])
+        if lags.total_count:  # the open model: one lag per sent request
+            assert lags.total_count == w["sent"], where
+            # Lags are recorded in µs, clamped to >= 1; buckets below 2,048 µs are exact.
+            over = lags.total_count - sum(lags.get_count_at_value(v)
+                                          for v in range(1, LATE_AFTER_US + 1))
+            assert w["late"] == over, (where, w["late"], over)
     totals = total(windows)
     assert (totals["sent"], totals["completed"], totals["failed"]) == (sent, completed, failed)
     assert totals["sent"] == totals["completed"] + totals["failed"] + totals["in_flight"]
+    assert totals["intended"] == totals["sent"] + totals["dropped"], totals
     if engine is not None:
         assert (engine.sent, engine.completed, engine.failed, engine.in_flight) == (
             totals["sent"], totals["completed"], totals["failed"], totals["in_flight"]

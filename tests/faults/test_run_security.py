@@ -130,3 +130,42 @@ def test_driver_never_returns_header_values(target: Target, local_ray: None) -> 
     assert all(e["request"]["headers"].get("Authorization") == ["REDACTED"]
                for e in entries[before:])
     assert {e["request"]["proto"] for e in entries[before:]} == {"HTTP/2.0"}
+
+
+QUERY_SECRET = "q-s3cret-789"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rafale.cluster.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_url_query_values_reach_the_target_but_no_output_or_file(target: Target,
+                                                                  tmp_path: Path) -> None:
+    url = f"{target.https_url}?token={QUERY_SECRET}&page=2"
+    options = ["--cacert", str(target.ca_file), *(f"--resolve={r}" for r in target.resolve)]
+    lines_before = target.count_access_log()
+    out = tmp_path / "query"
+    done = cli("run", url, "--rate", "20", "--duration", "1s", "--actors", "1", "--out",
+               str(out), "--no-charts", *options)
+    assert done.returncode == 0, done.stderr
+    assert QUERY_SECRET not in done.stdout + done.stderr
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        assert QUERY_SECRET.encode() not in path.read_bytes(), path
+    meta = store.load(out).meta
+    assert meta["spec"]["urls"] == [f"{target.https_url}?token=<redacted>&page=<redacted>"]
+    target.wait_access_log(lines_before + 20)
+    uris = [e["request"]["uri"] for e in list(target.access_log_entries())[lines_before:]]
+    assert uris.count(f"/?token={QUERY_SECRET}&page=2") == 20  # sent as given
+
+    # A bad-input message names the URL, redacted.
+    bad = cli("run", url.replace("https://", "http://"), "--http", "3", "--duration", "1s")
+    assert bad.returncode == 2 and "token=<redacted>" in bad.stderr, bad.stderr
+    assert QUERY_SECRET not in bad.stderr
+
+    # --show-query keeps the query in what is saved.
+    shown = tmp_path / "shown"
+    done = cli("run", url, "--rate", "5", "--duration", "1s", "--actors", "1", "--out",
+               str(shown), "--no-charts", "--show-query", *options)
+    assert done.returncode == 0, done.stderr
+    assert store.load(shown).meta["spec"]["urls"] == [url]
