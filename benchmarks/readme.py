@@ -43,7 +43,8 @@ def render_driver_scale(data: dict[str, Any]) -> str:
 
 def render_contention(data: dict[str, Any]) -> str:
     cases = [contention.Case(**case) for case in data["cases"]]
-    command = "python -m benchmarks.contention --out docs/results"
+    rounds = data["machine"].get("rounds", 3)
+    command = f"python -m benchmarks.contention --rounds {rounds} --out docs/results"
     return (_machine(data["machine"], command) + "\n"
             + contention.markdown(cases, list(data["verdicts"])))
 
