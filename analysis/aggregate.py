@@ -9,7 +9,7 @@ is decoded once on its way through the driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +158,5 @@ def percentile_columns(hists: Mapping[str, HdrHistogram], pcts: Sequence[float]
     return out
 
 
-def summed(counters: Iterable[str] = COUNTERS) -> tuple[str, ...]:
-    """The counters that add up over time (every counter but the gauges)."""
-    return tuple(name for name in counters if name not in GAUGES)
+# The counters that add up over time (every counter but the gauges).
+SUMMED: tuple[str, ...] = tuple(name for name in COUNTERS if name not in GAUGES)

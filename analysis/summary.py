@@ -17,7 +17,7 @@ from rafale.actors.contract import (
     add_histogram,
     new_histogram,
 )
-from rafale.analysis.aggregate import Aggregate, summed
+from rafale.analysis.aggregate import SUMMED, Aggregate
 from rafale.analysis.latency import latency_summary, merge_histograms
 
 # Every finished request (completed or failed) from its intended send time: the summary's
@@ -43,7 +43,7 @@ def summarize(total: Aggregate) -> dict[str, Any]:
     """
     span_s = 0 if total.seconds is None else total.seconds[1] - total.seconds[0] + 1
     duration_s = (total.busy[1] - total.busy[0] + 1) if total.busy else span_s
-    sums = {name: total.counters[name] for name in summed(COUNTERS)}
+    sums = {name: total.counters[name] for name in SUMMED}
     requests = {name: int(sums[name]) for name in REQUESTS}
     requests["in_flight_end"] = total.in_flight_end
     finished = requests["completed"] + requests["failed"]
