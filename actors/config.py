@@ -10,6 +10,7 @@ and checks the text it is given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from rafale.actors.checks import (
@@ -18,7 +19,9 @@ from rafale.actors.checks import (
     check_address,
     number_ok,
 )
+from rafale.actors.feed import FeedPlan
 from rafale.actors.pacing import Schedule
+from rafale.actors.rows import RetryPolicy
 
 GRACE_MARGIN_S = 0.2
 
@@ -102,6 +105,8 @@ class EngineConfig:
     actor_count: int = 1
     drain_s: float | None = None
     late_after_s: float = 0.001
+    feed: FeedPlan | None = None
+    retry: RetryPolicy = RetryPolicy()
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):
@@ -126,6 +131,7 @@ class EngineConfig:
         self._invariant(self.drain_s is None or number_ok(self.drain_s, zero_ok=True),
                         "drain_s")
         self._invariant(number_ok(self.late_after_s, zero_ok=True), "late_after_s")
+        self._invariant(self.feed is None or isinstance(self.feed, FeedPlan), "feed")
 
     def _invariant(self, ok: bool, name: str) -> None:
         """Raise AssertionError naming the field if an invariant does not hold."""
@@ -145,6 +151,11 @@ class EngineConfig:
     def entry_for(self, url: str) -> ResolveEntry | None:
         host, port = url_host_port(url)
         return next((e for e in self.resolve if (e.host, e.port) == (host, port)), None)
+
+    @cached_property
+    def header_lines(self) -> list[str]:
+        """The run's headers as libcurl wants them: "Name: value"."""
+        return [f"{name}: {value}" for name, value in self.headers]
 
     @property
     def grace_s(self) -> float:

@@ -27,6 +27,8 @@ dropped                int     requests that fell due but were not sent by the e
                                schedule (or stop()): counted in the actor's last window
 late_cap               int     late requests whose due time found the in-flight cap full
 late_loop              int     the other late requests (CPU starvation, a slow loop turn)
+retries                int     sent requests that retry a feed row (also counted in ``sent``;
+                               a retry takes a slot of the schedule, so the rate holds)
 in_flight              int     gauge: requests open at the end of the second
 bytes_in               int     response body bytes received in this second
 new_connections        int     connections opened in this second
@@ -36,6 +38,8 @@ status                 map     HTTP status code (as text) -> completed requests
 error                  map     "kind:curl_code" (e.g. "timeout:28") -> failed requests
 address                map     remote address -> completed requests
 version                map     negotiated HTTP version ("1.1", "2", "3") -> completed requests
+tag                    map     "tag|status" (e.g. "push.a|201") or "tag|kind:curl_code" ->
+                               finished requests of feed rows with that tag
 latency_corrected_us   hist    completed requests' latency from the intended send time (µs)
 latency_raw_us         hist    completed requests' latency from the actual send time (µs)
 latency_failed_us      hist    failed requests, from the intended send time to the failure
@@ -43,6 +47,8 @@ latency_failed_us      hist    failed requests, from the intended send time to t
                                is this histogram added to latency_corrected_us
 send_lag_us            hist    actual send time minus intended send time of each sent
                                request (µs; open model only: the closed model has no schedule)
+latency_by_tag_us      map     feed tag -> histogram of its completed requests' latency from
+                               the intended send time (µs; feeds with a tag column only)
 =====================  ======  =================================================================
 
 Histograms are HdrHistograms from 1 µs to 10 min with 3 significant digits, carried as
@@ -55,6 +61,23 @@ averaging percentiles.
 Saved results use two Arrow schemas: :data:`WINDOWS_SCHEMA` (one row per actor × second,
 the counters and both encoded histograms) and :data:`COUNTS_SCHEMA` (long form: one row per
 actor × second × dimension × key with its count).
+
+Outcomes (feeds sent ``once``): one row per feed row, :data:`OUTCOMES_SCHEMA`:
+
+=====================  ======  =================================================================
+row                    int     the feed row (0-based)
+tag                    str     its tag ("" without)
+outcome                str     ``ok`` (status < 400), ``failed`` (an error or status >= 400),
+                               ``unknown`` (sent, no answer known: in flight at the end or on a
+                               lost actor), ``unsent`` (never handed to libcurl)
+status                 int     HTTP status (0 without a response)
+error                  str     "kind:curl_code" of a failure ("" otherwise)
+latency_us             int     latency from the intended send time (-1 when not finished)
+attempts               int     times the row was sent
+address                str     remote address that answered ("" without)
+actor                  int     the actor that sent it (-1 when not known)
+second                 int     second of the run it finished in (-1 when not finished)
+=====================  ======  =================================================================
 """
 
 from __future__ import annotations
@@ -70,7 +93,8 @@ from hdrh.histogram import HdrHistogram
 __all__ = [
     "COUNTERS", "COUNTS_SCHEMA", "DIMENSIONS", "GAUGES", "HIST_HIGHEST_US", "HIST_LOWEST_US",
     "HIST_SIGNIFICANT_DIGITS", "KEYS", "LATENCIES", "LATENCY_CORRECTED", "LATENCY_FAILED",
-    "LATENCY_RAW", "RATES", "REQUESTS", "SEND_LAG",
+    "LATENCY_RAW", "OUTCOMES_SCHEMA", "OUTCOME_FIELDS", "OUTCOME_KINDS", "RATES", "REQUESTS",
+    "SEND_LAG", "TAG_LATENCY", "TAG_SEPARATOR", "outcome_of",
     "WINDOWS_SCHEMA", "add_histogram", "clear_histogram", "counts_view", "decode", "encode",
     "new_histogram", "to_batches",
 ]
@@ -79,20 +103,22 @@ __all__ = [
 
 KEYS: tuple[str, ...] = ("run_id", "actor", "node", "second")
 COUNTERS: tuple[str, ...] = ("intended", "sent", "completed", "failed", "late", "dropped",
-                             "late_cap", "late_loop", "in_flight", "bytes_in",
+                             "late_cap", "late_loop", "retries", "in_flight", "bytes_in",
                              "new_connections", "cpu_s", "loops")
 FLOAT_COUNTERS: tuple[str, ...] = ("cpu_s",)
 # The counters that count requests (the summary's "requests" table).
-REQUESTS: tuple[str, ...] = COUNTERS[:8]
+REQUESTS: tuple[str, ...] = COUNTERS[:9]
 # The counters read as rates: due (the target), sent, completed (achieved).
 RATES: tuple[str, ...] = COUNTERS[:3]
 GAUGES: tuple[str, ...] = ("in_flight",)
-DIMENSIONS: tuple[str, ...] = ("status", "error", "address", "version")
+DIMENSIONS: tuple[str, ...] = ("status", "error", "address", "version", "tag")
+TAG_SEPARATOR = "|"  # in a "tag" key, between the tag and the status or error
 LATENCY_CORRECTED = "latency_corrected_us"
 LATENCY_RAW = "latency_raw_us"
 LATENCY_FAILED = "latency_failed_us"
 SEND_LAG = "send_lag_us"
 LATENCIES: tuple[str, ...] = (LATENCY_CORRECTED, LATENCY_RAW, LATENCY_FAILED, SEND_LAG)
+TAG_LATENCY = "latency_by_tag_us"  # tag -> encoded histogram (at most 32 tags per run)
 
 # ----- histograms -------------------------------------------------------------------------
 
@@ -179,11 +205,29 @@ WINDOWS_SCHEMA = pa.schema(
      ("second", pa.int64())]
     + [(name, pa.float64() if name in FLOAT_COUNTERS else pa.int64()) for name in COUNTERS]
     + [(name, pa.string()) for name in LATENCIES]
+    + [(TAG_LATENCY, pa.map_(pa.string(), pa.string()))]
 )
 COUNTS_SCHEMA = pa.schema(
     [("run_id", pa.string()), ("actor", pa.int64()), ("second", pa.int64()),
      ("dimension", pa.string()), ("key", pa.string()), ("count", pa.int64())]
 )
+
+OUTCOMES_SCHEMA = pa.schema(
+    [("row", pa.int64()), ("tag", pa.string()), ("outcome", pa.string()),
+     ("status", pa.int64()), ("error", pa.string()), ("latency_us", pa.int64()),
+     ("attempts", pa.int64()), ("address", pa.string()), ("actor", pa.int64()),
+     ("second", pa.int64())]
+)
+# What a sender reports per finished row, in the order it records them ("actor" last: it
+# is added when the rows are drained); the driver adds tag and outcome.
+OUTCOME_FIELDS: tuple[str, ...] = ("row", "status", "error", "latency_us", "attempts",
+                                   "address", "second", "actor")
+OUTCOME_KINDS: tuple[str, ...] = ("ok", "failed", "unknown", "unsent")
+
+
+def outcome_of(status: int, error: str) -> str:
+    """``ok`` for a response below 400, else ``failed`` (an error or status >= 400)."""
+    return "ok" if not error and 0 < status < 400 else "failed"
 
 
 def _text(value: Any) -> str:
@@ -215,6 +259,7 @@ def to_batches(windows: Iterable[Mapping[str, Any]]) -> tuple[pa.RecordBatch, pa
             columns[name].append(float(value) if name in FLOAT_COUNTERS else int(value))
         for name in LATENCIES:
             columns[name].append(_text(window.get(name)))
+        columns[TAG_LATENCY].append(list((window.get(TAG_LATENCY) or {}).items()))
         for dimension in DIMENSIONS:
             for key, count in (window.get(dimension) or {}).items():
                 for column, value in zip(counts, (run_id, actor, second, dimension, str(key),

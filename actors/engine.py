@@ -20,8 +20,18 @@ import pycurl
 
 from rafale.actors.checks import check_index, check_number, check_rate
 from rafale.actors.config import EngineConfig
-from rafale.actors.handles import NEGOTIATED_VERSION, new_easy, new_multi, pin_cycle
+from rafale.actors.feed import FeedReader
+from rafale.actors.handles import (
+    NEGOTIATED_VERSION,
+    apply_row,
+    new_easy,
+    new_multi,
+    pin_cycle,
+    row_pins,
+)
+from rafale.actors.outcomes import OutcomeBuffer
 from rafale.actors.pacing import Pacer, Schedule, Stage, StripedPacer, UnlimitedPacer
+from rafale.actors.rows import RowSource
 from rafale.actors.sockets import SocketWatch
 from rafale.actors.stats import Recorder, error_kind
 
@@ -33,6 +43,16 @@ class Engine:
         self.config = config
         self.recorder = Recorder(config.actor_index,
                                  late_after_us=int(config.late_after_s * 1e6))
+        feed = config.feed
+        self.feed = FeedReader(feed) if feed is not None else None
+        # Outcome of every row (``once`` feeds): drained by the driver with the windows.
+        self.outcomes = OutcomeBuffer(config.actor_index) if feed and feed.once else None
+        # Which row each slot sends (feeds): this stripe's rows, retries, rows handed over.
+        self.rows = (RowSource(config.actor_index, config.actor_count,
+                               feed.rows if feed.once else None) if feed else None)
+        self._skipped = 0  # slots with no row ready (a feed sent once): not intended
+        self._rows_done = False
+        self.late_switches = 0  # stripe changes that came after their row boundary
         self._commands: deque[Callable[[], None]] = deque()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._state = "idle"
@@ -76,16 +96,29 @@ class Engine:
         rate = check_rate(rate_per_s)
         self._post(lambda: self._do_set_rate(rate))
 
-    def set_stripe(self, index: int, count: int) -> None:
+    def set_stripe(self, index: int, count: int, from_row: int | None = None) -> None:
+        """Send the slots (and feed rows) of stripe ``index`` of ``count`` from now on; feed
+        rows from ``from_row`` on (rows below it stay with the old stripe)."""
         count = check_number("stripe count", count, "actors", integer=True)
         index = check_index("stripe index", index, count)
-        self._post(lambda: self._do_set_stripe(index, count))
+        if from_row is not None:
+            check_number("from_row", from_row, "rows", zero_ok=True, integer=True)
+        self._post(lambda: self._do_set_stripe(index, count, from_row))
+
+    def add_rows(self, rows: list[int]) -> None:
+        """Feed rows to send in the next free slots (rows a lost actor may have sent)."""
+        taken = [int(r) for r in rows]
+        self._post(lambda: self.rows.add(taken, attempt=2) if self.rows is not None else None)
 
     def stop(self) -> None:
         self._post(self._do_stop)
 
     def drain(self) -> list[dict[str, Any]]:
         return self.recorder.drain()
+
+    def drain_outcomes(self) -> dict[str, list[Any]] | None:
+        """Outcomes of the feed rows finished since the last call (``once`` feeds), or None."""
+        return None if self.outcomes is None else self.outcomes.drain()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -96,13 +129,15 @@ class Engine:
             "failed": self.failed,
             "in_flight": self.in_flight,
             "start_skew_s": self.start_skew_s,
+            "next_row": self.rows.next_row if self.rows is not None else None,
+            "late_switches": self.late_switches,
         }
 
     # ----- pacing helpers (loop thread) -----------------------------------------------
 
     def _make_pacer(self, index: int, count: int, start_k: int) -> Pacer:
         if self._schedule is None:
-            return UnlimitedPacer()
+            return UnlimitedPacer(index=index, count=count)
         return StripedPacer(self._schedule, index, count, start_k)
 
     def _sched_now(self, now: float) -> float:
@@ -146,8 +181,10 @@ class Engine:
         self._swap_pacer(StripedPacer(self._schedule, old.index, old.count, old.start_k), self._j,
                          now)
 
-    def _do_set_stripe(self, index: int, count: int) -> None:
+    def _do_set_stripe(self, index: int, count: int, from_row: int | None = None) -> None:
         now = time.monotonic()
+        if self.rows is not None and self.rows.set_stripe(index, count, from_row):
+            self.late_switches += 1
         if self._schedule is None:
             return  # the closed model has no global schedule to share
         start_k = self._schedule.count_due(self._sched_now(now))
@@ -186,6 +223,8 @@ class Engine:
 
         # The common start instant holds even for an actor that starts after it (its first
         # requests are then due at once, and late): the schedule is never shifted.
+        if self.feed is not None and self.rows is not None and not self.rows.done:
+            self.feed.row(self.rows.next_row)  # the first chunk, before the start
         wall_offset = 0.0 if start_at_s is None else start_at_s - time.time()
         self._start = time.monotonic() + wall_offset
         while (left := self._start - time.monotonic()) > 0 and not self._commands:
@@ -196,6 +235,8 @@ class Engine:
         finally:
             multi.close()
             sockets.close()
+            if self.feed is not None:
+                self.feed.close()
 
     def _loop(self, multi: pycurl.CurlMulti, sockets: SocketWatch, deadline: list[float]) -> None:
         cfg, rec = self.config, self.recorder
@@ -203,6 +244,16 @@ class Engine:
         busy: set[pycurl.Curl] = set()
         plans = pin_cycle(cfg)
         varies = len(cfg.urls) > 1 or cfg.dns == "pinned"
+        feed, rows = self.feed, self.rows
+        plan = cfg.feed
+        pins = row_pins(cfg) if feed is not None else None
+        outcomes = self.outcomes
+        tags = plan.tags if plan is not None else ()
+        record_tag = rec.on_tag
+        retry = cfg.retry
+        # Rows waiting for a retry: when the row was first due, and its last answer.
+        first_due: dict[int, float] = {}
+        last: dict[int, tuple[int, str, str, int]] = {}
         closed = self._schedule is None
         cap = min(cfg.in_flight_step, cfg.max_in_flight)
         cap_full_at = -math.inf
@@ -235,9 +286,11 @@ class Engine:
             if grace_until == math.inf:
                 # Sending stops at the end of the schedule (the duration) or at stop():
                 # requests due by then and not sent are dropped, never sent late after it.
+                # A feed sent once also ends when every row of this stripe is done.
                 sched_t = self._sched_now(now)
                 end_s = min(cfg.duration_s, self._stop_sched_t)
-                ending = self._stopping or sched_t >= end_s or due_s == math.inf
+                ending = (self._stopping or sched_t >= end_s or due_s == math.inf
+                          or self._rows_done)
                 # Send every request that is due before the end, up to the in-flight cap.
                 if self._paused_at is None:
                     base = start + self._paused_total
@@ -245,14 +298,41 @@ class Engine:
                         if self.in_flight >= cap:
                             cap_full_at = now
                             break
+                        if rows is not None:
+                            item = rows.take(now)
+                            if item is None:  # no row ready for this slot
+                                if rows.done and (not retry.retries or self.in_flight == 0):
+                                    # Every row is done: no later slot is due.
+                                    self._rows_done = True
+                                    self._stop_sched_t = min(self._stop_sched_t,
+                                                             math.nextafter(due_s, -math.inf))
+                                    ending = True
+                                    break
+                                self._skipped += 1
+                                self._j += 1
+                                due_s = pacer.due_s(self._j)
+                                continue
                         easy = free.pop() if free else new_easy(cfg)
-                        if varies:
+                        if feed is not None:
+                            k, attempt = item  # type: ignore[misc]  # feeds have rows
+                            url, method, headers, body, tag = feed.row(k)
+                            apply_row(easy, cfg, url, method, headers, body)
+                            if pins is not None:
+                                easy.setopt(pycurl.CONNECT_TO, pins.next_for(url))
+                            easy.k, easy.attempt = k, attempt
+                            easy.row = plan.row_of(k)  # type: ignore[union-attr]
+                            easy.tag = tags[tag] if tag >= 0 else None
+                            if attempt > 1:
+                                rec.on_retry()
+                        elif varies:
                             url, connect_to = next(plans)
                             easy.setopt(pycurl.URL, url)
                             if connect_to is not None:
                                 easy.setopt(pycurl.CONNECT_TO, connect_to)
                         intended = now if closed else base + due_s
                         easy.intended_s = intended
+                        if feed is not None:
+                            easy.first_s = first_due.pop(easy.k, intended)
                         easy.sent_s = now
                         multi.add_handle(easy)
                         busy.add(easy)
@@ -301,20 +381,51 @@ class Engine:
                     multi.remove_handle(easy)
                     busy.discard(easy)
                     free.append(easy)
+                    status = easy.getinfo(pycurl.RESPONSE_CODE)
+                    address = easy.getinfo(pycurl.PRIMARY_IP)
+                    corrected_us = int((done_at - easy.intended_s) * 1e6)
                     record_done(
-                        easy.getinfo(pycurl.RESPONSE_CODE),
+                        status,
                         NEGOTIATED_VERSION.get(easy.getinfo(pycurl.INFO_HTTP_VERSION), "?"),
-                        easy.getinfo(pycurl.PRIMARY_IP),
+                        address,
                         easy.getinfo(pycurl.SIZE_DOWNLOAD_T),
-                        int((done_at - easy.intended_s) * 1e6),
+                        corrected_us,
                         int((done_at - easy.sent_s) * 1e6),
                         easy.getinfo(pycurl.NUM_CONNECTS) > 0,
                     )
+                    if feed is not None:
+                        if easy.tag is not None:
+                            record_tag(easy.tag, status, corrected_us)
+                        if retry.retries and retry.wants(easy.attempt, status, ""):
+                            wait_s = retry.delay_s(easy.attempt,
+                                                   easy.getinfo(pycurl.RETRY_AFTER))
+                            rows.retry(  # type: ignore[union-attr]
+                                easy.k, easy.attempt + 1, done_at + wait_s)
+                            first_due[easy.k] = easy.first_s
+                            last[easy.k] = (status, "", address, easy.attempt)
+                        elif outcomes is not None:
+                            outcomes.add(easy.row, status, "",
+                                         int((done_at - easy.first_s) * 1e6), easy.attempt,
+                                         address, int(done_at - start))
                 for easy, code, _message in failed:
                     multi.remove_handle(easy)
                     busy.discard(easy)
                     free.append(easy)
-                    record_failed(error_kind(code), code, int((done_at - easy.intended_s) * 1e6))
+                    kind = error_kind(code)
+                    corrected_us = int((done_at - easy.intended_s) * 1e6)
+                    record_failed(kind, code, corrected_us)
+                    if feed is not None:
+                        if easy.tag is not None:
+                            record_tag(easy.tag, f"{kind}:{code}")
+                        if retry.retries and retry.wants(easy.attempt, 0, kind):
+                            rows.retry(easy.k, easy.attempt + 1,  # type: ignore[union-attr]
+                                       done_at + retry.delay_s(easy.attempt, 0))
+                            first_due[easy.k] = easy.first_s
+                            last[easy.k] = (0, f"{kind}:{code}", "", easy.attempt)
+                        elif outcomes is not None:
+                            outcomes.add(easy.row, 0, f"{kind}:{code}",
+                                         int((done_at - easy.first_s) * 1e6), easy.attempt,
+                                         "", int(done_at - start))
                 finished = len(ok) + len(failed)
                 self.in_flight -= finished
                 self.completed += len(ok)
@@ -323,12 +434,22 @@ class Engine:
                     break
             if cap_full:  # the cap stayed full while the loop waited, until these ended
                 cap_full_at = done_at
-        # Requests still open after the grace period stay counted as in flight.
+        # Requests still open after the grace period stay counted as in flight; their rows'
+        # outcome is unknown (no status, no error).
         for easy in busy:
             multi.remove_handle(easy)
+            if outcomes is not None:
+                outcomes.add(easy.row, 0, "", -1, easy.attempt, "", -1)
+        # Rows still waiting for a retry when sending ended keep their last answer.
+        if outcomes is not None and plan is not None:
+            for k, (status, error, address, attempt) in last.items():
+                if k in first_due:
+                    outcomes.add(plan.row_of(k), status, error, -1, attempt, address, -1)
         self._close_intended(self._sched_now(monotonic()), closed)
         rec.finish(in_flight=self.in_flight, cpu_s_total=process_time() - cpu0,
                    loops_total=self.loops)
+        if outcomes is not None:
+            outcomes.roll()
         for easy in list(busy) + free:
             easy.close()
 
@@ -338,6 +459,8 @@ class Engine:
         self._close_intended(self._sched_now(now), closed)
         self.recorder.roll(second, in_flight=self.in_flight,
                            cpu_s_total=time.process_time() - cpu0, loops_total=self.loops)
+        if self.outcomes is not None:
+            self.outcomes.roll()
         return second
 
     def _close_intended(self, sched_t: float, closed: bool) -> None:
@@ -346,7 +469,7 @@ class Engine:
             due = self.sent
         else:
             end_s = min(sched_t, self.config.duration_s, self._stop_sched_t)
-            due = self._intended_base + self._pacer.count_due(end_s)
+            due = self._intended_base + self._pacer.count_due(end_s) - self._skipped
         if due > self._intended_counted:
             self.recorder.add_intended(due - self._intended_counted)
             self._intended_counted = due

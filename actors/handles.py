@@ -62,13 +62,68 @@ def new_easy(config: EngineConfig) -> pycurl.Curl:
         easy.setopt(pycurl.SSL_VERIFYPEER, 0)
         easy.setopt(pycurl.SSL_VERIFYHOST, 0)
     if config.headers:
-        easy.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in config.headers])
+        easy.setopt(pycurl.HTTPHEADER, config.header_lines)
     method = config.method.upper()
     if config.body:
         easy.setopt(pycurl.POSTFIELDS, config.body)
     if method != ("POST" if config.body else "GET"):
         easy.setopt(pycurl.CUSTOMREQUEST, method)
     return easy
+
+
+def apply_row(easy: pycurl.Curl, config: EngineConfig, url: str, method: str | None,
+              headers: list[str] | None, body: bytes | None) -> None:
+    """Set one feed row's request on a reused easy handle (None: the run's own value).
+
+    Only the URL is set every time; method, headers and body only when they differ from
+    what this handle sent last (``easy.shape``).
+    """
+    easy.setopt(pycurl.URL, url)
+    shape = (method or config.method, config.header_lines if headers is None else headers,
+             config.body if body is None else body)
+    if getattr(easy, "shape", None) == shape:
+        return
+    easy.shape = shape
+    method, lines, payload = shape
+    easy.setopt(pycurl.HTTPHEADER, lines)
+    if payload:
+        easy.setopt(pycurl.POSTFIELDS, payload)
+    else:
+        easy.setopt(pycurl.HTTPGET, 1)
+    easy.setopt(pycurl.NOBODY, 1 if method == "HEAD" else 0)  # after HTTPGET, which clears it
+    if method != ("POST" if payload else "GET") and method != "HEAD":
+        easy.setopt(pycurl.CUSTOMREQUEST, method)
+    else:
+        easy.unsetopt(pycurl.CUSTOMREQUEST)
+
+
+class RowPins:
+    """Pinned DNS for feed rows: each request to a host goes to its next address in turn."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._cycles: dict[str, Iterator[list[str]]] = {}
+
+    def next_for(self, url: str) -> list[str] | None:
+        """The CONNECT_TO list for the next request to ``url`` (None: not pinned)."""
+        authority = url.split("/", 3)[2]
+        cycle = self._cycles.get(authority)
+        if cycle is None:
+            entry = self.config.entry_for(url)
+            if entry is None:
+                cycle = itertools.repeat([])
+            else:
+                count = len(entry.addresses)
+                start = self.config.actor_index % count
+                order = entry.addresses[start:] + entry.addresses[:start]
+                cycle = itertools.cycle([[entry.curl_connect_to(a)] for a in order])
+            self._cycles[authority] = cycle
+        return next(cycle)
+
+
+def row_pins(config: EngineConfig) -> RowPins | None:
+    """Per-row address pinning in pinned DNS mode, else None."""
+    return RowPins(config) if config.dns == "pinned" else None
 
 
 def pin_cycle(config: EngineConfig) -> Iterator[tuple[str, list[str] | None]]:

@@ -253,6 +253,8 @@ class Pacer(Protocol):
 
     def due_s(self, j: int) -> float: ...
 
+    def global_k(self, j: int) -> int: ...
+
     def count_due(self, t_s: float) -> int: ...
 
     def total(self) -> int: ...
@@ -301,14 +303,24 @@ class StripedPacer:
 
 @dataclass(frozen=True)
 class UnlimitedPacer:
-    """The closed model: every request is due at once (as fast as the in-flight cap allows)."""
+    """The closed model: every request is due at once (as fast as the in-flight cap allows).
+
+    Local request j is global request index + j * count (the stripe a feed row comes from).
+    """
 
     total_requests: int = sys.maxsize
+    index: int = 0
+    count: int = 1
 
     def __post_init__(self) -> None:
         total = check_number("UnlimitedPacer.total_requests", self.total_requests, "requests",
                              zero_ok=True, integer=True)
         object.__setattr__(self, "total_requests", total)
+        count = check_number("UnlimitedPacer.count", self.count, "actors", integer=True)
+        check_index("UnlimitedPacer.index", self.index, count)
+
+    def global_k(self, j: int) -> int:
+        return self.index + j * self.count
 
     def due_s(self, j: int) -> float:
         return 0.0 if j < self.total_requests else _INF

@@ -122,6 +122,10 @@ class SenderActor:
         """Finished windows since the last drain, as plain data."""
         return self._engine.drain()
 
+    def drain_outcomes(self) -> dict[str, list[Any]] | None:
+        """Outcomes of the feed rows finished since the last call (``once`` feeds), or None."""
+        return self._engine.drain_outcomes()
+
     def status(self) -> dict[str, Any]:
         """Engine status plus ``error`` (repr of an exception that ended the loop, or "")."""
         status = self._engine.status()
@@ -146,9 +150,13 @@ class SenderActor:
         if not self._finished():
             self._engine.set_rate(rate)
 
-    def set_stripe(self, index: int, count: int) -> None:
+    def set_stripe(self, index: int, count: int, from_row: int | None = None) -> None:
         if not self._finished():
-            self._engine.set_stripe(index, count)
+            self._engine.set_stripe(index, count, from_row)
+
+    def add_rows(self, rows: list[int]) -> None:
+        if not self._finished():
+            self._engine.add_rows(rows)
 
     def stop(self) -> None:
         if not self._finished():

@@ -28,6 +28,8 @@ from rafale.actors.contract import (
     LATENCY_FAILED,
     LATENCY_RAW,
     SEND_LAG,
+    TAG_LATENCY,
+    TAG_SEPARATOR,
     clear_histogram,
     encode,
     new_histogram,
@@ -72,7 +74,8 @@ def error_kind(curl_code: int) -> str:
 class Window:
     """One actor's stats for one second (mutable; owned by one actor until closed)."""
 
-    __slots__ = ("actor", "second", *COUNTERS, *DIMENSIONS, "outcomes", "values", "hists")
+    __slots__ = ("actor", "second", *COUNTERS, *DIMENSIONS, "outcomes", "values", "hists",
+                 "tag_values")
     # The counters (ints; cpu_s a float) and maps of the contract, as typed attributes.
     intended: int
     sent: int
@@ -80,6 +83,7 @@ class Window:
     failed: int
     late: int
     dropped: int
+    retries: int
     late_cap: int
     late_loop: int
     in_flight: int
@@ -91,6 +95,7 @@ class Window:
     error: dict[str, int]
     address: dict[str, int]
     version: dict[str, int]
+    tag: dict[str, int]
 
     def __init__(self, actor: int, second: int) -> None:
         self.actor = actor
@@ -106,6 +111,7 @@ class Window:
         self.outcomes: dict[tuple[int, str, str], int] = {}
         self.values: tuple[list[int], ...] = tuple([] for _ in LATENCIES)
         self.hists: list[HdrHistogram | None] = [None] * len(LATENCIES)
+        self.tag_values: dict[str, list[int]] = {}  # tag -> corrected latencies (µs)
 
     def __repr__(self) -> str:
         return (f"Window(actor={self.actor}, second={self.second}, sent={self.sent}, "
@@ -131,8 +137,9 @@ class Window:
                 fold_values(hist, values)
                 values.clear()
 
-    def to_data(self) -> dict[str, Any]:
-        """The plain-data dict of the window contract (``actors/contract.py``)."""
+    def to_data(self, tag_scratch: dict[str, HdrHistogram] | None = None) -> dict[str, Any]:
+        """The plain-data dict of the window contract (``actors/contract.py``); per-tag
+        histograms are folded into ``tag_scratch`` (reused, cleared after encoding)."""
         self.fold()
         data: dict[str, Any] = {"actor": self.actor, "second": self.second}
         for name in COUNTERS:
@@ -141,6 +148,17 @@ class Window:
             data[name] = {str(k): v for k, v in getattr(self, name).items()}
         for name, hist in zip(LATENCIES, self.hists, strict=True):
             data[name] = encode(hist)
+        if self.tag_values:
+            scratch = {} if tag_scratch is None else tag_scratch
+            by_tag = {}
+            for tag, values in self.tag_values.items():
+                hist = scratch.get(tag)
+                if hist is None:
+                    hist = scratch[tag] = new_histogram()
+                fold_values(hist, values)
+                by_tag[tag] = encode(hist)
+                clear_histogram(hist)
+            data[TAG_LATENCY] = by_tag
         return data
 
 
@@ -159,7 +177,7 @@ class Recorder:
     """
 
     __slots__ = ("actor", "late_after_us", "_w", "_second", "_cpu_mark", "_loops_mark",
-                 "_closed", "_finished", "_scratch")
+                 "_closed", "_finished", "_scratch", "_tag_scratch")
 
     def __init__(self, actor: int, *, second: int = 0, cpu_s_total: float = 0.0,
                  loops_total: int = 0, late_after_us: int = 1000) -> None:
@@ -178,6 +196,7 @@ class Recorder:
         # Histograms reused by every window this recorder closes (each is ~170 KB:
         # allocating them every second fragments the heap of a long-running actor).
         self._scratch = [new_histogram() for _ in LATENCIES]
+        self._tag_scratch: dict[str, HdrHistogram] = {}  # one per feed tag (at most 32)
 
     def __repr__(self) -> str:
         return f"Recorder(actor={self.actor}, second={self._second}, closed={len(self._closed)})"
@@ -224,6 +243,23 @@ class Recorder:
         values[_CORRECTED].append(corrected_us)
         values[_RAW].append(raw_us)
 
+    def on_retry(self) -> None:
+        """A sent request that is a retry of a feed row (counted in ``sent`` too)."""
+        self._w.retries += 1
+
+    def on_tag(self, tag: str, key: int | str, corrected_us: int | None = None) -> None:
+        """A finished request of a feed row tagged ``tag``: its status or "kind:code", and
+        (completed requests) its latency from the intended send time."""
+        w = self._w
+        d = w.tag
+        name = f"{tag}{TAG_SEPARATOR}{key}"
+        d[name] = d.get(name, 0) + 1
+        if corrected_us is not None:
+            values = w.tag_values.get(tag)
+            if values is None:
+                values = w.tag_values[tag] = []
+            values.append(corrected_us)
+
     def on_failed(self, kind: str, curl_code: int, corrected_us: int) -> None:
         """A request that ended without a response ``corrected_us`` after its intended time."""
         w = self._w
@@ -243,7 +279,7 @@ class Recorder:
         self._cpu_mark = cpu_s_total
         self._loops_mark = loops_total
         w.hists = list(self._scratch)
-        self._closed.append(w.to_data())
+        self._closed.append(w.to_data(self._tag_scratch))
         w.hists = [None] * len(LATENCIES)
         for hist in self._scratch:
             if hist.total_count:

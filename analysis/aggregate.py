@@ -21,6 +21,7 @@ from rafale.actors.contract import (
     FLOAT_COUNTERS,
     GAUGES,
     LATENCIES,
+    TAG_LATENCY,
     add_histogram,
     decode,
     encode,
@@ -52,6 +53,8 @@ class Aggregate:
     seconds: tuple[int, int] | None = None  # first and last second seen
     # Each actor's latest window: (second, in_flight), for the requests open at the end.
     last: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Feed tag -> merged latency histogram of its completed requests (from intended).
+    tag_hists: dict[str, HdrHistogram] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"Aggregate(windows={self.windows}, actors={len(self.actors)}, "
@@ -81,6 +84,12 @@ class Aggregate:
         for name, hist in zip(LATENCIES, decoded, strict=True):
             if hist is not None:
                 add_histogram(self.hists[name], hist)
+        by_tag = window.get(TAG_LATENCY)
+        if by_tag:
+            for tag, encoded in dict(by_tag).items():
+                tag_hist = decode(encoded)
+                if tag_hist is not None:
+                    add_histogram(self._tag_hist(str(tag)), tag_hist)
         actor, second = int(window["actor"]), int(window["second"])
         self.actors.add(actor)
         if second >= self.last.get(actor, (-1, 0))[0]:
@@ -101,6 +110,8 @@ class Aggregate:
                 target[key] = target.get(key, 0) + count
         for name in LATENCIES:
             add_histogram(self.hists[name], other.hists[name])
+        for tag, hist in other.tag_hists.items():
+            add_histogram(self._tag_hist(tag), hist)
         self.actors |= other.actors
         self.nodes |= other.nodes
         self.run_ids |= other.run_ids
@@ -112,6 +123,12 @@ class Aggregate:
             if span is not None:
                 self._span(span[0], busy)
                 self._span(span[1], busy)
+
+    def _tag_hist(self, tag: str) -> HdrHistogram:
+        hist = self.tag_hists.get(tag)
+        if hist is None:
+            hist = self.tag_hists[tag] = new_histogram()
+        return hist
 
     @property
     def in_flight_end(self) -> int:

@@ -15,7 +15,13 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from rafale.actors.contract import COUNTERS, COUNTS_SCHEMA, DIMENSIONS, LATENCIES
+from rafale.actors.contract import (
+    COUNTERS,
+    COUNTS_SCHEMA,
+    DIMENSIONS,
+    LATENCIES,
+    LATENCY_CORRECTED,
+)
 from rafale.analysis.aggregate import FRAME_PERCENTILES, Aggregate, kind_of
 from rafale.analysis.latency import merge_histograms, percentile_label, percentiles
 from rafale.analysis.result import Result
@@ -272,3 +278,26 @@ def run_row(result: Result) -> dict[str, Any]:
         "addresses_used": len(addresses),
         "max_address_share": max(addresses.values()) if addresses else None,
     }
+
+
+# --------------------------------------------------------------------------- feed tags
+
+
+def per_tag(result: Result) -> pd.DataFrame:
+    """One row per tag of a feed: finished, failed, failed share, latency percentiles (ms,
+    from the intended send time, completed requests) and the most frequent status."""
+    rows = []
+    for tag, entry in (result.summary.get("tags") or {}).items():
+        latency = entry.get(LATENCY_CORRECTED) or {}
+        row: dict[str, Any] = {"tag": tag, "finished": int(entry["finished"]),
+                               "failed": int(entry["failed"])}
+        row["failed_share"] = row["failed"] / row["finished"] if row["finished"] else 0.0
+        for label in ("p50", "p90", "p99", "max"):
+            value = latency.get(label)
+            row[f"{label}_ms"] = float("nan") if value is None else value / 1000.0
+        status = entry.get("status") or {}
+        row["top_status"] = next(iter(status), "")
+        rows.append(row)
+    columns = ["tag", "finished", "failed", "failed_share", "p50_ms", "p90_ms", "p99_ms",
+               "max_ms", "top_status"]
+    return pd.DataFrame(rows, columns=columns)

@@ -191,6 +191,37 @@ def address_share(result: Result) -> Figure:
     return fig
 
 
+def tags(result: Result) -> Figure:
+    """Per feed tag: latency percentiles of its completed requests (from the intended send
+    time, ms) and its share of failed requests."""
+    table = frames.per_tag(result)
+    fig = Figure(figsize=(11, 0.9 + 0.45 * max(len(table), 2)), layout="constrained")
+    ax, ax_failed = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
+    fig.suptitle(f"Per tag — {run_title(result)}\n{len(table)} tags")
+    if table.empty:
+        _no_data(ax, "no tagged rows")
+        _no_data(ax_failed, "no data")
+        return fig
+    y = np.arange(len(table))
+    height = 0.8 / 3
+    for i, (label, color) in enumerate((("p50", "tab:blue"), ("p90", "tab:orange"),
+                                        ("p99", "tab:red"))):
+        ax.barh(y + (i - 1) * height, table[f"{label}_ms"].fillna(0).to_numpy(), height,
+                color=color, label=label)
+    ax.set_yticks(y, [str(t) for t in table["tag"]])
+    ax.invert_yaxis()
+    ax.set_xlabel("latency from intended send time (ms)")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.grid(alpha=0.3, axis="x")
+    failed_pct = table["failed_share"].to_numpy() * 100.0
+    ax_failed.barh(y, failed_pct, color="tab:red")
+    for row, value in enumerate(failed_pct):
+        ax_failed.text(value, row, f" {value:.1f}%", va="center", fontsize="small")
+    ax_failed.set_xlim(0, max(10.0, float(failed_pct.max()) * 1.3))
+    ax_failed.set_xlabel("failed (%)")
+    return fig
+
+
 # --------------------------------------------------------------------------- many runs
 
 

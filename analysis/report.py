@@ -41,12 +41,14 @@ def is_matrix_dir(directory: str | os.PathLike[str]) -> bool:
 
 
 def render(directory: str | os.PathLike[str]) -> list[Path]:
-    """Write the charts of one result (into its directory) or the comparison of a matrix."""
+    """Write the charts of one result (into its directory) or the comparison of a matrix;
+    a run that sent a feed with tags also gets tags.png."""
     path = Path(directory)
     if is_matrix_dir(path):
         return compare.write_comparison(path, compare.load_all(path))
     result = store.load(path)
-    return [plots.save_png(chart(result), path / name) for name, chart in RUN_CHARTS.items()]
+    charts = {**RUN_CHARTS, **({"tags.png": plots.tags} if result.summary.get("tags") else {})}
+    return [plots.save_png(chart(result), path / name) for name, chart in charts.items()]
 
 
 def _ms(value_us: Any) -> str:
@@ -89,6 +91,25 @@ def _target_lines(target: Mapping[str, Any], req: Mapping[str, Any]) -> list[tup
     return rows
 
 
+def _feed_lines(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The feed, its rows' outcomes (sent once) and one line per tag."""
+    feed = summary.get("feed") or {}
+    rows: list[tuple[str, str]] = []
+    if feed:
+        chosen = f", {feed['selection']}" if feed.get("selection") else ""
+        rows.append(("feed", f"{feed.get('rows', 0):,} rows, {feed.get('mode')}{chosen}"))
+        outcomes = {k: v for k, v in (feed.get("outcomes") or {}).items() if v}
+        if outcomes:
+            rows.append(("row outcomes", _shares(outcomes, int(feed.get("rows") or 0))))
+    for tag, entry in (summary.get("tags") or {}).items():
+        latency = entry.get("latency_corrected_us") or {}
+        rows.append((f"tag {tag}", f"{entry['finished']:,} finished, {entry['failed']:,} "
+                     f"failed; p50 {_ms(latency.get('p50'))} p99 {_ms(latency.get('p99'))} ms; "
+                     f"statuses: {_shares(entry['status'])}"
+                     + (f"; errors: {_shares(entry['errors'])}" if entry["errors"] else "")))
+    return rows
+
+
 def summary_text(result: Result) -> str:
     """A compact, human-readable summary of one run."""
     s = result.summary
@@ -119,6 +140,7 @@ def summary_text(result: Result) -> str:
         ("addresses", _shares(s.get("address", {}))),
         ("HTTP versions", _shares(s.get("version", {}))),
         ("connections", f"{s.get('new_connections', 0):,} opened; CPU {s.get('cpu_s', 0):,.2f} s"),
+        *_feed_lines(s),
     ] + [(k.replace("_", " "), str(v)) for k, v in lost.items()]
       + [("warning", str(w)) for w in result.meta.get("warnings") or ()])
     header = ["latency (ms)", "p50", "p90", "p99", "p99.9", "max", "mean"]

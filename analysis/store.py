@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rafale.actors.contract import COUNTS_SCHEMA, WINDOWS_SCHEMA
+from rafale.actors.contract import COUNTS_SCHEMA, OUTCOMES_SCHEMA, WINDOWS_SCHEMA
 from rafale.analysis.log import WindowLog
 from rafale.analysis.redact import redact_meta
 from rafale.analysis.result import Result
@@ -33,6 +34,8 @@ WINDOWS_FILE = "windows.parquet"
 COUNTS_FILE = "counts.parquet"
 WINDOWS_PARTS = "windows"
 COUNTS_PARTS = "counts"
+OUTCOMES_FILE = "outcomes.parquet"
+OUTCOMES_PARTS = "outcomes"
 META_FILE = "meta.json"
 SUMMARY_FILE = "summary.json"
 _PART = "part-{:06d}.parquet"
@@ -101,22 +104,28 @@ class Checkpoints:
         return f"Checkpoints({str(self.path)!r}, parts={self.parts})"
 
     def append(self, windows: pa.Table, counts: pa.Table, meta: Mapping[str, Any],
-               summary: Mapping[str, Any]) -> None:
-        """Write the windows and counts since the last checkpoint, then meta and summary."""
-        if windows.num_rows or counts.num_rows:
+               summary: Mapping[str, Any], outcomes: pa.Table | None = None) -> None:
+        """Write the windows, counts (and feed outcomes) since the last checkpoint, then
+        meta and summary."""
+        if windows.num_rows or counts.num_rows or (outcomes is not None and outcomes.num_rows):
             self.parts += 1
             name = _PART.format(self.parts)
-            for sub, table in ((COUNTS_PARTS, counts), (WINDOWS_PARTS, windows)):
+            tables = [(OUTCOMES_PARTS, outcomes)] if outcomes is not None else []
+            for sub, table in [*tables, (COUNTS_PARTS, counts), (WINDOWS_PARTS, windows)]:
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
                 _write_parquet(self.path / sub / name, table)
         write_json(self.path / META_FILE, redact_meta(meta))
         write_json(self.path / SUMMARY_FILE, summary)
 
     def finish(self, windows: pa.Table, counts: pa.Table, meta: Mapping[str, Any],
-               summary: Mapping[str, Any]) -> Path:
-        """Write the whole run as windows.parquet and counts.parquet, drop the parts."""
+               summary: Mapping[str, Any], outcomes: pa.Table | None = None) -> Path:
+        """Write the whole run as windows.parquet and counts.parquet (and outcomes.parquet),
+        drop the parts."""
+        if outcomes is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            _write_parquet(self.path / OUTCOMES_FILE, outcomes)
         write_tables(self.path, windows, counts, meta, summary)
-        for sub in (WINDOWS_PARTS, COUNTS_PARTS):
+        for sub in (WINDOWS_PARTS, COUNTS_PARTS, OUTCOMES_PARTS):
             shutil.rmtree(self.path / sub, ignore_errors=True)
         return self.path
 
@@ -161,10 +170,23 @@ def _read_table(path: Path, parts: Path, schema: pa.Schema) -> pa.Table | None:
             continue
         for f in schema:  # a result saved before a field existed: 0 or "" (empty)
             if f.name not in table.column_names:
-                fill = "" if pa.types.is_string(f.type) else 0
+                fill: Any = ("" if pa.types.is_string(f.type) else
+                             [] if pa.types.is_map(f.type) else 0)
                 table = table.append_column(f, pa.array([fill] * table.num_rows, f.type))
         return table.sort_by(_SORT) if table.num_rows else table
     return None
+
+
+def load_outcomes(directory: str | os.PathLike[str]) -> pd.DataFrame:
+    """The outcome of every feed row of a run that sent a feed once (outcomes.parquet, or
+    the rows checkpointed so far by a run that did not finish), sorted by row."""
+    path = Path(directory)
+    for source in (path / OUTCOMES_FILE, path / OUTCOMES_PARTS):
+        if source.exists():
+            table = pq.read_table(source, schema=OUTCOMES_SCHEMA)
+            return table.sort_by("row").to_pandas()
+    raise FileNotFoundError(f"{path} has no {OUTCOMES_FILE}: only runs that send a feed "
+                            "once (feed_mode 'once') record outcomes")
 
 
 def load(directory: str | os.PathLike[str]) -> Result:

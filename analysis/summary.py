@@ -3,9 +3,11 @@ tables, from one :class:`~rafale.analysis.aggregate.Aggregate` of the whole run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+from hdrh.histogram import HdrHistogram
 
 from rafale.actors.contract import (
     COUNTERS,
@@ -14,7 +16,10 @@ from rafale.actors.contract import (
     LATENCY_FAILED,
     RATES,
     REQUESTS,
+    TAG_LATENCY,
+    TAG_SEPARATOR,
     add_histogram,
+    decode,
     new_histogram,
 )
 from rafale.analysis.aggregate import SUMMED, Aggregate
@@ -33,6 +38,27 @@ def _sorted(counts: dict[str, int]) -> dict[str, int]:
 def _shares(counts: dict[str, int]) -> dict[str, float]:
     total = sum(counts.values())
     return {k: v / total for k, v in counts.items()} if total else {}
+
+
+def tag_table(counts: dict[str, int],
+              hists: Mapping[str, HdrHistogram] | None = None) -> dict[str, dict[str, Any]]:
+    """Per tag of a feed: finished requests, by status and by error ("tag" dimension), and
+    the latency of its completed requests from the intended send time."""
+    tags: dict[str, dict[str, Any]] = {}
+    for key, count in counts.items():
+        tag, _, outcome = key.rpartition(TAG_SEPARATOR)
+        entry = tags.setdefault(tag, {"finished": 0, "failed": 0, "status": {}, "errors": {}})
+        entry["finished"] += count
+        if outcome.isdigit():
+            entry["status"][outcome] = entry["status"].get(outcome, 0) + count
+        else:
+            entry["failed"] += count
+            entry["errors"][outcome] = entry["errors"].get(outcome, 0) + count
+    for tag, entry in tags.items():
+        entry["status"], entry["errors"] = _sorted(entry["status"]), _sorted(entry["errors"])
+        hist = (hists or {}).get(tag)
+        entry[LATENCY_CORRECTED] = latency_summary(hist if hist is not None else new_histogram())
+    return dict(sorted(tags.items()))
 
 
 def summarize(total: Aggregate) -> dict[str, Any]:
@@ -88,6 +114,7 @@ def summarize(total: Aggregate) -> dict[str, Any]:
         "address_share": _shares(address),
         "version": version,
         "version_share": _shares(version),
+        "tags": tag_table(total.maps["tag"], total.tag_hists),
     }
 
 
@@ -102,6 +129,12 @@ def aggregate_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> Aggregate:
         total.maps[str(dimension)][str(key)] = int(count)
     for name in LATENCIES:
         total.hists[name] = merge_histograms(windows[name])
+    if TAG_LATENCY in windows:
+        for by_tag in windows[TAG_LATENCY]:
+            for tag, encoded in dict(by_tag if by_tag is not None else ()).items():
+                hist = decode(encoded)
+                if hist is not None:
+                    add_histogram(total.tag_hists.setdefault(str(tag), new_histogram()), hist)
     total.actors = {int(a) for a in windows["actor"].unique()}
     total.nodes = {str(n) for n in windows["node"].unique()}
     total.run_ids = {str(r) for r in windows["run_id"].unique() if r}

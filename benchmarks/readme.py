@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import contention, driver_scale
+from benchmarks import contention, driver_scale, feeds
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -49,7 +49,13 @@ def render_contention(data: dict[str, Any]) -> str:
             + contention.markdown(cases, list(data["verdicts"])))
 
 
+def render_feeds(data: dict[str, Any]) -> str:
+    command = f"python -m benchmarks.feeds --rows {data['args']['rows']} --out docs/results"
+    return _machine(data["machine"], command) + "\n" + feeds.markdown(data)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "feeds": render_feeds,
     "driver_scale": render_driver_scale,
     "contention": render_contention,
 }

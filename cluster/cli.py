@@ -37,6 +37,36 @@ app = typer.Typer(
 Urls = Annotated[list[str], typer.Argument(
     help="Target URL(s), http:// or https://. Several URLs are used round-robin.",
     show_default=False)]
+FeedUrls = Annotated[list[str] | None, typer.Argument(
+    help="Target URL(s), http:// or https://. Several URLs are used round-robin. Leave out "
+         "with --feed.", show_default=False)]
+FeedOption = Annotated[str | None, typer.Option(
+    "--feed", metavar="FILE", show_default=False,
+    help="A table of requests, one per row (JSON Lines, CSV or Parquet): url (required), "
+         "method, headers (list of 'Name: value' or a JSON object), body, body_b64 or "
+         "body_file, tag. Request k of the schedule sends row k. Missing columns take "
+         "--method, -H and --data.")]
+FeedFormat = Annotated[str | None, typer.Option(
+    "--feed-format", metavar="jsonl|csv|parquet", show_default=False,
+    help="The feed's format, when its extension does not say.")]
+FeedMode = Annotated[str, typer.Option(
+    "--feed-mode", metavar="cycle|once",
+    help="cycle: request k sends row k mod rows, for --duration; once: every row is sent "
+         "exactly once at --rate (or --stages) and the run ends when the feed is done "
+         "(no --duration needed); each row's outcome goes to outcomes.parquet in --out.")]
+Only = Annotated[str | None, typer.Option(
+    "--only", metavar="OUTCOMES", show_default=False,
+    help="With --feed RUN/outcomes.parquet: re-send only the rows of the original feed with "
+         "these outcomes, e.g. failed,unknown (of ok, failed, unknown, unsent).")]
+Retry = Annotated[int, typer.Option(
+    "--retry", metavar="N",
+    help="Retry a feed row up to N times after a connect/timeout/recv error or a 429/503 "
+         "answer, after its Retry-After (else a capped exponential backoff from 0.5 s). A "
+         "retry takes a slot of the schedule: the rate holds.")]
+ResendUnknown = Annotated[bool, typer.Option(
+    "--resend-unknown",
+    help="Rows that a lost actor may have sent (outcome unknown) are sent again by the "
+         "survivors: at-least-once instead of at-most-once.")]
 Rate = Annotated[str | None, typer.Option(
     "--rate", metavar="REQ/S", show_default=False,
     help="Target rate in requests per second, over all actors together. Leave out for the "
@@ -163,7 +193,10 @@ def _exit_code(ended: str) -> int:
 
 @app.command()
 def run(
-    urls: Urls, rate: Rate = None, ramp: Ramp = None, stages: Stages = None,
+    urls: FeedUrls = None, feed: FeedOption = None, feed_format: FeedFormat = None,
+    feed_mode: FeedMode = "cycle", only: Only = None, retry: Retry = 0,
+    resend_unknown: ResendUnknown = False, rate: Rate = None, ramp: Ramp = None,
+    stages: Stages = None,
     duration: Duration = None, http: Http = "2", dns: Dns = "system", resolve: Resolve = None,
     nameserver: Nameserver = None,
     actors: Annotated[str, typer.Option(
@@ -189,12 +222,15 @@ def run(
         "--progress/--quiet", help="Print a progress line every second (stderr).")] = True,
     reserve_driver_cpu: ReserveCpu = False,
 ) -> None:
-    """Send requests at --rate for --duration and print a summary."""
+    """Send requests at --rate for --duration (or a feed's rows) and print a summary."""
     _show_warnings()
     try:
-        options: dict[str, Any] = {"urls": tuple(urls), "stages": stages or (), "http": http,
-                                   "dns": dns, "actors": actors, "out": out, "label": label,
-                                   "show_query": show_query}
+        options: dict[str, Any] = {"urls": tuple(urls or ()), "stages": stages or (),
+                                   "http": http, "dns": dns, "actors": actors, "out": out,
+                                   "label": label, "show_query": show_query, "feed": feed,
+                                   "feed_format": feed_format, "feed_mode": feed_mode,
+                                   "only": only or (), "retry": retry,
+                                   "resend_unknown": resend_unknown}
         spec = RunSpec(**options, **_common(
                 rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
                 max_in_flight=max_in_flight, in_flight_step=in_flight_step,

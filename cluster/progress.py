@@ -43,10 +43,13 @@ class Snapshot:
     actors_total: int
     address_share: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    rows_done: int | None = None  # a feed sent once: rows with an outcome, of rows_total
+    rows_total: int | None = None
 
 
 def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
-             actors_alive: int, actors_total: int, warnings: tuple[str, ...] = ()) -> Snapshot:
+             actors_alive: int, actors_total: int, warnings: tuple[str, ...] = (),
+             rows: tuple[int, int] | None = None) -> Snapshot:
     """The progress line's numbers: the latest second every live actor reported, and the
     run's totals so far."""
     shown = log.latest_complete(actors_alive)
@@ -72,6 +75,8 @@ def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
         address_share={a: c / total_addr for a, c in sorted(addresses.items())}
         if total_addr else {},
         warnings=warnings,
+        rows_done=None if rows is None else rows[0],
+        rows_total=None if rows is None else rows[1],
     )
 
 
@@ -85,8 +90,10 @@ def format_line(s: Snapshot) -> str:
     dropped = f"  dropped {s.dropped:,}" if s.dropped else ""
     actors = (f"{s.actors_alive}/{s.actors_total} actors" if s.actors_alive != s.actors_total
               else f"{s.actors_total} actors")
+    feed = ("" if s.rows_total is None else
+            f"rows {s.rows_done:,}/{s.rows_total:,} ({(s.rows_done or 0) / s.rows_total:.0%})  ")
     return (
-        f"{s.elapsed_s:5.1f}/{s.total_s:g}s {s.state:<9} target {s.target_per_s:,.0f}/s "
+        f"{s.elapsed_s:5.1f}/{s.total_s:g}s {s.state:<9} {feed}target {s.target_per_s:,.0f}/s "
         f"achieved {s.achieved_per_s:,.0f}/s  p50 {_ms(s.p50_corrected_us)} ms "
         f"p99 {_ms(s.p99_corrected_us)} ms  sent {s.sent:,}  errors {s.failed:,}  late {s.late:,} "
         f"(lag p99 {_ms(s.lag_p99_us)} ms){dropped}  in-flight {s.in_flight:,}  {actors}  "

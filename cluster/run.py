@@ -24,15 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
+from rafale.actors.feed import FeedPlan
 from rafale.actors.priority import Priority
 from rafale.analysis import store
 from rafale.analysis.log import WindowLog
+from rafale.analysis.outcomes import OutcomeLog, outcome_counts
 from rafale.analysis.redact import redact_meta
 from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
@@ -51,6 +55,7 @@ DRAIN_EVERY_S = 1.0
 CALL_TIMEOUT_S = 5.0         # an actor call slower than this counts as a miss
 LOST_AFTER_S = 10.0          # unavailable (or silent on a dead node) this long: lost
 CHECKPOINT_EVERY_S = 5.0
+RESTRIPE_AHEAD_S = 0.5       # new stripes take effect at the row due this far ahead
 _current: Run | None = None
 
 
@@ -111,8 +116,21 @@ class Run:
 
     def __init__(self, spec: RunSpec, actors: list[_Actor], start_at_s: float,
                  entries: tuple[ResolveEntry, ...], node_infos: list[dict[str, Any]],
-                 on_progress: Callable[[Snapshot], None] | None = None) -> None:
+                 on_progress: Callable[[Snapshot], None] | None = None,
+                 feed_plan: FeedPlan | None = None) -> None:
         self.spec = spec
+        self._feed_plan = feed_plan  # holds the feed's chunks in Ray's object store
+        self.outcomes = OutcomeLog() if feed_plan is not None and feed_plan.once else None
+        self._outcomes_final: pa.Table | None = None
+        once_rows = feed_plan.rows if feed_plan is not None and feed_plan.once else 0
+        self._reported = np.zeros(once_rows, bool)  # rows with an outcome (or handed over)
+        # Stripes over time: (first row, actor indices by stripe position), so that every
+        # row has one owner; the driver's copy of the schedule chooses the row boundary.
+        self._epochs: list[tuple[int, list[int]]] = [(0, [a.index for a in actors])]
+        self._schedule = spec.engine_schedule()[0]
+        self._paused_s = 0.0
+        self._paused_at: float | None = None
+        self._resent = 0
         self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.start_at_s = start_at_s
         self.on_progress = on_progress
@@ -161,12 +179,27 @@ class Run:
         state = self._ended or ("paused" if self._paused else "running")
         return snapshot(self.log, elapsed_s=self.elapsed_s, total_s=self.spec.run_s,
                         state=state, actors_alive=self._alive_count(),
-                        actors_total=len(self._actors), warnings=self.warnings)
+                        actors_total=len(self._actors), warnings=self.warnings,
+                        rows=(None if self.outcomes is None or self.spec.feed is None
+                              else (self.outcomes.rows, self.spec.feed.rows)))
 
     def summary(self) -> dict[str, Any]:
-        """The summary so far, from the log's running aggregates, with the target."""
+        """The summary so far, from the log's running aggregates, with the target (and the
+        feed's outcomes when it is sent once)."""
         summary = summarize(self.log.total())
         summary["target"] = target_summary(self.spec, summary, self.log.per_second())
+        feed = self.spec.feed
+        if feed is not None:
+            summary["feed"] = feed.summary(self.spec.feed_mode)
+            if self.outcomes is not None:
+                final = self._outcomes_final
+                counts = outcome_counts(final if final is not None else self.outcomes.table())
+                if final is None:
+                    counts["pending"] = feed.rows - self.outcomes.rows
+                summary["feed"]["outcomes"] = counts
+                summary["feed"]["delivery"] = ("at-least-once (resend_unknown)"
+                                               if self.spec.resend_unknown else "at-most-once")
+                summary["feed"]["resent_unknown"] = self._resent
         return summary
 
     def result(self, summary: dict[str, Any] | None = None) -> RunResult:
@@ -177,7 +210,8 @@ class Run:
         return RunResult(windows=windows.to_pandas(), counts=counts.to_pandas(),
                          meta=redact_meta(self.meta()),
                          summary=summary if summary is not None else self.summary(),
-                         log=self.log)
+                         log=self.log, outcomes=self._outcomes_final,
+                         path=Path(self.spec.out) if self.spec.out else None)
 
     # ----- control -----------------------------------------------------------------------
 
@@ -190,15 +224,27 @@ class Run:
     def pause(self) -> None:
         """Stop sending at once; the schedule freezes (no burst after resume)."""
         self._paused = True
+        if self._paused_at is None:
+            self._paused_at = time.time()
         self._broadcast("pause")
 
     def resume(self) -> None:
         self._paused = False
+        if self._paused_at is not None:
+            self._paused_s += time.time() - self._paused_at
+            self._paused_at = None
         self._broadcast("resume")
+
+    def _sched_now(self) -> float:
+        """Schedule seconds now (the run's clock less the time paused), as the actors see it."""
+        now = self._paused_at if self._paused_at is not None else time.time()
+        return max(0.0, now - self.start_at_s - self._paused_s)
 
     def set_rate(self, rate_per_s: float) -> None:
         """The global target rate from now on (constant), shared by the live actors."""
         rate = check_rate(rate_per_s)
+        if self._schedule is not None:
+            self._schedule = self._schedule.with_rate_from(self._sched_now(), rate)
         self._broadcast("set_rate", rate)
         if self._lost:
             self._restripe()
@@ -284,15 +330,19 @@ class Run:
 
     def _poll(self) -> None:
         live = [a for a in self._actors if a.alive]
-        calls = [(a, a.handle.drain.remote(), a.handle.status.remote()) for a in live]
-        refs = [r for _, d, s in calls for r in (d, s)]
+        once = self.outcomes is not None
+        calls = [(a, a.handle.drain.remote(), a.handle.status.remote(),
+                  a.handle.drain_outcomes.remote() if once else None) for a in live]
+        refs = [r for _, d, s, o in calls for r in (d, s, o) if r is not None]
         ray.wait(refs, num_returns=len(refs), timeout=CALL_TIMEOUT_S)
         now = time.monotonic()
         drained: list[dict[str, Any]] = []
-        for actor, drain_ref, status_ref in calls:
+        for actor, drain_ref, status_ref, outcomes_ref in calls:
             try:
                 drained += self._tag(actor, ray.get(drain_ref, timeout=0))
                 status = ray.get(status_ref, timeout=0)
+                if outcomes_ref is not None:
+                    self._add_outcomes(ray.get(outcomes_ref, timeout=0))
             except ActorUnavailableError:
                 self._missing(actor, now, "unavailable")
                 continue
@@ -309,6 +359,15 @@ class Run:
             if status.get("error"):
                 self._notes.append(f"actor {actor.index}: {status['error']}")
         self.log.append(drained)
+
+    def _add_outcomes(self, columns: dict[str, list[Any]] | None) -> None:
+        """Rows an actor finished, as rows of the feed's source (they differ after only)."""
+        feed = self.spec.feed
+        if not columns or not columns["row"] or self.outcomes is None or feed is None:
+            return
+        rows = np.asarray(columns["row"], dtype=np.int64)
+        self._reported[rows] = True
+        self.outcomes.append({**columns, "row": feed.source_rows(rows)}, feed.tag_names(rows))
 
     def _tag(self, actor: _Actor, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The actor's drained windows with run_id and node added."""
@@ -339,9 +398,42 @@ class Run:
             self._restripe()
 
     def _restripe(self) -> None:
+        """Share the stripes among the live actors from a common row boundary on (a row
+        due a little ahead: no actor has reached it, so no row is sent twice)."""
         live = [a for a in self._actors if a.alive]
+        boundary = None
+        if self._schedule is not None and self.spec.feed is not None:
+            boundary = self._schedule.count_due(self._sched_now() + RESTRIPE_AHEAD_S)
+            self._epochs.append((boundary, [a.index for a in live]))
         for position, actor in enumerate(live):
-            actor.handle.set_stripe.remote(position, len(live))
+            actor.handle.set_stripe.remote(position, len(live), boundary)
+        if boundary is not None and self.spec.resend_unknown and self.outcomes is not None:
+            self._resend_unknown(live, boundary)
+
+    def owners(self, rows: int) -> np.ndarray:
+        """The actor whose stripe held each of the first ``rows`` feed rows."""
+        owner = np.full(rows, -1, dtype=np.int32)
+        bounds = [start for start, _ in self._epochs[1:]] + [rows]
+        for (start, members), end in zip(self._epochs, bounds, strict=True):
+            span = np.arange(min(start, rows), min(max(end, start), rows))
+            owner[span] = np.asarray(members, dtype=np.int32)[span % len(members)]
+        return owner
+
+    def _resend_unknown(self, live: list[_Actor], boundary: int) -> None:
+        """Hand the rows the lost actors owned below ``boundary`` and never reported to the
+        survivors (at-least-once: the lost actor may have sent some of them)."""
+        feed = self.spec.feed
+        assert feed is not None
+        upto = min(boundary, feed.rows)
+        lost = np.asarray([a.index for a in self._actors if not a.alive])
+        owner = self.owners(upto)
+        rows = np.flatnonzero(np.isin(owner, lost) & ~self._reported[:upto])
+        self._reported[rows] = True  # handed over once; the survivors report them
+        self._resent += int(rows.size)
+        for position, actor in enumerate(live):
+            share = rows[position::len(live)]
+            if share.size:
+                actor.handle.add_rows.remote(share.tolist())
 
     def _report(self) -> None:
         if self.on_progress is not None:
@@ -353,14 +445,19 @@ class Run:
 
     def _finish(self) -> None:
         live = [a for a in self._actors if a.alive]
-        refs = [(a, a.handle.drain.remote()) for a in live]
+        once = self.outcomes is not None
+        refs = [(a, a.handle.drain.remote(),
+                 a.handle.drain_outcomes.remote() if once else None) for a in live]
         drained: list[dict[str, Any]] = []
-        for actor, ref in refs:
+        for actor, ref, outcomes_ref in refs:
             try:
                 drained += self._tag(actor, ray.get(ref, timeout=CALL_TIMEOUT_S))
+                if outcomes_ref is not None:
+                    self._add_outcomes(ray.get(outcomes_ref, timeout=CALL_TIMEOUT_S))
             except (RayActorError, GetTimeoutError) as exc:
                 self._notes.append(f"actor {actor.index}: last drain failed ({exc!r})")
         self.log.append(drained)
+        self._complete_outcomes()
         self.log.seal_all()
         placement.kill_all([a.handle for a in self._actors])
         if self._ended is None:
@@ -375,7 +472,8 @@ class Run:
                 f"{requests['in_flight_end']} (windows of a lost actor are missing)")
         try:
             if self._checkpoints is not None:
-                self._checkpoints.finish(*self.log.tables(), self.meta(), summary)
+                self._checkpoints.finish(*self.log.tables(), self.meta(), summary,
+                                         self._outcomes_final)
         except Exception as exc:  # noqa: BLE001 - keep the result in memory at least
             self.save_error = f"saving to {self.spec.out} failed: {exc!r}"
             self._notes.append(self.save_error)
@@ -386,7 +484,24 @@ class Run:
     def _checkpoint(self) -> None:
         """Append the windows drained since the last checkpoint to ``out``."""
         assert self._checkpoints is not None
-        self._checkpoints.append(*self.log.take_unsaved(), self.meta(), self.summary())
+        outcomes = self.outcomes.take_unsaved() if self.outcomes is not None else None
+        self._checkpoints.append(*self.log.take_unsaved(), self.meta(), self.summary(),
+                                 outcomes)
+
+    def _complete_outcomes(self) -> None:
+        """Every row of a feed sent once gets an outcome: rows nobody reported are unsent,
+        or unknown when an actor was lost (it may have sent them)."""
+        feed = self.spec.feed
+        if self.outcomes is None or feed is None:
+            return
+        every = np.arange(feed.rows)
+        lost = np.asarray([a.index for a in self._actors if not a.alive])
+        self._outcomes_final = self.outcomes.complete(
+            feed.source_rows(every), feed.tag_names(every), np.isin(self.owners(feed.rows), lost))
+        counts = outcome_counts(self._outcomes_final)
+        if counts["unknown"]:
+            self._notes.append(f"{counts['unknown']} feed rows have an unknown outcome (sent "
+                               "by a lost actor or still in flight at the end; not resent)")
 
     # ----- meta --------------------------------------------------------------------------
 
@@ -429,7 +544,8 @@ def start(*, spec: RunSpec | None = None,
     node_ids = placement.plan_actors(spec.actors, spec.reserve_driver_cpu)
     count = len(node_ids)
     handed = engine_entries(spec, entries)
-    configs = [spec.engine_config(i, count, handed) for i in range(count)]
+    feed_plan = spec.feed.plan(spec.feed_mode, put=ray.put) if spec.feed is not None else None
+    configs = [spec.engine_config(i, count, handed, feed_plan) for i in range(count)]
     handles, wheres = placement.place(configs, node_ids)
     try:
         actors = [_Actor.placed(i, h, node_ids[i], w)
@@ -440,7 +556,8 @@ def start(*, spec: RunSpec | None = None,
     except BaseException:
         placement.kill_all(handles)
         raise
-    run = Run(spec, actors, start_at_s, entries, placement.node_infos(node_ids), on_progress)
+    run = Run(spec, actors, start_at_s, entries, placement.node_infos(node_ids), on_progress,
+              feed_plan)
     run._thread.start()
     _current = run
     return run

@@ -26,8 +26,11 @@ from rafale.actors.checks import (
     parse_duration,
 )
 from rafale.actors.config import EngineConfig, ResolveEntry, url_host_port
-from rafale.actors.pacing import Schedule
+from rafale.actors.feed import FeedPlan
+from rafale.actors.pacing import Schedule, Stage
+from rafale.actors.rows import RetryPolicy
 from rafale.analysis.redact import redact_url
+from rafale.cluster.feeds import Feed, check_mode, load_feed, select_rows
 from rafale.cluster.options import (
     FD_OVERHEAD,
     check_writable,
@@ -40,6 +43,7 @@ from rafale.cluster.options import (
 __all__ = ["RunSpec", "normalize_http", "parse_duration", "parse_stages", "planned_connections"]
 
 DEFAULT_DURATION_S = 10.0
+ONCE_SLACK_S = 1.0  # slots past the end of a feed sent once (rows taken over, late rows)
 PEM_MARKER = "-----BEGIN CERTIFICATE-----"
 
 
@@ -58,7 +62,7 @@ class RunSpec:
     cap allows). ``duration_s=None`` means the stages' total, or 10 s.
     """
 
-    urls: tuple[str, ...]
+    urls: tuple[str, ...] = ()
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     body: bytes = field(default=b"", repr=False)
@@ -84,15 +88,24 @@ class RunSpec:
     out: str | None = None
     label: str | None = None
     show_query: bool = False
+    feed: Any = field(default=None, repr=False)
+    feed_format: str | None = None
+    feed_mode: str = "cycle"
+    only: tuple[str, ...] = ()
+    retry: int = 0
+    resend_unknown: bool = False
 
     def __post_init__(self) -> None:
         put = object.__setattr__
-        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
-        if not urls:
-            raise ValueError("no target URL given; expected at least one http(s) URL")
-        put(self, "urls", urls)
         http = normalize_http(self.http)
         put(self, "http", http)
+        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls or ())
+        self._check_feed(urls)
+        if self.feed is not None:
+            urls = self.feed.origins
+        if not urls:
+            raise ValueError("no target URL given; expected at least one http(s) URL or a feed")
+        put(self, "urls", urls)
         check_dns(self.dns)
         for url in urls:
             check_url(url, http)
@@ -103,12 +116,19 @@ class RunSpec:
         put(self, "headers", parse_headers(self.headers))
         if isinstance(self.body, str):
             put(self, "body", self.body.encode())
+        given_duration = self.duration_s
         self._check_schedule()
+        if self.feed is not None and self.feed_mode == "once":
+            self._check_once(given_duration)
         put(self, "resolve", parse_resolve(self.resolve))
         if self.nameserver is not None and not str(self.nameserver).strip():
             raise ValueError("nameserver '' is empty; expected an IP address like 127.0.0.53")
         self._check_limits()
         self._check_files()
+        put(self, "retry", check_number("retry", self.retry, "retries", zero_ok=True,
+                                        integer=True, parse_text=True))
+        if self.feed is None and (self.retry or self.resend_unknown):
+            raise ValueError("retry and resend_unknown need a feed (they act on its rows)")
 
     def __repr__(self) -> str:
         """The fields that differ from their defaults; header values never shown."""
@@ -122,11 +142,62 @@ class RunSpec:
                 shown.append(f"headers=<{len(value)} redacted: {', '.join(n for n, _ in value)}>")
             elif f.name == "body" and value:
                 shown.append(f"body=<{len(value)} bytes>")
-            elif f.name not in ("headers", "body") and value != f.default:
+            elif f.name == "feed" and value is not None:
+                shown.append(f"feed={value!r}")
+            elif f.name not in ("headers", "body", "feed") and value != f.default:
                 shown.append(f"{f.name}={value!r}")
         return f"RunSpec({', '.join(shown)})"
 
     # ----- validation helpers ------------------------------------------------------------
+
+    def _check_feed(self, urls: tuple[str, ...]) -> None:
+        put = object.__setattr__
+        only = (self.only,) if isinstance(self.only, str) else tuple(self.only or ())
+        only = tuple(k.strip() for part in only for k in str(part).split(",") if k.strip())
+        put(self, "only", only)
+        if self.feed is None:
+            for name in ("only", "feed_format"):
+                if getattr(self, name):
+                    raise ValueError(f"{name} {getattr(self, name)!r} needs a feed")
+            if self.feed_mode != "cycle":
+                raise ValueError(f"feed_mode {self.feed_mode!r} needs a feed")
+            return
+        if urls:
+            raise ValueError("give either URLs or a feed, not both (a feed has a url column)")
+        check_mode(self.feed_mode)
+        if only and not isinstance(self.feed, Feed):
+            if not isinstance(self.feed, str | Path):
+                raise ValueError("only needs an outcomes file path as the feed "
+                                 "(outcomes.parquet of a run)")
+            put(self, "feed", select_rows(self.feed, only, http=self.http,
+                                          feed_format=self.feed_format))
+        else:
+            put(self, "feed", load_feed(self.feed, http=self.http,
+                                        feed_format=self.feed_format))
+
+    def _check_once(self, given_duration: float | None) -> None:
+        """A feed sent once ends when its last row is due: the schedule must reach it."""
+        rows = self.feed.rows
+        if self.rate_per_s is None and not self.stages:
+            raise ValueError("feed_mode 'once' needs a rate or stages (the speed to send the "
+                             "feed at), e.g. --rate 1000")
+        if self.stages:
+            full = Schedule.from_stages(self.stages)
+        elif given_duration is not None:
+            full = Schedule.ramp_then_constant(self.rate_per_s or 0.0, self.ramp_s, self.run_s)
+        else:
+            assert self.rate_per_s is not None
+            long_s = self.ramp_s + rows / self.rate_per_s + 1.0
+            full = Schedule.ramp_then_constant(self.rate_per_s, self.ramp_s, long_s)
+        if full.total() < rows:
+            given = "stages" if self.stages else f"duration {given_duration!r}"
+            raise ValueError(f"feed_mode 'once': {given} sends {full.total()} requests, fewer "
+                             f"than the feed's {rows} rows; leave the duration out (the run "
+                             "ends when the feed is done) or make the stages longer")
+        last, after = full.time_of(rows - 1), full.time_of(rows)
+        # Half-way to the next request: the schedule then holds exactly ``rows`` requests.
+        end_s = full.duration_s if after == math.inf else (last + after) / 2
+        object.__setattr__(self, "duration_s", max(end_s, 1e-3))
 
     def _check_schedule(self) -> None:
         put = object.__setattr__
@@ -234,27 +305,44 @@ class RunSpec:
         return tuple(dict.fromkeys(url_host_port(u) for u in self.urls))
 
     def schedule(self) -> Schedule | None:
-        """The global schedule, or None for the closed model."""
+        """The global schedule, or None for the closed model (a feed sent once may end
+        before the stages do: the engine stops at ``run_s``)."""
         if self.stages:
             return Schedule.from_stages(self.stages)
         if self.rate_per_s is None:
             return None
-        return Schedule.ramp_then_constant(self.rate_per_s, self.ramp_s, self.run_s)
+        # A feed sent once may end inside the ramp: the ramp keeps its slope.
+        return Schedule.ramp_then_constant(self.rate_per_s, self.ramp_s,
+                                           max(self.run_s, self.ramp_s))
 
-    def engine_config(self, index: int, count: int,
-                      resolve: tuple[ResolveEntry, ...]) -> EngineConfig:
+    def engine_schedule(self) -> tuple[Schedule | None, float]:
+        """The schedule the senders follow and until when. A feed sent once gets slots past
+        its end (``ONCE_SLACK_S``; with retries, room for every retry and its longest wait):
+        its senders stop when their rows are done, not when the slots are."""
+        schedule = self.schedule()
+        if schedule is None or self.feed is None or self.feed_mode != "once":
+            return schedule, self.run_s
+        rate = max(max(s.start_rate_per_s, s.end_rate_per_s) for s in schedule.stages)
+        extra_s = (self.run_s * self.retry + RetryPolicy(self.retry).longest_wait_s
+                   + ONCE_SLACK_S)
+        longer = Schedule((*schedule.stages, Stage(extra_s, rate, rate)))
+        return longer, longer.duration_s
+
+    def engine_config(self, index: int, count: int, resolve: tuple[ResolveEntry, ...],
+                      feed: FeedPlan | None = None) -> EngineConfig:
         """The config of actor ``index`` of ``count``: stripe index/count of the schedule;
         in pinned mode the engine starts its address cycle at ``index`` so that the actors
         together spread connections evenly over the addresses."""
+        schedule, until_s = self.engine_schedule()
         return EngineConfig(
             urls=self.urls, method=self.method, headers=self.headers, body=self.body,
             http=self.http, dns=self.dns, resolve=resolve, cacert=self.cacert,
-            insecure=self.insecure, timeout_s=self.timeout_s, schedule=self.schedule(),
-            late_after_s=self.late_after_s,
-            duration_s=self.run_s, max_in_flight=self.max_in_flight,
+            insecure=self.insecure, timeout_s=self.timeout_s, schedule=schedule,
+            late_after_s=self.late_after_s, retry=RetryPolicy(self.retry),
+            duration_s=until_s, max_in_flight=self.max_in_flight,
             in_flight_step=self.in_flight_step, max_connections=self.max_connections,
             streams_per_connection=self.streams_per_connection,
-            actor_index=index, actor_count=count,
+            actor_index=index, actor_count=count, feed=feed,
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -273,6 +361,10 @@ class RunSpec:
                 value = [str(e) for e in value]
             elif f.name == "stages":
                 value = [list(s) for s in value]
+            elif f.name == "feed":
+                value = None if value is None else value.summary(self.feed_mode)
+            elif f.name == "only":
+                value = list(value)
             out[f.name] = value
         return out
 
@@ -281,5 +373,10 @@ class RunSpec:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         if "stages" not in changes and "duration_s" in changes and self.stages:
             values["stages"] = ()
+        if self.feed is not None:
+            values["urls"] = ()  # they come from the feed
+            values["only"] = ()  # the feed is already the selected rows
+            if self.feed_mode == "once" and "duration_s" not in changes:
+                values["duration_s"] = None  # the feed's end, under the new schedule
         values.update(changes)
         return RunSpec(**values)

@@ -6,7 +6,9 @@ cleartext port, on every address (default 127.0.0.2 and 127.0.0.3) under one hos
 (default `rafale.test`). The TLS certificate comes from Caddy's internal CA; `ca_file` is
 its root, so clients verify TLS as usual (CAINFO + RESOLVE).
 
-Routes: `/` -> 200 `ok\\n`; `/big` -> 16 KiB; `/status/<code>` -> that code; else 404.
+Routes: `/` -> 200 `ok\\n`; `/big` -> 16 KiB; `/echo/<anything>` -> 200 with the path
+(the request body is logged in the access log's `request_body`); `/status/<code>` -> that
+code (429 and 503 with `Retry-After: 1`); else 404.
 Every response carries `X-Rafale-Proto` with the protocol the server saw.
 
 Access log (`access_log=True`): JSON lines at `access_log_path`, one per request. Caddy

@@ -81,12 +81,25 @@ def _respond(status: int | str, body: str) -> dict[str, Any]:
     }
 
 
+RETRY_AFTER_S = 1  # what /status/429 and /status/503 ask clients to wait
+ECHO_BODY_FIELD = "request_body"  # access-log field holding an /echo/ request's body
+
+
 def _routes() -> list[dict[str, Any]]:
     big = ("rafale " * (BIG_BODY_BYTES // 7 + 1))[: BIG_BODY_BYTES - 1] + "\n"
     status_match = {"path_regexp": {"name": "code", "pattern": "^/status/([1-5][0-9][0-9])$"}}
+    retry_match = {"path": ["/status/429", "/status/503"]}
+    retry_after = {"handler": "headers",
+                   "response": {"set": {"Retry-After": [str(RETRY_AFTER_S)]}}}
+    # /echo/...: answers with the request's path; the body goes to the access log (which
+    # already holds the method, URI and headers), so tests see what arrived.
+    echo = {"handler": "log_append", "key": ECHO_BODY_FIELD, "value": "{http.request.body}"}
     return [
         {"match": [{"path": ["/"]}], "handle": [_respond(200, "ok\n")], "terminal": True},
         {"match": [{"path": ["/big"]}], "handle": [_respond(200, big)], "terminal": True},
+        {"match": [{"path": ["/echo/*"]}],
+         "handle": [echo, _respond(200, "{http.request.uri.path}\n")], "terminal": True},
+        {"match": [retry_match], "handle": [retry_after]},
         {
             "match": [status_match],
             "handle": [_respond("{http.regexp.code.1}", "status {http.regexp.code.1}\n")],

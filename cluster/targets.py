@@ -21,7 +21,7 @@ def target_summary(spec: RunSpec, summary: dict[str, Any],
     requests = summary.get("requests", {})
     if schedule is None:
         return {"model": "closed", "rate_per_s": None, "reached": True}
-    scheduled = schedule.total()
+    scheduled = schedule.count_due(spec.run_s)  # a feed sent once may end before its stages
     sent = int(requests.get("sent", 0))
     ratio = sent / scheduled if scheduled else 1.0
     rates = [max(s.start_rate_per_s, s.end_rate_per_s) for s in schedule.stages]
@@ -29,7 +29,9 @@ def target_summary(spec: RunSpec, summary: dict[str, Any],
     t0 = 0.0
     by_second = per_second.set_index("second")["sent"] if not per_second.empty else None
     for stage in schedule.stages:
-        t1 = t0 + stage.duration_s
+        if t0 >= spec.run_s:
+            break
+        t1 = min(t0 + stage.duration_s, spec.run_s)
         seconds = range(math.ceil(t0), math.floor(t1))  # whole seconds inside the stage
         target = (stage.start_rate_per_s + stage.end_rate_per_s) / 2
         got = ([float(by_second.get(s, 0)) for s in seconds] if by_second is not None

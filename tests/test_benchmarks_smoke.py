@@ -75,3 +75,19 @@ def test_driver_scale_quick_writes_every_figure_of_every_case(tmp_path: Path) ->
     assert len(raw["verdicts"]) == 3
     assert raw["machine"]["cpu_count"] >= 1
     assert "| N | T (s) |" in (tmp_path / "driver_scale.md").read_text()
+
+
+@pytest.mark.slow
+def test_feeds_benchmark_runs_small_and_renders(tmp_path: Path) -> None:
+    from benchmarks import feeds
+
+    argv = ["--rows", "40000", "--paths", "1000", "--rounds", "1", "--warmup", "1",
+            "--duration", "1", "--memory-seconds", "3", "--out", str(tmp_path)]
+    assert feeds.main(argv) == 0
+    report = json.loads((tmp_path / "feeds.json").read_text())
+    assert [r["side"] for r in report["cpu"]["rows"]] == ["single", "feed"]
+    assert all(r["req_per_s"] > 0 and r["failed"] == 0 for r in report["cpu"]["rows"])
+    assert report["prepare"]["rows"] == 40000 and report["prepare"]["chunks"] == 3
+    assert report["memory"]["sent"] > 0 and len(report["memory"]["actors"]) == 2
+    table = feeds.markdown(report)
+    assert "40,000 rows" in table and "feed / one URL" in table

@@ -28,7 +28,8 @@ def test_summary_text_names_everything(small_result: Result) -> None:
 def test_render_single_result(small_result: Result) -> None:
     assert small_result.path is not None
     written = report.render(small_result.path)
-    assert [p.name for p in written] == ["throughput.png", "latency.png", "address_share.png"]
+    assert [p.name for p in written] == ["throughput.png", "latency.png", "address_share.png",
+                                        "tags.png"]  # the result has feed tags
     assert all(p.parent == small_result.path and p.stat().st_size > 0 for p in written)
 
 
@@ -69,7 +70,7 @@ def test_module_runs_without_ray_or_pycurl(small_result: Result, tmp_path: Path)
         import sys
         import rafale.analysis.report as report
         paths = report.render({str(copy)!r})
-        assert len(paths) == 3, paths
+        assert len(paths) == 4, paths  # with tags.png: the result has feed tags
         report.summary_text(report.store.load({str(copy)!r}))
         bad = sorted(m for m in sys.modules
                      if m.split(".")[0] in ("ray", "pycurl", "actors", "cluster"))

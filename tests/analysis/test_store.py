@@ -193,7 +193,7 @@ def test_to_batches_defaults_and_types() -> None:
     wdf, cdf = wb.to_pandas(), cb.to_pandas()
     assert set(wdf["run_id"]) == {""} and set(wdf["node"]) == {""}
     assert pd.api.types.is_integer_dtype(wdf["sent"]) and pd.api.types.is_float_dtype(wdf["cpu_s"])
-    assert set(cdf["dimension"]) == {"status", "error", "address", "version"}
+    assert set(cdf["dimension"]) == {"status", "error", "address", "version", "tag"}
     assert int(cdf.loc[cdf["dimension"] == "status", "count"].sum()) == sum(
         w["completed"] for w in windows)
 
@@ -277,3 +277,24 @@ def test_a_result_saved_before_new_fields_loads_with_them_empty(tmp_path: Path) 
     assert result.summary["requests"]["dropped"] == 0 and result.summary["recomputed"]
     assert result.summary["requests"]["sent"] == sum(w["sent"] for w in windows)
     assert frames.per_second(result)["late_cap"].sum() == 0
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_per_tag_latency_is_the_same_from_the_log_and_from_saved_files(
+        tmp_path: Path, shape: RunShape) -> None:
+    windows, _ = make_run(shape)
+    saved = store.load(store.save(tmp_path / "r", windows, make_meta("r")))
+    recomputed = summarize_frames(saved.windows, saved.counts)
+    tags = saved.summary["tags"]
+    assert tags and recomputed["tags"] == tags
+    # Each tag's histogram is the merge of exactly its actors' corrected latencies.
+    for tag, entry in tags.items():
+        mine = [w["latency_corrected_us"] for w in windows
+                if w["completed"] and f"t{w['actor'] % 2}" == tag]
+        assert entry["latency_corrected_us"]["p99"] == direct_percentiles(mine)[99.0]
+        assert entry["finished"] == sum(w["completed"] for w in windows
+                                        if f"t{w['actor'] % 2}" == tag)
+    table = frames.per_tag(saved)
+    assert list(table["tag"]) == sorted(tags)
+    assert (table["p99_ms"] * 1000 == [tags[t]["latency_corrected_us"]["p99"]
+                                        for t in table["tag"]]).all()

@@ -79,6 +79,7 @@ def make_window(
         "dropped": 0,
         "late_cap": late,
         "late_loop": 0,
+        "retries": n_failed // 2,
         "in_flight": 3,
         "bytes_in": completed * 120,
         "new_connections": 2 if second == 0 else 0,
@@ -88,6 +89,9 @@ def make_window(
         "error": errors,
         "address": dict(addresses or {}),
         "version": dict(versions or {}),
+        "tag": {f"t{actor % 2}|200": completed} if completed else {},
+        "latency_by_tag_us": ({f"t{actor % 2}": corrected.encode().decode("ascii")}
+                              if completed else {}),
         "latency_corrected_us": corrected.encode().decode("ascii"),
         "latency_raw_us": raw.encode().decode("ascii"),
         "latency_failed_us": failed_hist.encode().decode("ascii"),
