@@ -107,6 +107,7 @@ class EngineConfig:
     late_after_s: float = 0.001
     feed: FeedPlan | None = None
     retry: RetryPolicy = RetryPolicy()
+    keep_answers: tuple[int, ...] = ()  # statuses whose first answer body is kept
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):
@@ -151,6 +152,11 @@ class EngineConfig:
     def entry_for(self, url: str) -> ResolveEntry | None:
         host, port = url_host_port(url)
         return next((e for e in self.resolve if (e.host, e.port) == (host, port)), None)
+
+    @cached_property
+    def default_shape(self) -> tuple[str, list[str], bytes]:
+        """(method, header lines, body) of a feed row that sets none of them."""
+        return (self.method, self.header_lines, self.body)
 
     @cached_property
     def header_lines(self) -> list[str]:

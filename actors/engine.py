@@ -52,6 +52,7 @@ class Engine:
                                feed.rows if feed.once else None) if feed else None)
         self._skipped = 0  # slots with no row ready (a feed sent once): not intended
         self._rows_done = False
+        self.answers: dict[int, bytes] = {}  # first body of each kept status (keep_answers)
         self.late_switches = 0  # stripe changes that came after their row boundary
         self._commands: deque[Callable[[], None]] = deque()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -119,6 +120,11 @@ class Engine:
     def drain_outcomes(self) -> dict[str, list[Any]] | None:
         """Outcomes of the feed rows finished since the last call (``once`` feeds), or None."""
         return None if self.outcomes is None else self.outcomes.drain()
+
+    def first_answers(self) -> dict[str, str]:
+        """The first answer body (up to 200 bytes) of each status in ``keep_answers``."""
+        return {str(code): body.decode("utf-8", "replace")
+                for code, body in sorted(self.answers.items())}
 
     def status(self) -> dict[str, Any]:
         return {
@@ -249,8 +255,10 @@ class Engine:
         pins = row_pins(cfg) if feed is not None else None
         outcomes = self.outcomes
         tags = plan.tags if plan is not None else ()
+        once, feed_rows = (plan.once, plan.rows) if plan is not None else (False, 1)
         record_tag = rec.on_tag
         retry = cfg.retry
+        answers = self.answers
         # Rows waiting for a retry: when the row was first due, and its last answer.
         first_due: dict[int, float] = {}
         last: dict[int, tuple[int, str, str, int]] = {}
@@ -299,7 +307,7 @@ class Engine:
                             cap_full_at = now
                             break
                         if rows is not None:
-                            item = rows.take(now)
+                            item = rows.take(base + due_s)  # ready by the slot's time
                             if item is None:  # no row ready for this slot
                                 if rows.done and (not retry.retries or self.in_flight == 0):
                                     # Every row is done: no later slot is due.
@@ -312,7 +320,7 @@ class Engine:
                                 self._j += 1
                                 due_s = pacer.due_s(self._j)
                                 continue
-                        easy = free.pop() if free else new_easy(cfg)
+                        easy = free.pop() if free else new_easy(cfg, answers)
                         if feed is not None:
                             k, attempt = item  # type: ignore[misc]  # feeds have rows
                             url, method, headers, body, tag = feed.row(k)
@@ -320,7 +328,7 @@ class Engine:
                             if pins is not None:
                                 easy.setopt(pycurl.CONNECT_TO, pins.next_for(url))
                             easy.k, easy.attempt = k, attempt
-                            easy.row = plan.row_of(k)  # type: ignore[union-attr]
+                            easy.row = k if once else k % feed_rows
                             easy.tag = tags[tag] if tag >= 0 else None
                             if attempt > 1:
                                 rec.on_retry()
@@ -332,7 +340,7 @@ class Engine:
                         intended = now if closed else base + due_s
                         easy.intended_s = intended
                         if feed is not None:
-                            easy.first_s = first_due.pop(easy.k, intended)
+                            easy.first_s = first_due.pop(k, intended) if first_due else intended
                         easy.sent_s = now
                         multi.add_handle(easy)
                         busy.add(easy)
@@ -355,6 +363,8 @@ class Engine:
             wait_until = min(deadline[0], start + second + 1, grace_until)
             cap_full = self.in_flight >= cap
             if grace_until == math.inf and self._paused_at is None and not cap_full:
+                # Also when only retries are left: each slot is handled (sent or skipped)
+                # when it falls due, so that its second counts it right.
                 wait_until = min(wait_until, start + self._paused_total + due_s)
             # epoll_wait counts whole milliseconds and Python rounds up, which would send
             # requests up to 1 ms late: wait the whole ms in epoll, sleep the sub-ms rest.

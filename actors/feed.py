@@ -97,13 +97,14 @@ class FeedReader:
         self._current = -1
         self._rows: list[Row] = []
         self._base = 0
+        self._once, self._total = plan.once, plan.rows
 
     def __repr__(self) -> str:
         return f"FeedReader({self.plan.rows} rows, {self.plan.mode}, {len(self._chunks)} decoded)"
 
     def row(self, k: int) -> Row:
         """The request that global request k sends."""
-        i = self.plan.row_of(k)
+        i = k if self._once else k % self._total
         offset = i - self._base
         if 0 <= offset < len(self._rows):
             return self._rows[offset]

@@ -8,7 +8,7 @@ sessions are kept by the multi handle's connection cache.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pycurl
 
@@ -43,13 +43,24 @@ def new_multi(config: EngineConfig) -> pycurl.CurlMulti:
     return multi
 
 
-def new_easy(config: EngineConfig) -> pycurl.Curl:
-    """One easy handle with every option that does not change between requests."""
+ANSWER_BYTES = 200  # how much of a kept answer's body is kept
+
+
+def new_easy(config: EngineConfig, answers: dict[int, bytes] | None = None) -> pycurl.Curl:
+    """One easy handle with every option that does not change between requests.
+
+    With ``answers`` (and ``config.keep_answers``), the first ANSWER_BYTES of the first
+    body of each kept status are put there; other bodies are discarded as always."""
     easy = pycurl.Curl()
+    easy.shape = None  # what apply_row last set (feeds)
     easy.setopt(pycurl.URL, config.urls[0])
     easy.setopt(pycurl.NOSIGNAL, 1)
     easy.setopt(pycurl.HTTP_VERSION, CURL_HTTP_VERSION[config.http])
     easy.setopt(pycurl.WRITEFUNCTION, len)  # discard the body; len() says "all consumed"
+    if answers is not None and config.keep_answers:
+        on_header, on_body = _answer_keeper(config.keep_answers, answers)
+        easy.setopt(pycurl.HEADERFUNCTION, on_header)
+        easy.setopt(pycurl.WRITEFUNCTION, on_body)
     easy.setopt(pycurl.TIMEOUT_MS, int(config.timeout_s * 1000))
     easy.setopt(pycurl.CONNECTTIMEOUT_MS, int(config.connect_timeout_s * 1000))
     if config.http != "1.1":
@@ -71,18 +82,48 @@ def new_easy(config: EngineConfig) -> pycurl.Curl:
     return easy
 
 
+_URL = pycurl.URL
+
+
+def _answer_keeper(statuses: tuple[int, ...], answers: dict[int, bytes]
+                   ) -> tuple[Callable[[bytes], None], Callable[[bytes], int]]:
+    """Header and write callbacks that keep the first body of each status in ``statuses``.
+    The status comes from the status line (pycurl refuses getinfo inside a callback)."""
+    keep = frozenset(statuses)
+    status = [0]
+
+    def on_header(line: bytes) -> None:
+        if line.startswith(b"HTTP/"):
+            parts = line.split()
+            status[0] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+    def on_body(data: bytes) -> int:
+        code = status[0]
+        if code in keep and code not in answers:
+            answers[code] = bytes(data[:ANSWER_BYTES])
+        return len(data)
+
+    return on_header, on_body
+
+
 def apply_row(easy: pycurl.Curl, config: EngineConfig, url: str, method: str | None,
               headers: list[str] | None, body: bytes | None) -> None:
     """Set one feed row's request on a reused easy handle (None: the run's own value).
 
     Only the URL is set every time; method, headers and body only when they differ from
-    what this handle sent last (``easy.shape``).
+    what this handle sent last (``easy.shape``; a row of the run's own values is the
+    config's ``default_shape``, compared by identity).
     """
-    easy.setopt(pycurl.URL, url)
-    shape = (method or config.method, config.header_lines if headers is None else headers,
-             config.body if body is None else body)
-    if getattr(easy, "shape", None) == shape:
-        return
+    easy.setopt(_URL, url)
+    if method is None and headers is None and body is None:
+        shape = config.default_shape
+        if easy.shape is shape:
+            return
+    else:
+        shape = (method or config.method, config.header_lines if headers is None else headers,
+                 config.body if body is None else body)
+        if easy.shape == shape:
+            return
     easy.shape = shape
     method, lines, payload = shape
     easy.setopt(pycurl.HTTPHEADER, lines)

@@ -131,11 +131,11 @@ class RowSource:
         self._order += 1
         heapq.heappush(self._ready, (ready_at, self._order, row, attempt))
 
-    def take(self, now: float) -> tuple[int, int] | None:
-        """(row, attempt) for a slot that falls due at ``now``, or None when no row is
-        ready (fresh rows are over and the waiting ones are not ready yet)."""
+    def take(self, slot_s: float) -> tuple[int, int] | None:
+        """(row, attempt) for the slot due at ``slot_s``, or None when no row is ready by
+        then (fresh rows are over and the waiting ones are ready only later)."""
         ready = self._ready
-        if ready and ready[0][0] <= now:
+        if ready and ready[0][0] <= slot_s:
             _, _, row, attempt = heapq.heappop(ready)
             return row, attempt
         if not self._fresh_left():

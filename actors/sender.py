@@ -122,6 +122,10 @@ class SenderActor:
         """Finished windows since the last drain, as plain data."""
         return self._engine.drain()
 
+    def first_answers(self) -> dict[str, str]:
+        """The first answer body of each status the run keeps (``keep_answers``)."""
+        return self._engine.first_answers()
+
     def drain_outcomes(self) -> dict[str, list[Any]] | None:
         """Outcomes of the feed rows finished since the last call (``once`` feeds), or None."""
         return self._engine.drain_outcomes()

@@ -101,6 +101,14 @@ def _feed_lines(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         outcomes = {k: v for k, v in (feed.get("outcomes") or {}).items() if v}
         if outcomes:
             rows.append(("row outcomes", _shares(outcomes, int(feed.get("rows") or 0))))
+    push = summary.get("webpush") or {}
+    if push:
+        classes = {k.replace("_", " "): v for k, v in push.get("outcomes", {}).items() if v}
+        rows.append(("web push", _shares(classes, int(feed.get("rows") or 0) or None)))
+        rows.append(("gone", f"{push.get('gone', 0):,} subscriptions to delete: "
+                             f"{push.get('gone_file', '')}"))
+    for status, body in (summary.get("answers") or {}).items():
+        rows.append((f"answer {status}", " ".join(str(body).split())[:200]))
     for tag, entry in (summary.get("tags") or {}).items():
         latency = entry.get("latency_corrected_us") or {}
         rows.append((f"tag {tag}", f"{entry['finished']:,} finished, {entry['failed']:,} "

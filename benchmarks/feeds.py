@@ -42,6 +42,7 @@ from rafale.cluster.target import Target
 CPU_RATIO_TARGET = 1.10
 ACTORS_MEMORY_TARGET_B = 1.5 * 2**30
 URL_BYTES = 200
+RATE_PER_S = 5_000  # part 3: what two senders sustain beside the target and the driver on 2 cores
 
 
 def _cpu_side(target: Target, feed_paths: int, warmup_s: int, duration_s: int,
@@ -81,9 +82,10 @@ def cpu_per_request(rounds: int, paths: int, warmup_s: int, duration_s: int
             "target": CPU_RATIO_TARGET, "met": median <= CPU_RATIO_TARGET}
 
 
-def write_feed(path: Path, rows: int, host: str = "push.rafale.test") -> int:
-    """A JSON Lines feed of ``rows`` rows whose URLs are about URL_BYTES long."""
-    stem = f"https://{host}/wpush/v2/"
+def write_feed(path: Path, rows: int, target: Target) -> int:
+    """A JSON Lines feed of ``rows`` rows of the target's /echo/ route, URLs about
+    URL_BYTES long."""
+    stem = target.url("/echo/wpush/v2/")
     pad = "x" * (URL_BYTES - len(stem) - 12)
     with path.open("w", buffering=1 << 20) as out:
         for i in range(rows):
@@ -112,23 +114,19 @@ def prepare(path: Path) -> dict[str, Any]:
     return result
 
 
-def actors_memory(path: Path, seconds: float) -> dict[str, Any]:
+def actors_memory(path: Path, seconds: float, target: Target) -> dict[str, Any]:
     """RSS/USS of each actor after ``seconds`` of a once run with the feed at path."""
     from rafale.cluster.run import start
 
-    with Target() as target:
-        resolve = (f"push.rafale.test:443:{target.addresses[0]}",)
-        # Nothing listens on 443 for push.rafale.test: the rows fail to connect at once,
-        # which is all this part needs (the senders read every row they send).
-        run = start(feed=str(path), feed_mode="once", rate_per_s=20_000, actors=2,
-                    resolve=resolve, cacert=str(target.ca_file), timeout_s=1)
-        time.sleep(max(0.0, run.start_at_s + seconds - time.time()))
-        actors = []
-        for info in run.meta()["actors"]:
-            memory = psutil.Process(int(info["pid"])).memory_full_info()
-            actors.append({"actor": info["actor"], "rss_b": memory.rss, "uss_b": memory.uss})
-        sent = int(run.summary()["requests"]["sent"])
-        run.abort()
+    run = start(feed=str(path), feed_mode="once", rate_per_s=RATE_PER_S, actors=2,
+                resolve=target.resolve, cacert=str(target.ca_file))
+    time.sleep(max(0.0, run.start_at_s + seconds - time.time()))
+    actors = []
+    for info in run.meta()["actors"]:
+        memory = psutil.Process(int(info["pid"])).memory_full_info()
+        actors.append({"actor": info["actor"], "rss_b": memory.rss, "uss_b": memory.uss})
+    sent = int(run.summary()["requests"]["sent"])
+    run.abort()
     total_rss = sum(a["rss_b"] for a in actors)
     return {"seconds": seconds, "sent": sent, "actors": actors, "total_rss_b": total_rss,
             "target_b": ACTORS_MEMORY_TARGET_B, "met": total_rss < ACTORS_MEMORY_TARGET_B}
@@ -176,18 +174,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpu = cpu_per_request(args.rounds, args.paths, args.warmup, args.duration)
     print(f"   feed/single CPU per request: median {cpu['ratio_median']:.3f} "
           f"(target <= {CPU_RATIO_TARGET}) rounds {[round(r, 3) for r in cpu['ratios']]}")
-    with tempfile.TemporaryDirectory(prefix="rafale-feed-bench-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="rafale-feed-bench-") as tmp,
+          Target() as target):
         path = Path(tmp) / "feed.jsonl"
         began = time.perf_counter()
-        size = write_feed(path, args.rows)
+        size = write_feed(path, args.rows, target)
         print(f"2. preparing {args.rows:,} rows ({size / 2**30:.2f} GiB JSON Lines, written in "
               f"{time.perf_counter() - began:.0f} s)")
         prep = prepare(path)
         prep["file_b"] = size
         print(f"   {prep['rows_per_s']:,.0f} rows/s (read+check {prep['load_s']:.1f} s, "
               f"chunks {prep['plan_s']:.1f} s), peak RSS {prep['peak_rss_b'] / 2**30:.2f} GiB")
-        print(f"3. senders' memory with that feed ({args.memory_seconds:g} s, 2 actors)")
-        memory = actors_memory(path, args.memory_seconds)
+        print(f"3. senders' memory with that feed ({args.memory_seconds:g} s at "
+              f"{RATE_PER_S:,} rows/s, 2 actors)")
+        memory = actors_memory(path, args.memory_seconds, target)
         rss = ", ".join(f"{a['rss_b'] / 2**20:,.0f}" for a in memory["actors"])
         uss = ", ".join(f"{a['uss_b'] / 2**20:,.0f}" for a in memory["actors"])
         print(f"   actors' RSS {memory['total_rss_b'] / 2**20:,.0f} MiB in total ({rss} MiB; "

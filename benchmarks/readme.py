@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import contention, driver_scale, feeds
+from benchmarks import contention, driver_scale, feeds, webpush
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -50,11 +50,21 @@ def render_contention(data: dict[str, Any]) -> str:
 
 
 def render_feeds(data: dict[str, Any]) -> str:
-    command = f"python -m benchmarks.feeds --rows {data['args']['rows']} --out docs/results"
+    args = data["args"]
+    command = (f"python -m benchmarks.feeds --rows {args['rows']} --rounds {args['rounds']} "
+               "--out docs/results")
     return _machine(data["machine"], command) + "\n" + feeds.markdown(data)
 
 
+def render_webpush(data: dict[str, Any]) -> str:
+    args = data["args"]
+    command = (f"python -m benchmarks.webpush --messages {args['messages']} "
+               f"--rate {float(args['rate']):g} --out docs/results")
+    return _machine(data["machine"], command) + "\n" + webpush.markdown(data)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "webpush": render_webpush,
     "feeds": render_feeds,
     "driver_scale": render_driver_scale,
     "contention": render_contention,

@@ -6,22 +6,24 @@ Ray, pycurl and the driver are imported inside the commands that need them, so
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import signal
 import sys
-import warnings
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from rafale.analysis.redact import redact_text
+from rafale.cluster.cli_common import (  # noqa: F401 - EXIT_* re-exported for callers
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    exit_code,
+    fail,
+    show_warnings,
+    sigterm_as_interrupt,
+)
+from rafale.cluster.cli_webpush import app as webpush_app
 from rafale.cluster.spec import RunSpec
-
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="rafale", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -132,11 +134,6 @@ ReserveCpu = Annotated[bool, typer.Option(
     "--reserve-driver-cpu", help="Keep one CPU of the head node free for the driver.")]
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    typer.echo(f"rafale: error: {redact_text(message)}", err=True)
-    raise typer.Exit(code)
-
-
 def _body(data: str | None) -> bytes:
     if data is None:
         return b""
@@ -164,28 +161,6 @@ def _common(*, rate: str | None, ramp: str | None, duration: str | None, resolve
         "headers": tuple(header or ()), "method": method, "body": _body(data),
         "address": address, "reserve_driver_cpu": reserve_driver_cpu,
     }
-
-
-def _sigterm_as_interrupt() -> None:
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGTERM, raise_interrupt)
-
-
-def _show_warnings() -> None:
-    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:
-        typer.echo(f"rafale: warning: {message}", err=True)
-
-    warnings.showwarning = show
-
-
-def _exit_code(ended: str) -> int:
-    if ended == "interrupted":
-        return EXIT_INTERRUPTED
-    return 0 if ended in ("completed", "stopped") else EXIT_FAILED
 
 
 # ----- commands ----------------------------------------------------------------------------
@@ -223,7 +198,7 @@ def run(
     reserve_driver_cpu: ReserveCpu = False,
 ) -> None:
     """Send requests at --rate for --duration (or a feed's rows) and print a summary."""
-    _show_warnings()
+    show_warnings()
     try:
         options: dict[str, Any] = {"urls": tuple(urls or ()), "stages": stages or (),
                                    "http": http, "dns": dns, "actors": actors, "out": out,
@@ -239,8 +214,8 @@ def run(
                 method=method, data=data,
                 address=address, reserve_driver_cpu=reserve_driver_cpu))
     except ValueError as exc:
-        _fail(str(exc))
-    _sigterm_as_interrupt()
+        fail(str(exc))
+    sigterm_as_interrupt()
     from rafale.cluster.progress import ProgressPrinter
     from rafale.cluster.run import start
 
@@ -248,12 +223,12 @@ def run(
     try:
         running = start(spec=spec, on_progress=printer)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted while starting; no request was sent", EXIT_INTERRUPTED)
+        fail("interrupted while starting; no request was sent", EXIT_INTERRUPTED)
     except RuntimeError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    _sigterm_as_interrupt()  # again: ray.init installs its own SIGTERM handler
+        fail(str(exc), EXIT_FAILED)
+    sigterm_as_interrupt()  # again: ray.init installs its own SIGTERM handler
     from rafale.analysis.report import render, summary_text  # matplotlib: after the start
 
     result = running.wait()
@@ -261,13 +236,13 @@ def run(
         printer.close()
     typer.echo(summary_text(result), nl=False)
     if running.save_error is not None:
-        _fail(running.save_error, EXIT_FAILED)
+        fail(running.save_error, EXIT_FAILED)
     if spec.out:
         typer.echo(f"saved to {spec.out}")
         if charts:
             for path in render(spec.out):
                 typer.echo(f"wrote {path}")
-    raise typer.Exit(_exit_code(str(result.meta.get("ended", ""))))
+    raise typer.Exit(exit_code(str(result.meta.get("ended", ""))))
 
 
 @app.command()
@@ -293,7 +268,7 @@ def matrix(
     """Run every HTTP version × DNS mode (× actor count) back to back and compare them."""
     from rafale.cluster.matrix import plan, run_matrix, split_list
 
-    _show_warnings()
+    show_warnings()
     try:
         base = _common(
             rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
@@ -304,7 +279,7 @@ def matrix(
         cases, notes = plan(base, urls, split_list(http, "http"), split_list(dns, "dns"),
                             split_list(actors, "actors"), out)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     from rafale.analysis import compare
@@ -313,8 +288,8 @@ def matrix(
     try:
         placement.connect(address)
     except ValueError as exc:
-        _fail(str(exc))
-    _sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler
+        fail(str(exc))
+    sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler
 
     def started(case: Any) -> None:
         typer.echo(f"run {case.label} ...", err=True)
@@ -322,12 +297,12 @@ def matrix(
     try:
         results, written = run_matrix(cases, out, on_start=started)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(compare.to_markdown(compare.compare(results)), nl=False)
     for path in written:
         typer.echo(f"wrote {path}")
     ended = [str(r.meta.get("ended", "")) for r in results]
-    raise typer.Exit(max((_exit_code(e) for e in ended), default=0))
+    raise typer.Exit(max((exit_code(e) for e in ended), default=0))
 
 
 @app.command()
@@ -339,7 +314,7 @@ def report(directory: Annotated[str, typer.Argument(
     try:
         written = render(directory)
     except FileNotFoundError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     typer.echo(text(directory), nl=False)
     for path in written:
         typer.echo(f"wrote {path}")
@@ -349,11 +324,27 @@ def report(directory: Annotated[str, typer.Argument(
 def target(
     access_log: Annotated[bool, typer.Option(
         "--access-log", help="Write a JSON access log line per request.")] = False,
+    push: Annotated[bool, typer.Option(
+        "--push", help="Also act as a push service on /push/<id>: 201, 410 for --gone ids, "
+                       "429 once for a share of ids, 413 above 4,096 bytes, 400 without "
+                       "aes128gcm, TTL or a vapid Authorization.")] = False,
+    gone: Annotated[str | None, typer.Option(
+        "--gone", metavar="FILE", show_default=False,
+        help="With --push: ids answered 410 Gone (one per line).")] = None,
+    throttle_share: Annotated[float, typer.Option(
+        "--throttle-share", metavar="0..1",
+        help="With --push: share of ids answered 429 (Retry-After) the first time.")] = 0.0,
 ) -> None:
     """Run the embedded target (Caddy on loopback: h1, h2, h3 over TLS; h1, h2c) until Ctrl-C."""
-    from rafale.cluster.target import main_foreground
+    from rafale.cluster.target import PushOptions, main_foreground
 
-    raise typer.Exit(main_foreground(access_log=access_log))
+    try:
+        ids = (tuple(line.strip() for line in Path(gone).read_text().splitlines()
+                     if line.strip()) if gone else ())
+        options = PushOptions(ids, throttle_share=throttle_share) if push else None
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    raise typer.Exit(main_foreground(access_log=access_log, push=options))
 
 
 @app.command()
@@ -372,8 +363,11 @@ def doctor(
         doctor_main = importlib.import_module("rafale.cluster.doctor").main
         code = doctor_main(planned_connections=planned, address=address)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     raise typer.Exit(code)
+
+
+app.add_typer(webpush_app, name="webpush")
 
 
 def main(argv: list[str] | None = None) -> int:

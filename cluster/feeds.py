@@ -239,9 +239,13 @@ def _headers(table: pa.Table, source: str) -> pa.Array:
 
 def _bodies(table: pa.Table, source: str, base: Path | None) -> pa.Array:
     given = {name: _strings(table, name) for name in ("body", "body_b64", "body_file")}
+    raw = table.column("body") if "body" in table.column_names else None
+    if raw is not None and (pa.types.is_binary(raw.type) or pa.types.is_large_binary(raw.type)):
+        given["body"] = raw.cast(pa.binary())  # bytes as they are (e.g. encrypted bodies)
     present = {name: col for name, col in given.items() if col is not None}
     for name, col in present.items():
-        if not pa.types.is_string(col.type):
+        if not pa.types.is_string(col.type) and not (name == "body"
+                                                     and pa.types.is_binary(col.type)):
             row = int(pc.index(pc.is_valid(col), True).as_py())
             raise _fail(source, row, name, f"is {col.type}, not text; give the body as text, "
                         "body_b64 or body_file")
@@ -293,7 +297,7 @@ def _methods(table: pa.Table, source: str) -> pa.Array:
             row = int(pc.index(upper, value).as_py())
             raise _fail(source, row, "method", f"{value!r} is not an HTTP method, e.g. GET "
                         "or POST")
-    return upper.combine_chunks()
+    return upper
 
 
 def _tags(table: pa.Table, source: str) -> tuple[pa.Array, tuple[str, ...]]:
@@ -330,8 +334,9 @@ def load_feed(feed: Any, *, http: str, feed_format: str | None = None) -> Feed:
     origins = _check_urls(urls, http, source)
     base = Path(source).parent if not source.startswith("<") else None
     tags, names = _tags(table, source)
+    # Columns stay in their chunks (no copy of the URLs): plan() copies one chunk at a time.
     normalized = pa.Table.from_arrays(
-        [urls.combine_chunks(), _methods(table, source), _headers(table, source),
+        [urls, _methods(table, source), _headers(table, source),
          _bodies(table, source, base), tags], schema=FEED_SCHEMA)
     return Feed(normalized, names, source, origins)
 

@@ -37,7 +37,7 @@ from rafale.actors.priority import Priority
 from rafale.analysis import store
 from rafale.analysis.log import WindowLog
 from rafale.analysis.outcomes import OutcomeLog, outcome_counts
-from rafale.analysis.redact import redact_meta
+from rafale.analysis.redact import redact_meta, redact_text
 from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
 from rafale.cluster import placement
@@ -131,6 +131,7 @@ class Run:
         self._paused_s = 0.0
         self._paused_at: float | None = None
         self._resent = 0
+        self._answers: dict[str, str] = {}  # status -> first answer body (keep_answers)
         self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.start_at_s = start_at_s
         self.on_progress = on_progress
@@ -188,6 +189,8 @@ class Run:
         feed's outcomes when it is sent once)."""
         summary = summarize(self.log.total())
         summary["target"] = target_summary(self.spec, summary, self.log.per_second())
+        if self._answers:
+            summary["answers"] = dict(self._answers)
         feed = self.spec.feed
         if feed is not None:
             summary["feed"] = feed.summary(self.spec.feed_mode)
@@ -458,6 +461,8 @@ class Run:
                 self._notes.append(f"actor {actor.index}: last drain failed ({exc!r})")
         self.log.append(drained)
         self._complete_outcomes()
+        if self.spec.keep_answers:
+            self._collect_answers(live)
         self.log.seal_all()
         placement.kill_all([a.handle for a in self._actors])
         if self._ended is None:
@@ -487,6 +492,16 @@ class Run:
         outcomes = self.outcomes.take_unsaved() if self.outcomes is not None else None
         self._checkpoints.append(*self.log.take_unsaved(), self.meta(), self.summary(),
                                  outcomes)
+
+    def _collect_answers(self, live: list[_Actor]) -> None:
+        """The first kept answer of each status, over the actors (shown once)."""
+        for actor in live:
+            try:
+                found = ray.get(actor.handle.first_answers.remote(), timeout=CALL_TIMEOUT_S)
+            except (RayActorError, GetTimeoutError):
+                continue
+            for code, body in found.items():
+                self._answers.setdefault(code, redact_text(body))
 
     def _complete_outcomes(self) -> None:
         """Every row of a feed sent once gets an outcome: rows nobody reported are unsent,

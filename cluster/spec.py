@@ -94,6 +94,7 @@ class RunSpec:
     only: tuple[str, ...] = ()
     retry: int = 0
     resend_unknown: bool = False
+    keep_answers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -127,6 +128,11 @@ class RunSpec:
         self._check_files()
         put(self, "retry", check_number("retry", self.retry, "retries", zero_ok=True,
                                         integer=True, parse_text=True))
+        keep = tuple(self.keep_answers or ())
+        for code in keep:
+            if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+                raise ValueError(f"keep_answers {code!r} is not an HTTP status (100..599)")
+        put(self, "keep_answers", keep)
         if self.feed is None and (self.retry or self.resend_unknown):
             raise ValueError("retry and resend_unknown need a feed (they act on its rows)")
 
@@ -339,6 +345,7 @@ class RunSpec:
             http=self.http, dns=self.dns, resolve=resolve, cacert=self.cacert,
             insecure=self.insecure, timeout_s=self.timeout_s, schedule=schedule,
             late_after_s=self.late_after_s, retry=RetryPolicy(self.retry),
+            keep_answers=self.keep_answers,
             duration_s=until_s, max_in_flight=self.max_in_flight,
             in_flight_step=self.in_flight_step, max_connections=self.max_connections,
             streams_per_connection=self.streams_per_connection,
@@ -363,7 +370,7 @@ class RunSpec:
                 value = [list(s) for s in value]
             elif f.name == "feed":
                 value = None if value is None else value.summary(self.feed_mode)
-            elif f.name == "only":
+            elif f.name in ("only", "keep_answers"):
                 value = list(value)
             out[f.name] = value
         return out

@@ -41,6 +41,7 @@ from rafale.cluster.target_config import (  # noqa: F401 - re-exported for calle
     BIG_BODY_BYTES,
     DEFAULT_ADDRESSES,
     DEFAULT_HOST,
+    PushOptions,
     TargetOptions,
     caddy_config,
     free_port,
@@ -81,14 +82,17 @@ class Target:
         keep_dir: bool = False,
         start_timeout_s: float = 10.0,
         stop_timeout_s: float = 5.0,
+        push: PushOptions | None = None,
     ) -> None:
         self.options = TargetOptions(
-            tuple(addresses), host, access_log, keep_dir, start_timeout_s, stop_timeout_s
+            tuple(addresses), host, access_log, keep_dir, start_timeout_s, stop_timeout_s,
+            push,
         )
         self.host, self.addresses = self.options.host, self.options.addresses
         self.https_port = self.http_port = 0
         self.dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._push: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -107,6 +111,22 @@ class Target:
     @property
     def stderr_path(self) -> Path:
         return self._dir() / "caddy.stderr"
+
+    @property
+    def push_log_path(self) -> Path:
+        """The push emulator's log: one JSON line per request (push mode)."""
+        return self._dir() / "push.log"
+
+    def push_url(self, push_id: str) -> str:
+        """A push endpoint of the emulated push service (push mode)."""
+        return self.url(f"/push/{push_id}")
+
+    def push_log_entries(self) -> list[dict[str, Any]]:
+        """Every request the push emulator answered so far (push mode)."""
+        if self.dir is None or not self.push_log_path.exists():
+            return []
+        with self.push_log_path.open() as lines:
+            return [json.loads(line) for line in lines if line.endswith("\n")]
 
     @property
     def https_url(self) -> str:
@@ -151,7 +171,9 @@ class Target:
             self.https_port = free_port(self.addresses)
             self.http_port = free_port(self.addresses, exclude=(self.https_port,))
         config_path = self.dir / "caddy.json"
-        config = caddy_config(self.options, self.https_port, self.http_port, self.access_log_path)
+        upstream = self._start_push() if self.options.push is not None else None
+        config = caddy_config(self.options, self.https_port, self.http_port, self.access_log_path,
+                              upstream)
         config_path.write_text(json.dumps(config, indent=1))
         with self.stderr_path.open("ab") as stderr:
             self._process = subprocess.Popen(
@@ -239,7 +261,42 @@ class Target:
         data, config = str(home / "data"), str(home / "config")
         return {**os.environ, "HOME": str(home), "XDG_DATA_HOME": data, "XDG_CONFIG_HOME": config}
 
+    def _start_push(self) -> str:
+        """Start the push emulator on the first address; its host:port for Caddy."""
+        push = self.options.push
+        assert push is not None
+        home = self._dir()
+        address = self.addresses[0]
+        port = free_port((address,), exclude=(self.https_port, self.http_port))
+        command = [sys.executable, "-m", "rafale.cluster.push_emulator",
+                   "--listen", f"{address}:{port}", "--log", str(self.push_log_path),
+                   "--throttle-share", str(push.throttle_share),
+                   "--retry-after-s", str(push.retry_after_s),
+                   "--keep-bodies", str(push.keep_bodies)]
+        for name, ids in (("gone", push.gone), ("known", push.known)):
+            if ids is not None:
+                (home / f"push-{name}.txt").write_text("".join(f"{i}\n" for i in ids))
+                command += [f"--{name}", str(home / f"push-{name}.txt")]
+        with (home / "push.stderr").open("ab") as stderr:
+            self._push = subprocess.Popen(command, cwd=home, stdin=subprocess.DEVNULL,
+                                          stdout=stderr, stderr=stderr)
+        deadline = time.monotonic() + self.options.start_timeout_s
+        while ("tcp", address, port) not in _bound_sockets(self._push.pid):
+            if self._push.poll() is not None or time.monotonic() > deadline:
+                tail = (home / "push.stderr").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"push emulator did not start:\n{tail}")
+            time.sleep(0.02)
+        return f"{address}:{port}"
+
     def _end_process(self, sig: signal.Signals) -> None:
+        push, self._push = self._push, None
+        if push is not None and push.poll() is None:
+            push.send_signal(sig)
+            try:
+                push.wait(self.options.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                push.kill()
+                push.wait()
         process, self._process = self._process, None
         if process is None:
             return
@@ -314,13 +371,15 @@ def main_foreground(
     host: str = DEFAULT_HOST,
     access_log: bool = False,
     out: TextIO | None = None,
+    push: PushOptions | None = None,
 ) -> int:
     """Run the target until Ctrl-C (or SIGTERM), printing how to reach it. Exit code."""
     out = out or sys.stdout
     with contextlib.suppress(ValueError):  # not the main thread: Ctrl-C only
         signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        with Target(addresses=addresses, host=host, access_log=access_log) as target:
+        with Target(addresses=addresses, host=host, access_log=access_log,
+                    push=push) as target:
             print(_describe(target), file=out, flush=True)
             while target.running:
                 time.sleep(0.2)
@@ -340,6 +399,8 @@ def _describe(target: Target) -> str:
         f"  CA file: {target.ca_file}",
         *(f"  resolve: {entry}" for entry in target.resolve),
         *([f"  access log: {target.access_log_path}"] if target.options.access_log else []),
+        *([f"  push service: {target.push_url('<id>')} (log {target.push_log_path})"]
+          if target.options.push else []),
         f"  try: curl --cacert {target.ca_file} {resolve} {target.https_url}",
         "Ctrl-C to stop.",
     ]

@@ -16,6 +16,25 @@ ACCESS_LOGGER = "rafale"
 
 
 @dataclass(frozen=True)
+class PushOptions:
+    """The push-service mode (``cluster/push_emulator.py``): ids answered 410 (gone), the
+    known ids (others 404; None: every id is known), the share of ids throttled once with
+    429, its Retry-After, and how many delivered bodies the log keeps."""
+
+    gone: tuple[str, ...] = ()
+    known: tuple[str, ...] | None = None
+    throttle_share: float = 0.0
+    retry_after_s: int = 1
+    keep_bodies: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.throttle_share <= 1.0:
+            raise ValueError(f"throttle_share {self.throttle_share!r} must be in 0..1")
+        if self.retry_after_s < 0 or self.keep_bodies < 0:
+            raise ValueError("retry_after_s and keep_bodies must be >= 0")
+
+
+@dataclass(frozen=True)
 class TargetOptions:
     """What to serve and where. Ports are chosen at start (free on every address)."""
 
@@ -25,6 +44,7 @@ class TargetOptions:
     keep_dir: bool = False
     start_timeout_s: float = 10.0
     stop_timeout_s: float = 5.0
+    push: PushOptions | None = None
 
     def __post_init__(self) -> None:
         if not self.addresses:
@@ -109,10 +129,19 @@ def _routes() -> list[dict[str, Any]]:
     ]
 
 
+def _push_route(upstream: str) -> dict[str, Any]:
+    return {"match": [{"path": ["/push/*"]}],
+            "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": upstream}]}],
+            "terminal": True}
+
+
 def caddy_config(
-    options: TargetOptions, https_port: int, http_port: int, access_log_path: Path
+    options: TargetOptions, https_port: int, http_port: int, access_log_path: Path,
+    push_upstream: str | None = None,
 ) -> dict[str, Any]:
-    """The adapter-free Caddy JSON config: no admin, no ACME, no redirects, no trust store."""
+    """The adapter-free Caddy JSON config: no admin, no ACME, no redirects, no trust store.
+    With ``push_upstream``, /push/* goes to the push emulator there."""
+    push = [_push_route(push_upstream)] if push_upstream else []
     logs = {"logs": {"default_logger_name": ACCESS_LOGGER}} if options.access_log else {}
     tls_server = {
         "listen": [_hostport(a, https_port) for a in options.addresses],
@@ -140,8 +169,8 @@ def caddy_config(
             "http": {
                 "grace_period": "1s",
                 "servers": {
-                    "tls": {**tls_server, "routes": _routes()},
-                    "plain": {**plain_server, "routes": _routes()},
+                    "tls": {**tls_server, "routes": push + _routes()},
+                    "plain": {**plain_server, "routes": push + _routes()},
                 },
             },
         },

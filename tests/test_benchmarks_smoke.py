@@ -91,3 +91,16 @@ def test_feeds_benchmark_runs_small_and_renders(tmp_path: Path) -> None:
     assert report["memory"]["sent"] > 0 and len(report["memory"]["actors"]) == 2
     table = feeds.markdown(report)
     assert "40,000 rows" in table and "feed / one URL" in table
+
+
+@pytest.mark.slow
+def test_webpush_benchmark_runs_small_and_renders(tmp_path: Path) -> None:
+    from benchmarks import webpush
+
+    assert webpush.main(["--messages", "600", "--rate", "300", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "webpush.json").read_text())
+    assert [p["workers"] for p in report["prepare"]] == [1, 2]
+    assert all(p["messages"] == 600 and p["messages_per_s"] > 0 for p in report["prepare"])
+    assert report["encoders"]["rafale_us"] > 0 and report["encoders"]["pywebpush_us"] > 0
+    assert report["send"]["delivered"] == 594 and report["send"]["gone"] == 6
+    assert "speed-up" in webpush.markdown(report)

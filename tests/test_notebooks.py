@@ -111,7 +111,7 @@ def cells(nb: NotebookNode) -> list[tuple[str, str, bool]]:
 
 
 def test_every_notebook_is_found() -> None:
-    assert NAMES == ["protocols_and_dns", "quickstart"]
+    assert NAMES == ["protocols_and_dns", "quickstart", "webpush"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -171,3 +171,21 @@ def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> N
     used = table.groupby("dns")["addresses_used"].agg(["min", "max"])
     assert used.loc["pinned", "min"] == 2 and used.loc["system", "max"] == 1
     assert "| http" in (out / "comparison.md").read_text()
+
+
+@pytest.mark.slow
+def test_webpush(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
+    out = tmp_path / "webpush"
+    nb = execute("webpush", {
+        "SUBSCRIPTIONS": 1500, "GONE_SHARE": 0.02, "THROTTLE_SHARE": 0.05, "RATE_PER_S": 800,
+        "RAMP_S": 1, "PAYLOAD": '{"title": "test"}', "OUT_DIR": str(out),
+    }, kernel_specs, tmp_path)
+
+    text = text_output(nb)
+    assert "every subscription got exactly one delivered message (1,470)" in text
+    assert '-> {"title": "test"}' in text  # a received body decrypted to the payload
+    assert images(nb) >= 1  # delivered / gone / retried per second
+    gone = (out / "sent" / "gone.jsonl").read_text().splitlines()
+    assert len(gone) == 30
+    outcomes = store.load_outcomes(out / "sent")
+    assert len(outcomes) == 1500 and (outcomes["status"].isin([201, 410])).all()

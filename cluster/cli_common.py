@@ -1,0 +1,44 @@
+"""What every ``rafale`` command shares: exit codes, the one way to fail with a message,
+warnings on stderr, SIGTERM as Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import warnings
+from typing import Any, NoReturn
+
+import typer
+
+from rafale.analysis.redact import redact_text
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    typer.echo(f"rafale: error: {redact_text(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def sigterm_as_interrupt() -> None:
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def show_warnings() -> None:
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        typer.echo(f"rafale: warning: {message}", err=True)
+
+    warnings.showwarning = show
+
+
+def exit_code(ended: str) -> int:
+    if ended == "interrupted":
+        return EXIT_INTERRUPTED
+    return 0 if ended in ("completed", "stopped") else EXIT_FAILED
