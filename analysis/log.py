@@ -17,7 +17,7 @@ Readers: :meth:`per_second` (the live frame), :meth:`total` (the summary),
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +104,8 @@ class WindowLog:
         self._total = Aggregate()  # the sealed seconds and late windows
         self._in_flight: dict[int, int] = {}  # the latest gauge of each actor
         self.count = 0
+        # Called with each second as it is sealed (e.g. rolling-window thresholds).
+        self.on_seal: Callable[[int, Aggregate], None] | None = None
 
     @classmethod
     def of(cls, windows: Iterable[Mapping[str, Any]]) -> WindowLog:
@@ -158,6 +160,8 @@ class WindowLog:
         for second in sorted(s for s in self._open if s <= before):
             agg = self._open.pop(second)
             self._total.add(agg)
+            if self.on_seal is not None:
+                self.on_seal(second, agg)
             self._sealed[second] = _Sealed(dict(agg.counters), set(agg.actors), agg.encoded(),
                                            agg.row(FRAME_PERCENTILES))
 

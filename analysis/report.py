@@ -164,7 +164,38 @@ def summary_text(result: Result) -> str:
     for r in rows:
         lines.append("  " + "  ".join(
             c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+    lines += _threshold_lines(s.get("thresholds") or [])
     return "\n".join(lines) + "\n"
+
+
+def _threshold_value(result: Mapping[str, Any]) -> str:
+    value = result.get("value")
+    if value is None:
+        return "no samples"
+    metric = str(result.get("metric", ""))
+    if "." in metric:
+        return f"{value / 1000.0:,.3f} ms"
+    if metric == "dropped":
+        return f"{value:,.0f}"
+    return f"{value:.2%}"
+
+
+def _threshold_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per threshold: pass/FAIL, the expression, the value (and windows)."""
+    if not results:
+        return []
+    failed = sum(not r["passed"] for r in results)
+    lines = ["", f"thresholds: {len(results) - failed} passed, {failed} failed"]
+    for r in results:
+        mark = "pass" if r["passed"] else "FAIL"
+        windows = ""
+        if r.get("window_s"):
+            windows = (f"; {r['failed_windows']} failing {r['window_s']} s windows"
+                       + (f", first at {r['first_failed_window_s']} s"
+                          if r.get("first_failed_window_s") is not None else ""))
+        lines.append(f"  {mark}  {r['threshold']}  (whole run: {_threshold_value(r)}"
+                     f"{windows})")
+    return lines
 
 
 def text(directory: str | os.PathLike[str]) -> str:

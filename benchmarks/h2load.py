@@ -24,7 +24,8 @@ import psutil
 from benchmarks.shapes import Measurement, Shape
 from rafale.cluster.target import Target
 
-__all__ = ["H2loadReport", "ensure_h2load", "h2load_command", "parse_report", "run_h2load"]
+__all__ = ["H2loadReport", "ensure_h2load", "ensure_tool", "h2load_command", "parse_report",
+           "run_h2load"]
 
 _FINISHED = re.compile(r"^finished in ([\d.]+)(m?s), ([\d.]+) req/s")
 _REQUESTS = re.compile(
@@ -42,19 +43,24 @@ def _apt(*args: str) -> bool:
     return subprocess.run(command, env=env, check=False).returncode == 0
 
 
-def ensure_h2load() -> str:
-    """The h2load binary; installs Debian's nghttp2-client with apt-get when missing."""
-    found = shutil.which("h2load")
+def ensure_tool(binary: str, package: str) -> str:
+    """``binary`` on PATH; installs Debian's ``package`` with apt-get when missing."""
+    found = shutil.which(binary)
     if found:
         return found
-    print("h2load not found: installing nghttp2-client with apt-get", flush=True)
-    if not _apt("install", "-y", "nghttp2-client"):
+    print(f"{binary} not found: installing {package} with apt-get", flush=True)
+    if not _apt("install", "-y", "--no-install-recommends", package):
         _apt("update")
-        _apt("install", "-y", "nghttp2-client")
-    found = shutil.which("h2load")
+        _apt("install", "-y", "--no-install-recommends", package)
+    found = shutil.which(binary)
     if found is None:
-        raise RuntimeError("h2load is missing and `apt-get install nghttp2-client` failed")
+        raise RuntimeError(f"{binary} is missing and `apt-get install {package}` failed")
     return found
+
+
+def ensure_h2load() -> str:
+    """The h2load binary; installs Debian's nghttp2-client with apt-get when missing."""
+    return ensure_tool("h2load", "nghttp2-client")
 
 
 def h2load_command(

@@ -65,6 +65,15 @@ Retry = Annotated[int, typer.Option(
     help="Retry a feed row up to N times after a connect/timeout/recv error or a 429/503 "
          "answer, after its Retry-After (else a capped exponential backoff from 0.5 s). A "
          "retry takes a slot of the schedule: the rate holds.")]
+Thresholds = Annotated[list[str] | None, typer.Option(
+    "--threshold", metavar="EXPR", show_default=False,
+    help="A pass/fail check over the merged results of every actor and host, e.g. "
+         "'p99<250ms', 'error_rate<1%', 'p99[tag=api][10s]<400ms' (every rolling 10 s "
+         "window), 'rate>=99%', 'share[address=IP]>=40%', 'send_lag.p99<5ms'; ':abort' "
+         "stops the run when it fails (':abort-after=5s' waits that long). Repeatable. Exit "
+         "99 when any fails.")]
+AbortOnFail = Annotated[bool, typer.Option(
+    "--abort-on-fail", help="Every --threshold stops the run when it fails.")]
 ResendUnknown = Annotated[bool, typer.Option(
     "--resend-unknown",
     help="Rows that a lost actor may have sent (outcome unknown) are sent again by the "
@@ -130,6 +139,9 @@ Address = Annotated[str | None, typer.Option(
     "--address", metavar="HOST:PORT", show_default=False,
     help="Ray cluster to run on (HOST:PORT or ray://HOST:PORT). Default: start a local Ray "
          "on loopback.")]
+Html = Annotated[bool, typer.Option(
+    "--html", help="Also write report.html: one self-contained page (summary, thresholds, "
+                   "every chart inline, the spec) to share or attach to a CI job.")]
 ReserveCpu = Annotated[bool, typer.Option(
     "--reserve-driver-cpu", help="Keep one CPU of the head node free for the driver.")]
 
@@ -170,7 +182,8 @@ def _common(*, rate: str | None, ramp: str | None, duration: str | None, resolve
 def run(
     urls: FeedUrls = None, feed: FeedOption = None, feed_format: FeedFormat = None,
     feed_mode: FeedMode = "cycle", only: Only = None, retry: Retry = 0,
-    resend_unknown: ResendUnknown = False, rate: Rate = None, ramp: Ramp = None,
+    resend_unknown: ResendUnknown = False, threshold: Thresholds = None,
+    abort_on_fail: AbortOnFail = False, rate: Rate = None, ramp: Ramp = None,
     stages: Stages = None,
     duration: Duration = None, http: Http = "2", dns: Dns = "system", resolve: Resolve = None,
     nameserver: Nameserver = None,
@@ -195,6 +208,7 @@ def run(
         "--charts/--no-charts", help="Write the charts into --out at the end.")] = True,
     progress: Annotated[bool, typer.Option(
         "--progress/--quiet", help="Print a progress line every second (stderr).")] = True,
+    html: Html = False,
     reserve_driver_cpu: ReserveCpu = False,
 ) -> None:
     """Send requests at --rate for --duration (or a feed's rows) and print a summary."""
@@ -205,7 +219,9 @@ def run(
                                    "label": label, "show_query": show_query, "feed": feed,
                                    "feed_format": feed_format, "feed_mode": feed_mode,
                                    "only": only or (), "retry": retry,
-                                   "resend_unknown": resend_unknown}
+                                   "resend_unknown": resend_unknown,
+                                   "thresholds": tuple(threshold or ()),
+                                   "abort_on_fail": abort_on_fail}
         spec = RunSpec(**options, **_common(
                 rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
                 max_in_flight=max_in_flight, in_flight_step=in_flight_step,
@@ -242,7 +258,15 @@ def run(
         if charts:
             for path in render(spec.out):
                 typer.echo(f"wrote {path}")
-    raise typer.Exit(exit_code(str(result.meta.get("ended", ""))))
+        if html:
+            from rafale.analysis.html import write_html
+
+            typer.echo(f"wrote {write_html(spec.out)}")
+    elif html:
+        typer.echo("rafale: warning: --html needs --out (the report is written there)",
+                   err=True)
+    raise typer.Exit(exit_code(str(result.meta.get("ended", "")),
+                               bool(result.summary.get("thresholds_passed", True))))
 
 
 @app.command()
@@ -263,7 +287,7 @@ def matrix(
     streams: Streams = 100, cacert: Cacert = None, insecure: Insecure = False,
     timeout: Timeout = "10s", late_after: LateAfter = "1ms", header: Header = None,
     method: Method = "GET", data: Data = None,
-    address: Address = None, reserve_driver_cpu: ReserveCpu = False,
+    address: Address = None, reserve_driver_cpu: ReserveCpu = False, html: Html = False,
 ) -> None:
     """Run every HTTP version × DNS mode (× actor count) back to back and compare them."""
     from rafale.cluster.matrix import plan, run_matrix, split_list
@@ -299,6 +323,10 @@ def matrix(
     except ValueError as exc:
         fail(str(exc))
     typer.echo(compare.to_markdown(compare.compare(results)), nl=False)
+    if html:
+        from rafale.analysis.html import write_html
+
+        written.append(write_html(out))
     for path in written:
         typer.echo(f"wrote {path}")
     ended = [str(r.meta.get("ended", "")) for r in results]
@@ -307,12 +335,17 @@ def matrix(
 
 @app.command()
 def report(directory: Annotated[str, typer.Argument(
-        help="A result directory (from --out) or a matrix directory.")]) -> None:
+        help="A result directory (from --out) or a matrix directory.")],
+        html: Html = False) -> None:
     """Re-render the charts and print the summary of saved results (no Ray needed)."""
     from rafale.analysis.report import render, text
 
     try:
         written = render(directory)
+        if html:
+            from rafale.analysis.html import write_html
+
+            written.append(write_html(directory))
     except FileNotFoundError as exc:
         fail(str(exc), EXIT_FAILED)
     typer.echo(text(directory), nl=False)

@@ -15,6 +15,7 @@ from rafale.analysis.redact import redact_text
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+EXIT_THRESHOLDS = 99  # a threshold failed (as k6)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -38,7 +39,10 @@ def show_warnings() -> None:
     warnings.showwarning = show
 
 
-def exit_code(ended: str) -> int:
+def exit_code(ended: str, thresholds_passed: bool = True) -> int:
+    """130 interrupted, 99 a threshold failed, 0 completed or stopped, 1 otherwise."""
     if ended == "interrupted":
         return EXIT_INTERRUPTED
+    if not thresholds_passed:
+        return EXIT_THRESHOLDS
     return 0 if ended in ("completed", "stopped") else EXIT_FAILED

@@ -168,9 +168,18 @@ def connect(address: str | None = None, *, probe_timeout_s: float = PROBE_TIMEOU
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
                              "configure_logging": True}
     if address in (None, "local"):
-        with loopback_ray(), environ(_LOCAL_RAY_ENV):
-            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-                     dashboard_host="127.0.0.1", **quiet)
+        # Ray warns on every start that token authentication is on by default; rafale's
+        # own Ray listens on loopback only and keeps it on: the warning says nothing here.
+        token_notice = logging.getLogger("ray._private.authentication."
+                                         "authentication_token_setup")
+        level = token_notice.level
+        token_notice.setLevel(logging.ERROR)
+        try:
+            with loopback_ray(), environ(_LOCAL_RAY_ENV):
+                ray.init(address="local", _node_ip_address="127.0.0.1",
+                         include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
+        finally:
+            token_notice.setLevel(level)
         return
     assert address is not None
     on_loopback = False

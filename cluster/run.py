@@ -14,6 +14,7 @@ result is saved.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import threading
 import time
@@ -40,6 +41,7 @@ from rafale.analysis.outcomes import OutcomeLog, outcome_counts
 from rafale.analysis.redact import redact_meta, redact_text
 from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
+from rafale.analysis.thresholds import ThresholdWatch, evaluate
 from rafale.cluster import placement
 from rafale.cluster.meta import run_meta
 from rafale.cluster.options import check_out_writable
@@ -139,6 +141,8 @@ class Run:
         self._entries = entries
         self._node_infos = node_infos
         self.log = WindowLog(unsaved=spec.out is not None)
+        self._watch = ThresholdWatch(spec.thresholds)
+        self.log.on_seal = self._watch.add_second
         self._checkpoints = store.Checkpoints(spec.out) if spec.out else None
         self._lost: list[dict[str, Any]] = []
         self._lost_nodes: list[str] = []
@@ -187,8 +191,13 @@ class Run:
     def summary(self) -> dict[str, Any]:
         """The summary so far, from the log's running aggregates, with the target (and the
         feed's outcomes when it is sent once)."""
-        summary = summarize(self.log.total())
+        total = self.log.total()
+        summary = summarize(total)
         summary["target"] = target_summary(self.spec, summary, self.log.per_second())
+        if self.spec.thresholds:
+            results = evaluate(self.spec.thresholds, total, self._watch.failed_windows)
+            summary["thresholds"] = results
+            summary["thresholds_passed"] = all(r["passed"] for r in results)
         if self._answers:
             summary["answers"] = dict(self._answers)
         feed = self.spec.feed
@@ -301,6 +310,18 @@ class Run:
 
     # ----- the drain thread --------------------------------------------------------------
 
+    def _check_thresholds(self) -> None:
+        """Stop the run when an ``:abort`` threshold has failed (after its grace)."""
+        if not any(t.abort for t in self.spec.thresholds) or self._ended is not None:
+            return
+        elapsed = self.elapsed_s
+        self._watch.check_total(self.log.total(), elapsed)
+        reason = self._watch.abort_reason(elapsed)
+        if reason is not None:
+            self._notes.append(f"stopped early: {reason}")
+            self._ended = "threshold failed"
+            self._broadcast("stop")
+
     def _alive_count(self) -> int:
         return sum(a.alive for a in self._actors)
 
@@ -311,6 +332,7 @@ class Run:
                 tick = time.monotonic()
                 self._poll()
                 self._report()
+                self._check_thresholds()
                 live = [a for a in self._actors if a.alive]
                 if not live or all(a.state == "done" for a in live):
                     break
@@ -529,6 +551,24 @@ class Run:
                         warnings=list(self.warnings))
 
 
+# Names users reach for first, and the option they mean.
+_ALIASES = {"url": "urls", "rate": "rate_per_s", "duration": "duration_s", "ramp": "ramp_s",
+            "timeout": "timeout_s", "header": "headers", "data": "body",
+            "threshold": "thresholds"}
+
+
+def unknown_option_message(options: dict[str, Any], error: str) -> str:
+    """Name each unknown option and the closest valid one ("did you mean urls=?")."""
+    valid = list(RunSpec.__dataclass_fields__)
+    hints = []
+    for name in options:
+        if name in valid:
+            continue
+        close = _ALIASES.get(name) or next(iter(difflib.get_close_matches(name, valid, 1)), None)
+        hints.append(f"unknown option {name}=" + (f" (did you mean {close}=?)" if close else ""))
+    return ("; ".join(hints) or error) + f"; valid options are RunSpec fields: {', '.join(valid)}"
+
+
 def start(*, spec: RunSpec | None = None,
           on_progress: Callable[[Snapshot], None] | None = None, **options: Any) -> Run:
     """Validate, resolve, place and start a run; return the :class:`Run` at once.
@@ -542,8 +582,7 @@ def start(*, spec: RunSpec | None = None,
         try:
             spec = RunSpec(**options)
         except TypeError as exc:
-            raise ValueError(f"{exc}; valid options are RunSpec fields: "
-                             f"{', '.join(RunSpec.__dataclass_fields__)}") from None
+            raise ValueError(unknown_option_message(options, str(exc))) from None
     elif options:
         spec = spec.replace(**options)
     entries = resolve(spec)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import resource
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from rafale.actors.feed import FeedPlan
 from rafale.actors.pacing import Schedule, Stage
 from rafale.actors.rows import RetryPolicy
 from rafale.analysis.redact import redact_url
+from rafale.analysis.thresholds import Threshold
 from rafale.cluster.feeds import Feed, check_mode, load_feed, select_rows
 from rafale.cluster.options import (
     FD_OVERHEAD,
@@ -39,6 +40,7 @@ from rafale.cluster.options import (
     parse_stages,
     planned_connections,
 )
+from rafale.cluster.thresholds import parse_thresholds
 
 __all__ = ["RunSpec", "normalize_http", "parse_duration", "parse_stages", "planned_connections"]
 
@@ -95,6 +97,8 @@ class RunSpec:
     retry: int = 0
     resend_unknown: bool = False
     keep_answers: tuple[int, ...] = ()
+    thresholds: tuple[Threshold, ...] = ()
+    abort_on_fail: bool = False
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -133,6 +137,10 @@ class RunSpec:
             if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
                 raise ValueError(f"keep_answers {code!r} is not an HTTP status (100..599)")
         put(self, "keep_answers", keep)
+        thresholds = parse_thresholds(self.thresholds)
+        if self.abort_on_fail:
+            thresholds = tuple(replace(t, abort=True) for t in thresholds)
+        put(self, "thresholds", thresholds)
         if self.feed is None and (self.retry or self.resend_unknown):
             raise ValueError("retry and resend_unknown need a feed (they act on its rows)")
 
@@ -372,6 +380,8 @@ class RunSpec:
                 value = None if value is None else value.summary(self.feed_mode)
             elif f.name in ("only", "keep_answers"):
                 value = list(value)
+            elif f.name == "thresholds":
+                value = [str(t) for t in value]
             out[f.name] = value
         return out
 

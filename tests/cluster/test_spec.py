@@ -197,3 +197,14 @@ def test_no_warning_for_defaults() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         RunSpec(URL)
+
+
+@pytest.mark.parametrize(("given", "meant"), [
+    ("url", "urls"), ("rate", "rate_per_s"), ("duratoin_s", "duration_s"),
+    ("max_inflight", "max_in_flight"), ("threshold", "thresholds"),
+])
+def test_an_unknown_start_option_names_the_closest_valid_one(given: str, meant: str) -> None:
+    from rafale.cluster.run import start
+
+    with pytest.raises(ValueError, match=f"unknown option {given}= \\(did you mean {meant}=\\?\\)"):
+        start(**{given: 1})

@@ -1,0 +1,158 @@
+"""Parse threshold expressions (``--threshold``) into :class:`Threshold` s, before any
+traffic; the syntax and the evaluation are in ``analysis/thresholds.py``."""
+
+from __future__ import annotations
+
+import re
+
+from rafale.actors.checks import parse_duration
+from rafale.analysis.thresholds import HISTS, RATES, SCOPES, STAT, STATUS_RATE, Threshold
+
+__all__ = ["parse_threshold", "parse_thresholds"]
+
+_UNITS_US = {"us": 1.0, "µs": 1.0, "ms": 1000.0, "s": 1_000_000.0}
+_EXPRESSION = re.compile(
+    r"\s*(?P<metric>[A-Za-z_][\w.]*)"
+    r"(?P<scopes>(?:\[[^\]]*\])*)"
+    r"\s*(?P<op><=|>=|<|>)\s*"
+    r"(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(?P<unit>us|µs|ms|s|%)?"
+    r"(?P<options>(?::[\w=.-]+)*)\s*$")
+
+
+def _error(expression: str, position: int, what: str) -> ValueError:
+    pointer = " " * position + "^"
+    return ValueError(f"threshold {expression!r}: {what} at position {position}\n"
+                      f"  {expression}\n  {pointer}")
+
+
+def _metric(expression: str, name: str, start: int) -> str:
+    kind, _, stat = name.partition(".")
+    if STAT.fullmatch(name):  # a bare statistic (p99, p99.9, max, mean): the latency
+        kind, stat = "latency", name
+    if stat or kind in HISTS:
+        if kind not in HISTS:
+            raise _error(expression, start, f"unknown latency {kind!r}; expected latency, "
+                         "latency_raw or send_lag")
+        if not stat or not STAT.fullmatch(stat):
+            raise _error(expression, start + len(kind) + 1, f"unknown statistic {stat!r}; "
+                         "expected p50..p99.99, max or mean")
+        if stat.startswith("p") and not 0 < float(stat[1:]) < 100:
+            raise _error(expression, start + len(kind) + 1, f"percentile {stat!r} is not "
+                         "between 0 and 100")
+        return f"{kind}.{stat}"
+    if name in (*RATES, "dropped") or STATUS_RATE.fullmatch(name):
+        return name
+    raise _error(expression, start, f"unknown metric {name!r}; expected p99 (or another "
+                 "percentile, max, mean, latency_raw.p99, send_lag.p99), error_rate, "
+                 "status_5xx_rate, late_rate, rate, dropped or share")
+
+
+def parse_threshold(expression: str) -> Threshold:
+    """A Threshold from its text (see the module docstring); ValueError with the position
+    of the error."""
+    text = str(expression)
+    match = _EXPRESSION.fullmatch(text)
+    if match is None:
+        position = _first_bad(text)
+        raise _error(text, position, "expected METRIC[SCOPE][WINDOW] OP VALUE[UNIT], e.g. "
+                     "p99<250ms or error_rate[tag=api][10s]<1%")
+    metric = _metric(text, match.group("metric"), match.start("metric"))
+    scope, window_s = None, None
+    offset = match.start("scopes")
+    for part in re.findall(r"\[[^\]]*\]", match.group("scopes")):
+        inner = part[1:-1].strip()
+        if "=" in inner:
+            dimension, _, key = inner.partition("=")
+            if dimension.strip() not in SCOPES or not key.strip():
+                raise _error(text, offset + 1, f"scope {inner!r}: expected tag=NAME, "
+                             "address=IP or version=2")
+            if scope is not None:
+                raise _error(text, offset, "only one scope per threshold")
+            scope = (dimension.strip(), key.strip())
+        else:
+            try:
+                window_s = round(parse_duration(inner))
+            except ValueError:
+                window_s = 0
+            if window_s < 1:
+                raise _error(text, offset + 1, f"window {inner!r}: expected whole seconds "
+                             "such as 10s or 1m")
+        offset += len(part)
+    _check_scope(text, metric, scope, match.start("scopes"))
+    unit = match.group("unit")
+    limit = float(match.group("value"))
+    latency = "." in metric
+    if latency:
+        if unit == "%":
+            raise _error(text, match.start("unit"), "a latency takes us, ms or s, not %")
+        limit *= _UNITS_US[unit or "ms"]
+    elif metric == "dropped":
+        if unit:
+            raise _error(text, match.start("unit"), "dropped is a count: no unit")
+    else:
+        if unit not in (None, "%"):
+            raise _error(text, match.start("unit"), f"{metric} is a rate: % or a fraction")
+        limit = limit / 100.0 if unit == "%" else limit
+    abort, after = _options(text, match.group("options"), match.start("options"))
+    return Threshold(text.strip(), metric, match.group("op"), limit, scope, window_s, abort,
+                     after)
+
+
+def _first_bad(text: str) -> int:
+    """Where an expression stops making sense (for the error pointer)."""
+    head = re.match(r"\s*[A-Za-z_][\w.]*(?:\[[^\]]*\])*\s*", text)
+    if head is None:
+        return len(text) - len(text.lstrip())
+    rest = head.end()
+    op = re.match(r"(<=|>=|<|>)\s*", text[rest:])
+    if op is None:
+        return rest
+    rest += op.end()
+    value = re.match(r"[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?\s*(us|µs|ms|s|%)?", text[rest:])
+    return rest if value is None else rest + value.end()
+
+
+def _check_scope(text: str, metric: str, scope: tuple[str, str] | None, at: int) -> None:
+    if metric == "share" and scope is None:
+        raise _error(text, at, "share needs a scope: share[address=IP], [version=2] or "
+                     "[tag=NAME]")
+    if scope is None or scope[0] == "tag":
+        if scope is not None and metric.split(".")[0] in ("latency_raw", "send_lag"):
+            raise _error(text, at, "a tag scope has the latency from the intended send time "
+                         "only (p99[tag=NAME])")
+        if scope is not None and metric in ("rate", "late_rate", "dropped"):
+            raise _error(text, at, f"{metric} is counted per run, not per tag")
+        return
+    if metric != "share":
+        raise _error(text, at, f"scope {scope[0]}= works with share only (windows count "
+                     f"completed requests per {scope[0]}, not their latency or errors)")
+
+
+def _options(text: str, options: str, at: int) -> tuple[bool, float]:
+    abort, after = False, 0.0
+    offset = at
+    for option in filter(None, options.split(":")):
+        offset += 1
+        if option == "abort":
+            abort = True
+        elif option.startswith("abort-after="):
+            try:
+                after = parse_duration(option.partition("=")[2])
+            except ValueError:
+                raise _error(text, offset, f"{option!r}: expected abort-after=DURATION "
+                             "e.g. abort-after=5s") from None
+            abort = True
+        else:
+            raise _error(text, offset, f"unknown option {option!r}; expected abort or "
+                         "abort-after=DURATION")
+        offset += len(option)
+    return abort, after
+
+
+
+
+def parse_thresholds(expressions: object) -> tuple[Threshold, ...]:
+    """Every threshold of a run (a string or a sequence of strings / Thresholds)."""
+    items = [expressions] if isinstance(expressions, str | Threshold) else list(
+        expressions or ())  # type: ignore[call-overload]
+    return tuple(t if isinstance(t, Threshold) else parse_threshold(str(t)) for t in items)
