@@ -66,10 +66,48 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join([line(columns), rule, *(line(r) for r in body)]) + "\n"
 
 
+# The columns a terminal shows (the full table stays in comparison.md and .csv).
+TERMINAL_COLUMNS = {"label": "run", "achieved_per_s": "req/s", "p50_corrected_us": "p50 ms",
+                    "p99_corrected_us": "p99 ms", "error_share": "errors",
+                    "late_share": "late", "addresses_used": "addrs"}
+
+
+def to_terminal(df: pd.DataFrame, width: int = 120) -> str:
+    """The key columns as a plain table that fits ``width`` columns (run labels cut)."""
+    if df.empty:
+        return "no runs\n"
+    rows = []
+    for record in df.to_dict("records"):
+        row = []
+        for column in TERMINAL_COLUMNS:
+            value = record.get(column)
+            if column.endswith("_us"):
+                row.append("-" if value is None or pd.isna(value) else f"{value / 1000:,.2f}")
+            elif column.endswith("_share"):
+                row.append(f"{float(value or 0):.1%}")
+            elif column == "achieved_per_s":
+                row.append(f"{float(value or 0):,.0f}")
+            else:
+                row.append(str(value))
+        rows.append(row)
+    header = list(TERMINAL_COLUMNS.values())
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    room = width - sum(widths[1:]) - 2 * (len(widths) - 1)
+    widths[0] = max(8, min(widths[0], room))
+    lines = []
+    for cells in [header, *rows]:
+        first = cells[0] if len(cells[0]) <= widths[0] else cells[0][: widths[0] - 1] + "…"
+        lines.append("  ".join([first.ljust(widths[0]),
+                                *(c.rjust(w) for c, w in zip(cells[1:], widths[1:],
+                                                             strict=True))]))
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
 def write_comparison(
     directory: str | os.PathLike[str], results: Iterable[Result]
 ) -> list[Path]:
-    """Write comparison.md, comparison.csv, comparison.png and scaling.png; return the paths."""
+    """Write comparison.md, comparison.csv, comparison.png, and scaling.png when the runs
+    have more than one actor count; return the paths."""
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     df = compare(results)
@@ -79,7 +117,10 @@ def write_comparison(
     df.to_csv(csv, index=False)
     written = [md, csv]
     written.append(plots.save_png(plots.comparison(df), path / COMPARISON_PNG))
-    written.append(plots.save_png(plots.scaling(df), path / SCALING_PNG))
+    if "actors" in df and df["actors"].nunique() > 1:
+        written.append(plots.save_png(plots.scaling(df), path / SCALING_PNG))
+    else:
+        (path / SCALING_PNG).unlink(missing_ok=True)
     return written
 
 

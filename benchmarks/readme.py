@@ -63,7 +63,41 @@ def render_webpush(data: dict[str, Any]) -> str:
     return _machine(data["machine"], command) + "\n" + webpush.markdown(data)
 
 
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value) / 1000:,.2f}"
+
+
+def render_demo(data: dict[str, Any]) -> str:
+    """The demo's two tables (from docs/results/demo/demo.json) and its charts."""
+    def table(rows: list[dict[str, Any]]) -> list[str]:
+        lines = ["| HTTP | DNS | actors | req/s | p50 ms | p99 ms | addresses |",
+                 "|---|---|--:|--:|--:|--:|--:|"]
+        for row in rows:
+            lines.append(f"| {row['http']} | {row['dns']} | {row['actors']} | "
+                         f"{float(row['achieved_per_s']):,.0f} | {_ms(row['p50_corrected_us'])} | "
+                         f"{_ms(row['p99_corrected_us'])} | {row['addresses_used']} |")
+        return lines
+
+    rate = float(data["rate_per_s"])
+    parts = [
+        f"Measured {data.get('date', '?')} on this project's development machine "
+        f"({data.get('cpu_count', '?')} CPUs; the target on the same cores): "
+        f"`python -m rafale.cluster.demo --publish docs/results/demo`.", "",
+        "**Maximum throughput** (closed model, 100 requests in flight per actor):", "",
+        *table(data["max"]), "",
+        f"**Latency at {rate:,.0f} req/s** (pinned DNS; req/s is the mean over the run, its "
+        "1 s ramp included):", "",
+        *table(data["latency"]), "",
+        "![maximum throughput by protocol and DNS mode](docs/results/demo/max-comparison.png)",
+        "![latency at a fixed rate](docs/results/demo/latency-comparison.png)",
+        "![pinned DNS: both addresses](docs/results/demo/address-share-pinned.png)",
+        "![system DNS: one address](docs/results/demo/address-share-system.png)",
+    ]
+    return "\n".join(parts) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "demo": render_demo,
     "webpush": render_webpush,
     "feeds": render_feeds,
     "driver_scale": render_driver_scale,
@@ -72,7 +106,10 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def render(name: str) -> str:
-    data = json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
+    path = RESULTS / f"{name}.json"
+    if not path.exists():  # a benchmark that publishes a folder (charts and its json)
+        path = RESULTS / name / f"{name}.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
     return RENDERERS[name](data)
 
 

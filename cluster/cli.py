@@ -322,7 +322,8 @@ def matrix(
         results, written = run_matrix(cases, out, on_start=started)
     except ValueError as exc:
         fail(str(exc))
-    typer.echo(compare.to_markdown(compare.compare(results)), nl=False)
+    typer.echo(compare.to_terminal(compare.compare(results)), nl=False)
+    typer.echo(f"full table: {Path(out) / compare.COMPARISON_MD}")
     if html:
         from rafale.analysis.html import write_html
 

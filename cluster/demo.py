@@ -1,14 +1,27 @@
-"""``python -m rafale.cluster.demo`` (``make demo``): the protocol × DNS matrix on this machine.
+"""``python -m rafale.cluster.demo`` (``make demo``): how fast each protocol goes, and what
+pinning connections over every resolved address changes — on this machine, in ~2 minutes.
 
-Starts the embedded target (Caddy on 127.0.0.2 and 127.0.0.3) and a local Ray, runs
-every HTTP version (1.1, 2, 3 over https; 2c over http) × DNS mode (system, pinned) for a
-few seconds each, saves every run under ``results/demo-<timestamp>/``, then prints the
-comparison table and the paths of the charts.
+Starts the embedded target (Caddy on 127.0.0.2 and 127.0.0.3) and a local Ray, then:
+
+1. **maximum throughput**: every HTTP version (1.1, 2, 3 over https; 2c over http) × DNS
+   mode (system, pinned) in the closed model (as fast as ``--max-in-flight`` allows) for a
+   few seconds each: the comparison chart's bars are each protocol's ceiling here, and the
+   per-address charts show pinned DNS spreading the load over both addresses;
+2. **latency at a fixed rate**: one run per HTTP version (pinned DNS) at ``--rate``, so the
+   latencies are compared at the same load.
+
+Every run is saved under ``results/demo-<timestamp>/{max,latency}/``; the terminal shows
+the key columns, the full tables are in ``comparison.md``. ``--publish DIR`` also copies the
+tables and charts there with ``demo.json`` (what the README shows, rendered by
+``benchmarks.readme``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -17,27 +30,50 @@ from typing import Any
 
 from rafale.cluster.matrix import Case, plan, run_matrix
 
-
-def _ms(value_us: Any) -> str:
-    return "-" if value_us is None else f"{value_us / 1000:.2f} ms"
+VERSIONS_TLS = ("1.1", "2", "3")
+VERSIONS_CLEAR = ("2c",)
+DNS_MODES = ("system", "pinned")
 
 
 def _describe(case: Case, result: Any) -> None:
     s = result.summary
-    req = s.get("requests", {})
     lat = s.get("latency_corrected_us", {})
+    p99 = "-" if lat.get("p99") is None else f"{lat['p99'] / 1000:.2f} ms"
     shares = ", ".join(f"{a} {v:.0%}" for a, v in sorted(s.get("address_share", {}).items()))
-    print(f"  {case.label:<28} {s.get('rate_per_s', {}).get('completed', 0):8.1f} req/s  "
-          f"p50 {_ms(lat.get('p50'))}  p99 {_ms(lat.get('p99'))}  failed {req.get('failed', 0)}"
-          f"  addresses {shares or '-'}", flush=True)
+    print(f"  {case.label:<26} {s.get('rate_per_s', {}).get('completed', 0):9,.0f} req/s  "
+          f"p99 {p99:>9}  failed {s.get('requests', {}).get('failed', 0):,}  "
+          f"addresses {shares or '-'}", flush=True)
+
+
+def _cases(target: Any, base: dict[str, Any], out: Path, dns_modes: Sequence[str]
+           ) -> list[Case]:
+    tls, _ = plan(base, [target.https_url], VERSIONS_TLS, dns_modes, out=out)
+    clear, _ = plan(base, [target.http_url], VERSIONS_CLEAR, dns_modes, out=out)
+    return tls + clear
+
+
+def _publish(out: Path, publish: Path, tables: dict[str, Any]) -> None:
+    publish.mkdir(parents=True, exist_ok=True)
+    for phase in ("max", "latency"):
+        shutil.copy(out / phase / "comparison.png", publish / f"{phase}-comparison.png")
+    pinned = next((out / "max").glob("http2-pinned-*"), None)
+    system = next((out / "max").glob("http2-system-*"), None)
+    for name, run in (("pinned", pinned), ("system", system)):
+        if run is not None and (run / "address_share.png").exists():
+            shutil.copy(run / "address_share.png", publish / f"address-share-{name}.png")
+    (publish / "demo.json").write_text(json.dumps(tables, indent=2, default=str) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rafale.cluster.demo", description=__doc__)
-    parser.add_argument("--rate", type=float, default=500.0, help="req/s per run (500)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (5)")
-    parser.add_argument("--ramp", type=float, default=1.0, help="ramp-up seconds (1)")
+    parser = argparse.ArgumentParser(prog="python -m rafale.cluster.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=1000.0,
+                        help="req/s of the latency runs (1000)")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run (4)")
+    parser.add_argument("--max-in-flight", type=int, default=100,
+                        help="requests open at once per actor in the throughput runs (100)")
     parser.add_argument("--out", default=None, help="default results/demo-<timestamp>")
+    parser.add_argument("--publish", default=None, help="also copy tables and charts here")
     args = parser.parse_args(argv)
     out = Path(args.out or f"results/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     began = time.monotonic()
@@ -48,24 +84,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Target() as target:
         print(f"target: {target.https_url} and {target.http_url} on "
               f"{', '.join(target.addresses)}", flush=True)
-        base: dict[str, Any] = {"rate_per_s": args.rate, "ramp_s": args.ramp,
-                                "duration_s": args.duration, "resolve": target.resolve,
-                                "cacert": str(target.ca_file)}
-        tls, _ = plan(base, [target.https_url], ["1.1", "2", "3"], ["system", "pinned"], out=out)
-        clear, _ = plan(base, [target.http_url], ["2c"], ["system", "pinned"], out=out)
-        cases = tls + clear
-        print(f"{len(cases)} runs of {args.duration:g} s at {args.rate:g} req/s "
-              f"(ramp {args.ramp:g} s), one actor per CPU; results in {out}", flush=True)
-        results, written = run_matrix(cases, out, on_run=_describe)
-    print()
-    print(compare.to_markdown(compare.compare(results)), end="")
-    print()
-    for run_dir in compare.result_dirs(out):  # throughput, latency, address share per run
-        written += report.render(run_dir)
-    for path in written:
-        print(f"wrote {path}")
+        common: dict[str, Any] = {"duration_s": args.duration, "resolve": target.resolve,
+                                  "cacert": str(target.ca_file)}
+        closed = {**common, "max_in_flight": args.max_in_flight}
+        cases = _cases(target, closed, out / "max", DNS_MODES)
+        print(f"1. maximum throughput: {len(cases)} runs of {args.duration:g} s, closed model "
+              f"({args.max_in_flight} in flight per actor), one actor per CPU", flush=True)
+        maximum, written = run_matrix(cases, out / "max", on_run=_describe)
+        fixed = {**common, "rate_per_s": args.rate, "ramp_s": min(1.0, args.duration / 4)}
+        cases = _cases(target, fixed, out / "latency", ("pinned",))
+        print(f"2. latency at {args.rate:g} req/s: {len(cases)} runs of {args.duration:g} s",
+              flush=True)
+        latency, more = run_matrix(cases, out / "latency", on_run=_describe)
+        written += more
+    tables = {name: compare.compare(results).to_dict("records")
+              for name, results in (("max", maximum), ("latency", latency))}
+    print("\nmaximum throughput (closed model):")
+    print(compare.to_terminal(compare.compare(maximum)), end="")
+    print(f"\nlatency at {args.rate:g} req/s:")
+    print(compare.to_terminal(compare.compare(latency)), end="")
+    for phase in ("max", "latency"):
+        for run_dir in compare.result_dirs(out / phase):
+            written += report.render(run_dir)
+    print(f"\nfull tables: {out / 'max' / compare.COMPARISON_MD}, "
+          f"{out / 'latency' / compare.COMPARISON_MD}; {len(written)} files written")
+    if args.publish:
+        info = {"rate_per_s": args.rate, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "cpu_count": os.cpu_count()}
+        _publish(out, Path(args.publish), {**info, **tables})
+        print(f"published to {args.publish}")
     print(f"demo took {time.monotonic() - began:.0f} s")
-    return 0 if all(r.meta.get("ended") == "completed" for r in results) else 1
+    return 0 if all(r.meta.get("ended") == "completed" for r in maximum + latency) else 1
 
 
 if __name__ == "__main__":

@@ -377,6 +377,9 @@ def main_foreground(
     out = out or sys.stdout
     with contextlib.suppress(ValueError):  # not the main thread: Ctrl-C only
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        # A shell starts a background job with SIGINT ignored, and Python then leaves it
+        # ignored: handle it explicitly so that `kill -INT` stops the target there too.
+        signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         with Target(addresses=addresses, host=host, access_log=access_log,
                     push=push) as target:

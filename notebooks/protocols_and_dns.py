@@ -88,8 +88,8 @@ for case in cases:
 # ## 2. Run the matrix
 #
 # Each run is saved in its own folder under `OUT_DIR`; at the end `run_matrix` writes the
-# comparison (`comparison.md`, `.csv`, `.png`, `scaling.png`) there too. One line per run is
-# printed as it finishes.
+# comparison (`comparison.md`, `.csv`, `.png`; `scaling.png` with several actor counts)
+# there too. One line per run is printed as it finishes.
 
 # %%
 def describe(case: Any, result: Any) -> None:

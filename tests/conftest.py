@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,4 +43,7 @@ def target_factory() -> Iterator[Callable[..., Target]]:
 
     yield make
     for running in started:
+        kept = running.dir  # a test that asked for keep_dir looked at it by now
         running.stop()
+        if kept is not None:
+            shutil.rmtree(kept, ignore_errors=True)

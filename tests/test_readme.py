@@ -10,7 +10,7 @@ TEXT = readme.README.read_text(encoding="utf-8")
 
 
 def test_the_readme_has_results_blocks() -> None:
-    assert set(readme.blocks(TEXT)) >= {"driver_scale", "contention", "feeds", "webpush"}
+    assert set(readme.blocks(TEXT)) >= {"driver_scale", "contention", "feeds", "webpush", "demo"}
 
 
 @pytest.mark.parametrize("name", sorted(readme.blocks(TEXT)))

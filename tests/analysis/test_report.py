@@ -86,3 +86,16 @@ def test_module_runs_without_ray_or_pycurl(small_result: Result, tmp_path: Path)
 def test_module_usage_errors(tmp_path: Path) -> None:
     assert report.main([]) == 2
     assert report.main([str(tmp_path / "missing")]) == 1
+
+
+def test_terminal_table_fits_120_columns_and_scaling_needs_several_actor_counts(
+        save_run: SaveRun, tmp_path: Path) -> None:
+    for i, dns in enumerate(["system", "pinned"]):
+        save_run(f"m/a-very-long-run-label-that-would-not-fit-in-a-terminal-{i}",
+                 RunShape(actors=2, seconds=2, run_id=f"r{i}"), dns=dns)
+    written = report.render(tmp_path / "m")
+    assert "scaling.png" not in [p.name for p in written]  # every run has 2 actors
+    text = compare.to_terminal(compare.compare(compare.load_all(tmp_path / "m")))
+    lines = text.splitlines()
+    assert len(lines) == 3 and all(len(line) <= 120 for line in lines)
+    assert lines[0].split()[:3] == ["run", "req/s", "p50"]

@@ -280,3 +280,30 @@ def test_main_foreground_prints_and_stops_on_sigint() -> None:
     assert child.returncode == 0, text
     assert "https://rafale.test:" in text and "--cacert" in text and "--resolve" in text
     assert caddy_pids and not any(psutil.pid_exists(pid) for pid in caddy_pids)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_target_in_the_background_stops_on_a_signal_and_removes_its_dir(
+        sig: signal.Signals) -> None:
+    def as_background_job() -> None:  # what a shell does for `rafale target &`
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rafale.cluster.cli", "target"], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, preexec_fn=as_background_job)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C to stop"):
+                break
+        ca = next(line.split("CA file: ", 1)[1].strip() for line in lines if "CA file" in line)
+        home = Path(ca).parents[5]
+        assert home.name.startswith("rafale-target-") and home.exists(), lines
+        process.send_signal(sig)
+        assert process.wait(timeout=20) == 0
+        assert not home.exists()  # the temporary directory is gone
+    finally:
+        if process.poll() is None:
+            process.kill()
