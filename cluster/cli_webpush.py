@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -55,9 +54,8 @@ def prepare(
     from rafale.cluster.webpush import prepare as run_prepare
 
     show_warnings()
-    payload_source: str | Path = payload
     try:
-        done = run_prepare(subscriptions, payload_source, vapid_key, subject, out, ttl_s=ttl,
+        done = run_prepare(subscriptions, payload, vapid_key, subject, out, ttl_s=ttl,
                            urgency=urgency, topic=topic, workers=workers)
     except ValueError as exc:
         fail(str(exc))

@@ -289,24 +289,17 @@ class Target:
         return f"{address}:{port}"
 
     def _end_process(self, sig: signal.Signals) -> None:
-        push, self._push = self._push, None
-        if push is not None and push.poll() is None:
-            push.send_signal(sig)
-            try:
-                push.wait(self.options.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                push.kill()
-                push.wait()
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(self.options.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """End the push emulator (push mode) and Caddy: ``sig``, then SIGKILL after
+        stop_timeout_s."""
+        for process in (self._push, self._process):
+            if process is not None and process.poll() is None:
+                process.send_signal(sig)
+                try:
+                    process.wait(self.options.stop_timeout_s)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self._push = self._process = None
 
     def _stderr_tail(self, limit: int = 4000) -> str:
         try:

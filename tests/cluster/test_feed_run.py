@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,10 @@ import pytest
 import ray
 
 from rafale.analysis import store
-from rafale.cluster import placement
 from rafale.cluster.run import start
 from rafale.cluster.target import Target
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.shutdown()
-    placement.connect(None)
-    yield
-    ray.shutdown()
 
 
 def echo_feed(target: Target, path: Path, rows: int, prefix: str,

@@ -11,20 +11,17 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 import pytest
-import ray
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from rafale.cluster import placement
 from rafale.cluster.target import PushOptions, Target
 from rafale.cluster.webpush import GONE_FILE, prepare, send
 from rafale.cluster.webpush_crypto import (
@@ -162,14 +159,6 @@ def test_cli_refuses_a_bad_subscription_with_exit_2(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "subs.jsonl line 1: no 'keys'" in done.stderr, done.stderr
     assert "BEGIN" not in done.stderr + done.stdout  # the key is never printed
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.shutdown()
-    placement.connect(None)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow
