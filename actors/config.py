@@ -108,6 +108,9 @@ class EngineConfig:
     feed: FeedPlan | None = None
     retry: RetryPolicy = RetryPolicy()
     keep_answers: tuple[int, ...] = ()  # statuses whose first answer body is kept
+    # Not drained for this long: the engine stops sending (fenced), as the driver will have
+    # given its stripe to the others by then. None: no lease (an engine run in-process).
+    lease_s: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):
@@ -132,6 +135,7 @@ class EngineConfig:
         self._invariant(self.drain_s is None or number_ok(self.drain_s, zero_ok=True),
                         "drain_s")
         self._invariant(number_ok(self.late_after_s, zero_ok=True), "late_after_s")
+        self._invariant(self.lease_s is None or number_ok(self.lease_s), "lease_s")
         self._invariant(self.feed is None or isinstance(self.feed, FeedPlan), "feed")
 
     def _invariant(self, ok: bool, name: str) -> None:

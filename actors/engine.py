@@ -30,7 +30,14 @@ from rafale.actors.handles import (
     row_pins,
 )
 from rafale.actors.outcomes import OutcomeBuffer
-from rafale.actors.pacing import Pacer, Schedule, Stage, StripedPacer, UnlimitedPacer
+from rafale.actors.pacing import (
+    Pacer,
+    Schedule,
+    Stage,
+    StripedPacer,
+    SwitchPacer,
+    UnlimitedPacer,
+)
 from rafale.actors.rows import RowSource
 from rafale.actors.sockets import SocketWatch
 from rafale.actors.stats import Recorder, error_kind
@@ -71,6 +78,14 @@ class Engine:
         self._stopping = False
         self._stop_sched_t = math.inf  # schedule time of stop(): nothing falls due after it
         self.start_skew_s = 0.0  # when the loop began, minus the common start instant
+        # The lease: every drain renews it; once it runs out the engine stops sending
+        # (fenced) and says why in status(). Monotonic seconds; set when the loop starts.
+        self._lease_until = math.inf
+        self.fenced: dict[str, Any] | None = None
+        # Requests of a lost actor's stripe handed to this one (catch-up): ranges of global
+        # request indices, already due; they are sent first, late, and counted as intended.
+        self._catch_up: deque[range] = deque()
+        self._catch_up_intended = 0
         # Counters for status().
         self.sent = 0
         self.completed = 0
@@ -97,14 +112,27 @@ class Engine:
         rate = check_rate(rate_per_s)
         self._post(lambda: self._do_set_rate(rate))
 
-    def set_stripe(self, index: int, count: int, from_row: int | None = None) -> None:
-        """Send the slots (and feed rows) of stripe ``index`` of ``count`` from now on; feed
-        rows from ``from_row`` on (rows below it stay with the old stripe)."""
+    def set_stripe(self, index: int, count: int, from_row: int | None = None,
+                   from_k: int | None = None) -> None:
+        """Send the slots (and feed rows) of stripe ``index`` of ``count``: slots from global
+        request ``from_k`` on (None: from now on), feed rows from ``from_row`` on (rows below
+        it stay with the old stripe)."""
         count = check_number("stripe count", count, "actors", integer=True)
         index = check_index("stripe index", index, count)
         if from_row is not None:
             check_number("from_row", from_row, "rows", zero_ok=True, integer=True)
-        self._post(lambda: self._do_set_stripe(index, count, from_row))
+        if from_k is not None:
+            check_number("from_k", from_k, "requests", zero_ok=True, integer=True)
+        self._post(lambda: self._do_set_stripe(index, count, from_row, from_k))
+
+    def catch_up(self, ranges: list[tuple[int, int, int]]) -> None:
+        """Send these requests of the schedule (``range(start, stop, step)`` of global
+        indices, already due: a lost actor's) as soon as the in-flight cap allows."""
+        taken = [range(check_number("catch-up start", a, "requests", zero_ok=True,
+                                    integer=True), int(b),
+                       check_number("catch-up step", c, "requests", integer=True))
+                 for a, b, c in ranges]
+        self._post(lambda: self._do_catch_up(taken))
 
     def add_rows(self, rows: list[int]) -> None:
         """Feed rows to send in the next free slots (rows a lost actor may have sent)."""
@@ -115,7 +143,17 @@ class Engine:
         self._post(self._do_stop)
 
     def drain(self) -> list[dict[str, Any]]:
+        """Finished windows since the last drain; renews the lease."""
+        self.renew()
         return self.recorder.drain()
+
+    def renew(self) -> None:
+        """Renew the lease (the driver has heard from this engine). A lease that has run
+        out is not renewed: the driver has given the stripe away by then (the loop fences
+        at its next turn, even if it was frozen past the lease and this call came first)."""
+        now = time.monotonic()
+        if self.config.lease_s is not None and self.fenced is None and now < self._lease_until:
+            self._lease_until = now + self.config.lease_s
 
     def drain_outcomes(self) -> dict[str, list[Any]] | None:
         """Outcomes of the feed rows finished since the last call (``once`` feeds), or None."""
@@ -137,6 +175,8 @@ class Engine:
             "start_skew_s": self.start_skew_s,
             "next_row": self.rows.next_row if self.rows is not None else None,
             "late_switches": self.late_switches,
+            "fenced": self.fenced,
+            "catch_up_left": sum(len(r) for r in self._catch_up),
         }
 
     # ----- pacing helpers (loop thread) -----------------------------------------------
@@ -183,18 +223,54 @@ class Engine:
             return
         self._schedule = self._schedule.with_rate_from(sched_t, rate_per_s)
         old = self._pacer
-        assert isinstance(old, StripedPacer)
-        self._swap_pacer(StripedPacer(self._schedule, old.index, old.count, old.start_k), self._j,
-                         now)
+        assert isinstance(old, StripedPacer | SwitchPacer)
+        self._swap_pacer(old.with_schedule(self._schedule), self._j, now)
 
-    def _do_set_stripe(self, index: int, count: int, from_row: int | None = None) -> None:
+    def _do_set_stripe(self, index: int, count: int, from_row: int | None = None,
+                       from_k: int | None = None) -> None:
         now = time.monotonic()
         if self.rows is not None and self.rows.set_stripe(index, count, from_row):
             self.late_switches += 1
         if self._schedule is None:
             return  # the closed model has no global schedule to share
+        old = self._pacer
+        # On time when no request at or past the boundary has been sent yet.
+        if (from_k is not None and isinstance(old, StripedPacer | SwitchPacer)
+                and (self._j == 0 or old.global_k(self._j - 1) < from_k)):
+            # Switch at the common boundary: the old stripe's requests before from_k are
+            # still this engine's to send, the new stripe's from from_k on.
+            new = StripedPacer(self._schedule, index, count, from_k)
+            self._swap_pacer(SwitchPacer(old, self._j, new), 0, now)
+            return
+        if from_k is not None:
+            self.late_switches += 1  # heard after its boundary: switch from now on
         start_k = self._schedule.count_due(self._sched_now(now))
         self._swap_pacer(StripedPacer(self._schedule, index, count, start_k), 0, now)
+
+    def _do_catch_up(self, ranges: list[range]) -> None:
+        ranges = [r for r in ranges if len(r)]
+        if self._schedule is None or self.fenced is not None or not ranges:
+            return
+        self._catch_up.extend(ranges)
+        self._catch_up_intended += sum(len(r) for r in ranges)
+
+    def _catch_up_due_s(self) -> float:
+        """When the next caught-up request is due (schedule seconds)."""
+        return self._schedule.time_of(self._catch_up[0][0])  # type: ignore[union-attr]
+
+    def _fence(self, now: float) -> None:
+        """The lease ran out: stop sending (the others have this stripe by now)."""
+        lease_s = self.config.lease_s
+        self.fenced = {"at_s": round(now - self._start, 3),
+                       "why": f"not drained for {lease_s:g} s (lease_s): stopped sending, "
+                              "as the driver gives the stripe to the other actors"}
+        self._lease_until = math.inf
+        self._catch_up.clear()
+        self._do_stop()
+        # Not one more send, not even a request due before the lease ran out (a frozen
+        # process wakes up behind): the others send this stripe's gap.
+        next_due_s = self._pacer.due_s(self._j)
+        self._stop_sched_t = min(self._stop_sched_t, math.nextafter(next_due_s, -math.inf))
 
     def _do_stop(self) -> None:
         self._stopping = True
@@ -236,6 +312,8 @@ class Engine:
         while (left := self._start - time.monotonic()) > 0 and not self._commands:
             time.sleep(min(left, 0.05))
         self.start_skew_s = max(0.0, time.monotonic() - self._start)
+        if cfg.lease_s is not None:
+            self._lease_until = time.monotonic() + cfg.lease_s  # from the start on
         try:
             self._loop(multi, sockets, curl_deadline)
         finally:
@@ -288,6 +366,8 @@ class Engine:
                 pacer = self._pacer
                 due_s = pacer.due_s(self._j)
                 closed = self._schedule is None
+            if now >= self._lease_until:
+                self._fence(now)
             # Close every window that ended, and decide whether sending is over.
             if int(now - start) > second:
                 second = self._roll(now, closed, cpu0)
@@ -302,12 +382,26 @@ class Engine:
                 # Send every request that is due before the end, up to the in-flight cap.
                 if self._paused_at is None:
                     base = start + self._paused_total
-                    while base + due_s <= now and due_s <= end_s:
+                    catch_up = self._catch_up
+                    while ((catch_up and base + self._catch_up_due_s() <= now)
+                           or (base + due_s <= now and due_s <= end_s)):
                         if self.in_flight >= cap:
                             cap_full_at = now
                             break
+                        slot_s, caught = due_s, False
+                        if catch_up and base + (caught_s := self._catch_up_due_s()) <= now:
+                            # A lost actor's request (most are overdue): sent first.
+                            slot_s, caught = caught_s, True
+                            span = catch_up[0]
+                            if len(span) > 1:
+                                catch_up[0] = span[1:]
+                            else:
+                                catch_up.popleft()
                         if rows is not None:
-                            item = rows.take(base + due_s)  # ready by the slot's time
+                            item = rows.take(base + slot_s)  # ready by the slot's time
+                            if item is None and caught:
+                                self._skipped += 1  # a caught-up slot with no row left
+                                continue
                             if item is None:  # no row ready for this slot
                                 if rows.done and (not retry.retries or self.in_flight == 0):
                                     # Every row is done: no later slot is due.
@@ -337,7 +431,7 @@ class Engine:
                             easy.setopt(pycurl.URL, url)
                             if connect_to is not None:
                                 easy.setopt(pycurl.CONNECT_TO, connect_to)
-                        intended = now if closed else base + due_s
+                        intended = now if closed else base + slot_s
                         easy.intended_s = intended
                         if feed is not None:
                             easy.first_s = first_due.pop(k, intended) if first_due else intended
@@ -348,8 +442,9 @@ class Engine:
                         self.sent += 1
                         record_sent(None if closed else int((now - intended) * 1e6),
                                     intended <= cap_full_at)
-                        self._j += 1
-                        due_s = pacer.due_s(self._j)
+                        if not caught:
+                            self._j += 1
+                            due_s = pacer.due_s(self._j)
                     if cap < cfg.max_in_flight:
                         cap = min(cap + cfg.in_flight_step, cfg.max_in_flight)
                 if ending:
@@ -360,12 +455,15 @@ class Engine:
             elif self.in_flight == 0 or now >= grace_until:
                 break
             # Wait for curl's sockets, curl's timer, the next due request or window end.
-            wait_until = min(deadline[0], start + second + 1, grace_until)
+            wait_until = min(deadline[0], start + second + 1, grace_until, self._lease_until)
             cap_full = self.in_flight >= cap
             if grace_until == math.inf and self._paused_at is None and not cap_full:
                 # Also when only retries are left: each slot is handled (sent or skipped)
                 # when it falls due, so that its second counts it right.
                 wait_until = min(wait_until, start + self._paused_total + due_s)
+                if self._catch_up:
+                    wait_until = min(wait_until,
+                                     start + self._paused_total + self._catch_up_due_s())
             # epoll_wait counts whole milliseconds and Python rounds up, which would send
             # requests up to 1 ms late: wait the whole ms in epoll, sleep the sub-ms rest.
             timeout = wait_until - monotonic()
@@ -376,6 +474,8 @@ class Engine:
                     time.sleep(timeout)
                 ready = poll(0)
             woke = monotonic()
+            if woke >= self._lease_until:  # before a late roll counts what it will not send
+                self._fence(woke)
             if int(woke - start) > second:  # what the events bring belongs to the new second
                 second = self._roll(woke, closed, cpu0)
             for fd, mask in ready:
@@ -479,7 +579,8 @@ class Engine:
             due = self.sent
         else:
             end_s = min(sched_t, self.config.duration_s, self._stop_sched_t)
-            due = self._intended_base + self._pacer.count_due(end_s) - self._skipped
+            due = (self._intended_base + self._pacer.count_due(end_s) - self._skipped
+                   + self._catch_up_intended)
         if due > self._intended_counted:
             self.recorder.add_intended(due - self._intended_counted)
             self._intended_counted = due

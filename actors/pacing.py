@@ -26,7 +26,7 @@ from typing import Protocol
 
 from rafale.actors.checks import check_index, check_number
 
-__all__ = ["Pacer", "Schedule", "Stage", "StripedPacer", "UnlimitedPacer"]
+__all__ = ["Pacer", "Schedule", "Stage", "StripedPacer", "SwitchPacer", "UnlimitedPacer"]
 
 _INF = math.inf
 # Relative slack when deciding whether the schedule's total integral is a whole number.
@@ -289,16 +289,64 @@ class StripedPacer:
     def due_s(self, j: int) -> float:
         return self.schedule.time_of(self._first_k + j * self.count)
 
-    def _local_below(self, global_n: int) -> int:
-        # Local requests whose global k < global_n.
+    def local_below(self, global_n: int) -> int:
+        """Local requests whose global k < global_n."""
         n = global_n - self._first_k
         return 0 if n <= 0 else (n + self.count - 1) // self.count
 
     def count_due(self, t_s: float) -> int:
-        return self._local_below(self.schedule.count_due(t_s))
+        return self.local_below(self.schedule.count_due(t_s))
 
     def total(self) -> int:
-        return self._local_below(self.schedule.total())
+        return self.local_below(self.schedule.total())
+
+    def with_schedule(self, schedule: Schedule) -> StripedPacer:
+        """The same stripe on another schedule (a new rate from some time on)."""
+        return StripedPacer(schedule, self.index, self.count, self.start_k)
+
+
+@dataclass(frozen=True)
+class SwitchPacer:
+    """A stripe change at a common request boundary: the old pacer's requests from its
+    local request ``j0`` up to global request ``switch_k`` (excluded), then the new
+    pacer's (a :class:`StripedPacer` starting at ``switch_k``). Every actor switches at
+    the same request, so no request is sent twice or skipped however late each one hears
+    of the change (as long as it hears before ``switch_k`` is due)."""
+
+    old: StripedPacer | SwitchPacer
+    j0: int
+    new: StripedPacer
+
+    @property
+    def switch_k(self) -> int:
+        return self.new.start_k
+
+    @property
+    def _n_old(self) -> int:
+        # Old requests left before the switch (none when the switch is already behind j0).
+        return max(0, self.old.local_below(self.switch_k) - self.j0)
+
+    def global_k(self, j: int) -> int:
+        n_old = self._n_old
+        return self.old.global_k(self.j0 + j) if j < n_old else self.new.global_k(j - n_old)
+
+    def due_s(self, j: int) -> float:
+        n_old = self._n_old
+        return self.old.due_s(self.j0 + j) if j < n_old else self.new.due_s(j - n_old)
+
+    def local_below(self, global_n: int) -> int:
+        old = min(self.old.local_below(global_n), self.j0 + self._n_old) - self.j0
+        return max(0, old) + self.new.local_below(global_n)
+
+    def count_due(self, t_s: float) -> int:
+        return self.local_below(self.new.schedule.count_due(t_s))
+
+    def total(self) -> int:
+        return self.local_below(self.new.schedule.total())
+
+    def with_schedule(self, schedule: Schedule) -> SwitchPacer:
+        return SwitchPacer(self.old.with_schedule(schedule), self.j0,
+                           self.new.with_schedule(schedule))
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,12 @@ class SenderActor:
         """Finished windows since the last drain, as plain data."""
         return self._engine.drain()
 
+    def poll(self) -> dict[str, Any]:
+        """The driver's one call per second: the finished windows, the status and (``once``
+        feeds) the outcomes since the last poll; renews the lease (see Engine.renew)."""
+        return {"windows": self.drain(), "status": self.status(),
+                "outcomes": self.drain_outcomes()}
+
     def first_answers(self) -> dict[str, str]:
         """The first answer body of each status the run keeps (``keep_answers``)."""
         return self._engine.first_answers()
@@ -154,9 +160,14 @@ class SenderActor:
         if not self._finished():
             self._engine.set_rate(rate)
 
-    def set_stripe(self, index: int, count: int, from_row: int | None = None) -> None:
+    def set_stripe(self, index: int, count: int, from_row: int | None = None,
+                   from_k: int | None = None) -> None:
         if not self._finished():
-            self._engine.set_stripe(index, count, from_row)
+            self._engine.set_stripe(index, count, from_row, from_k)
+
+    def catch_up(self, ranges: list[tuple[int, int, int]]) -> None:
+        if not self._finished():
+            self._engine.catch_up(ranges)
 
     def add_rows(self, rows: list[int]) -> None:
         if not self._finished():

@@ -118,6 +118,24 @@ def _feed_lines(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def loss_text(lost: dict[str, Any]) -> str:
+    """One lost actor in a line: who, when, how it was detected, the takeover and the gap."""
+    where = lost.get("hostname") or lost.get("ip") or str(lost.get("node", ""))[:12]
+    text = (f"actor {lost.get('actor')} on {where}"
+            + (f" ({lost['ip']})" if lost.get("ip") and lost.get("hostname") else "")
+            + f" at {float(lost.get('at_s', 0)):.1f} s: {lost.get('reason', '?')}")
+    if lost.get("takeover_at_s") is not None:
+        text += f"; the others took over at {float(lost['takeover_at_s']):.1f} s"
+    gap = lost.get("gap") or {}
+    if gap.get("requests"):
+        done = "sent late by the others" if gap.get("mode") == "catch-up" else "not sent (skip)"
+        text += (f"; {gap['requests']:,} requests of its stripe due from "
+                 f"{float(gap.get('from_s', 0)):.1f} s {done}")
+    if lost.get("came_back_at_s") is not None:
+        text += f"; answered again at {float(lost['came_back_at_s']):.1f} s (stopped, kept)"
+    return text
+
+
 def summary_text(result: Result) -> str:
     """A compact, human-readable summary of one run."""
     s = result.summary
@@ -127,7 +145,7 @@ def summary_text(result: Result) -> str:
     if s.get("recomputed"):
         lines.append("  (summary recomputed: the result directory was incomplete)")
     ended = result.meta.get("ended") or result.meta.get("end_reason")
-    lost = {k: result.meta[k] for k in ("lost_actors", "lost_nodes") if result.meta.get(k)}
+    lost = [("lost", loss_text(x)) for x in result.meta.get("lost") or ()]
     lines += _table([
         ("duration", f"{s.get('duration_s', 0)} s, {s.get('actors', 0)} actors on "
                      f"{s.get('nodes', 0)} node(s)" + (f", ended: {ended}" if ended else "")),
@@ -149,7 +167,7 @@ def summary_text(result: Result) -> str:
         ("HTTP versions", _shares(s.get("version", {}))),
         ("connections", f"{s.get('new_connections', 0):,} opened; CPU {s.get('cpu_s', 0):,.2f} s"),
         *_feed_lines(s),
-    ] + [(k.replace("_", " "), str(v)) for k, v in lost.items()]
+    ] + lost
       + [("warning", str(w)) for w in result.meta.get("warnings") or ()])
     header = ["latency (ms)", "p50", "p90", "p99", "p99.9", "max", "mean"]
     rows = [header]

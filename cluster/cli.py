@@ -78,6 +78,16 @@ ResendUnknown = Annotated[bool, typer.Option(
     "--resend-unknown",
     help="Rows that a lost actor may have sent (outcome unknown) are sent again by the "
          "survivors: at-least-once instead of at-most-once.")]
+Lease = Annotated[str, typer.Option(
+    "--lease", metavar="DURATION",
+    help="An actor not drained by the driver for this long stops sending (its host lost "
+         "the driver), and the driver, not hearing from it as long, gives its stripe to "
+         "the others: never both send it. At least 2s.")]
+Gap = Annotated[str, typer.Option(
+    "--gap", metavar="catch-up|skip",
+    help="When an actor is lost, the requests of its stripe due since its last drained "
+         "second: sent late by the others (catch-up: the run's total follows the schedule) "
+         "or not sent (skip: no burst; the summary counts them).")]
 Rate = Annotated[str | None, typer.Option(
     "--rate", metavar="REQ/S", show_default=False,
     help="Target rate in requests per second, over all actors together. Leave out for the "
@@ -184,7 +194,7 @@ def run(
     feed_mode: FeedMode = "cycle", only: Only = None, retry: Retry = 0,
     resend_unknown: ResendUnknown = False, threshold: Thresholds = None,
     abort_on_fail: AbortOnFail = False, rate: Rate = None, ramp: Ramp = None,
-    stages: Stages = None,
+    stages: Stages = None, lease: Lease = "3s", gap: Gap = "catch-up",
     duration: Duration = None, http: Http = "2", dns: Dns = "system", resolve: Resolve = None,
     nameserver: Nameserver = None,
     actors: Annotated[str, typer.Option(
@@ -221,7 +231,8 @@ def run(
                                    "only": only or (), "retry": retry,
                                    "resend_unknown": resend_unknown,
                                    "thresholds": tuple(threshold or ()),
-                                   "abort_on_fail": abort_on_fail}
+                                   "abort_on_fail": abort_on_fail,
+                                   "lease_s": lease, "gap": gap}
         spec = RunSpec(**options, **_common(
                 rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
                 max_in_flight=max_in_flight, in_flight_step=in_flight_step,

@@ -195,8 +195,8 @@ def print_findings(findings: Sequence[Finding], out: TextIO | None = None) -> No
     Console(file=out, width=140).print(table)
 
 
-def _limits_on(hostname_hint: str) -> NodeLimits:
-    return read_limits(f"{socket.gethostname()} ({hostname_hint[:8]})")
+def _limits_on(node_id: str, ip: str) -> NodeLimits:
+    return read_limits(f"{socket.gethostname()} {ip} ({node_id[:8]})")
 
 
 def gather(address: str | None = None) -> list[tuple[NodeLimits, int]]:
@@ -211,7 +211,7 @@ def gather(address: str | None = None) -> list[tuple[NodeLimits, int]]:
     task = ray.remote(num_cpus=0, max_retries=0)(_limits_on)
     refs = [
         task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
-        .remote(n.node_id)
+        .remote(n.node_id, n.ip)
         for n in infos
     ]
     return list(zip(ray.get(refs, timeout=60), (n.cpus for n in infos), strict=True))

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rafale.actors.checks import check_duration, check_number
+from rafale.actors.checks import check_duration, check_number, parse_duration
 from rafale.actors.config import ResolveEntry
 
 # File descriptors a sender process keeps open besides its connections (Ray worker, epoll,
@@ -136,3 +136,17 @@ def check_out_writable(out: str | None) -> None:
     except OSError as exc:
         raise ValueError(f"out {out!r} cannot be written ({exc.strerror or exc}); choose a "
                          "directory you can write") from None
+
+
+GAP_MODES = ("catch-up", "skip")
+MIN_LEASE_S = 2.0  # two drain periods: one late drain never fences an actor
+
+
+def check_lease(value: Any) -> float:
+    """``lease_s``: seconds (or "3s") without a drain after which an actor stops sending
+    and the driver gives its stripe to the others."""
+    lease = check_number("lease_s", parse_duration(value, "lease_s"), "s")
+    if lease < MIN_LEASE_S:
+        raise ValueError(f"lease_s {value!r} is too short; expected at least {MIN_LEASE_S:g} s "
+                         "(the driver drains every second)")
+    return float(lease)

@@ -6,14 +6,18 @@ at once. A background thread drains every actor about once a second, tags window
 ``run_id`` and ``node`` and appends them, once, to the run's :class:`WindowLog` (the live
 frame, the progress line, the summary and the saved files all read it), and appends a
 checkpoint to ``out`` (its cost depends on the windows since the previous one, not on the
-run's length). A lost actor is recorded and the survivors take over its stripes. At the
-end the actors are killed (so the next run in the same process gets their CPUs) and the
-result is saved.
+run's length). The drain never waits on one actor: each has at most one poll outstanding,
+and what answered is collected every second. Each poll renews the actor's lease: an actor
+not polled for ``lease_s`` stops sending by itself (fenced), and the driver declares it lost
+after ``lease_s`` without an answer (at once when Ray reports its death); the survivors take
+its stripe over from a common request boundary, and send the requests of its stripe due
+since its last drained second (``gap="catch-up"``) or not (``"skip"``). At the end the
+actors are killed (so the next run in the same process gets their CPUs) and the result is
+saved.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import math
 import threading
@@ -21,7 +25,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +52,16 @@ from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec
+from rafale.cluster.stripes import StripeLog, shares
 from rafale.cluster.targets import target_summary
 
 __all__ = ["Run", "RunResult", "start"]
 
 START_DELAY_S = 0.5          # after every actor answered: time to deliver start() to all
 DRAIN_EVERY_S = 1.0
-CALL_TIMEOUT_S = 5.0         # an actor call slower than this counts as a miss
-LOST_AFTER_S = 10.0          # unavailable (or silent on a dead node) this long: lost
+POLL_WAIT_S = 0.5            # how long a drain tick waits for this second's answers
+CALL_TIMEOUT_S = 5.0         # control calls and the last drain wait this long at most
+SILENT_NOTICE_S = 1.5        # an actor silent this long is shown in the progress line
 CHECKPOINT_EVERY_S = 5.0
 RESTRIPE_AHEAD_S = 0.5       # new stripes take effect at the row due this far ahead
 _current: Run | None = None
@@ -91,7 +97,11 @@ class _Actor:
     alive: bool = True
     state: str = "running"
     in_flight: int = 0
-    missing_since: float | None = None
+    pending: Any = None           # the outstanding poll (an ObjectRef), if any
+    last_answer: float = field(default_factory=time.monotonic)
+    last_second: int = -1         # the last second whose window was drained
+    awaited: bool = False         # lost but not dead: its answer, if it comes, is kept
+    came_back: bool = False
 
     @classmethod
     def placed(cls, index: int, handle: Any, node_id: str, where: dict[str, Any]) -> _Actor:
@@ -128,7 +138,7 @@ class Run:
         self._reported = np.zeros(once_rows, bool)  # rows with an outcome (or handed over)
         # Stripes over time: (first row, actor indices by stripe position), so that every
         # row has one owner; the driver's copy of the schedule chooses the row boundary.
-        self._epochs: list[tuple[int, list[int]]] = [(0, [a.index for a in actors])]
+        self._stripes = StripeLog([a.index for a in actors])
         self._schedule = spec.engine_schedule()[0]
         self._paused_s = 0.0
         self._paused_at: float | None = None
@@ -184,9 +194,18 @@ class Run:
         state = self._ended or ("paused" if self._paused else "running")
         return snapshot(self.log, elapsed_s=self.elapsed_s, total_s=self.spec.run_s,
                         state=state, actors_alive=self._alive_count(),
-                        actors_total=len(self._actors), warnings=self.warnings,
+                        actors_total=len(self._actors),
+                        warnings=self.warnings + self._silent_warnings(),
                         rows=(None if self.outcomes is None or self.spec.feed is None
                               else (self.outcomes.rows, self.spec.feed.rows)))
+
+    def _silent_warnings(self) -> tuple[str, ...]:
+        """A line per live actor not heard from for SILENT_NOTICE_S (its lease running)."""
+        now = time.monotonic()
+        return tuple(
+            f"actor {a.index} on {a.hostname or a.ip or a.node_id[:12]}: no answer for "
+            f"{now - a.last_answer:.0f} s (lost after {self.spec.lease_s:g} s)"
+            for a in self._actors if a.alive and now - a.last_answer >= SILENT_NOTICE_S)
 
     def summary(self) -> dict[str, Any]:
         """The summary so far, from the log's running aggregates, with the target (and the
@@ -200,6 +219,8 @@ class Run:
             summary["thresholds_passed"] = all(r["passed"] for r in results)
         if self._answers:
             summary["answers"] = dict(self._answers)
+        if self._lost:
+            summary["lost"] = [dict(x) for x in self._lost]
         feed = self.spec.feed
         if feed is not None:
             summary["feed"] = feed.summary(self.spec.feed_mode)
@@ -228,10 +249,14 @@ class Run:
     # ----- control -----------------------------------------------------------------------
 
     def _broadcast(self, method: str, *args: Any) -> None:
-        refs = [getattr(a.handle, method).remote(*args) for a in self._actors if a.alive]
-        for ref in refs:  # a lost actor is noticed and recorded by the drain loop
-            with contextlib.suppress(RayActorError, GetTimeoutError):
-                ray.get(ref, timeout=CALL_TIMEOUT_S)
+        """Call every live actor; wait (at most CALL_TIMEOUT_S in all) only for those that
+        answered lately: a silent one is left to its lease and the drain loop."""
+        now = time.monotonic()
+        refs = [(getattr(a.handle, method).remote(*args), now - a.last_answer < SILENT_NOTICE_S)
+                for a in self._actors if a.alive]
+        waited = [ref for ref, answering in refs if answering]
+        if waited:
+            ray.wait(waited, num_returns=len(waited), timeout=CALL_TIMEOUT_S)
 
     def pause(self) -> None:
         """Stop sending at once; the schedule freezes (no burst after resume)."""
@@ -354,36 +379,95 @@ class Run:
             self._finish()
 
     def _poll(self) -> None:
-        live = [a for a in self._actors if a.alive]
-        once = self.outcomes is not None
-        calls = [(a, a.handle.drain.remote(), a.handle.status.remote(),
-                  a.handle.drain_outcomes.remote() if once else None) for a in live]
-        refs = [r for _, d, s, o in calls for r in (d, s, o) if r is not None]
-        ray.wait(refs, num_returns=len(refs), timeout=CALL_TIMEOUT_S)
-        now = time.monotonic()
-        drained: list[dict[str, Any]] = []
-        for actor, drain_ref, status_ref, outcomes_ref in calls:
-            try:
-                drained += self._tag(actor, ray.get(drain_ref, timeout=0))
-                status = ray.get(status_ref, timeout=0)
-                if outcomes_ref is not None:
-                    self._add_outcomes(ray.get(outcomes_ref, timeout=0))
-            except ActorUnavailableError:
-                self._missing(actor, now, "unavailable")
-                continue
-            except RayActorError as exc:
-                self._lose(actor, f"died: {type(exc).__name__}")
-                continue
-            except GetTimeoutError:
-                self._missing(actor, now, "no answer")
-                continue
-            actor.missing_since = None
-            actor.state = str(status.get("state", ""))
-            actor.in_flight = int(status.get("in_flight", 0))
-            actor.start_skew_s = float(status.get("start_skew_s", 0.0))
-            if status.get("error"):
-                self._notes.append(f"actor {actor.index}: {status['error']}")
+        """One drain tick: a poll to every actor without one outstanding, then what answered
+        within POLL_WAIT_S; losses by Ray's word, node death or lease expiry."""
+        watched = [a for a in self._actors if a.alive or a.awaited]
+        for actor in watched:
+            if actor.pending is None:
+                actor.pending = actor.handle.poll.remote()
+        refs = [a.pending for a in watched]
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=POLL_WAIT_S)
+        drained, losses = self._collect(watched)
         self.log.append(drained)
+        now = time.monotonic()
+        lease_s = self.spec.lease_s
+        losing = {id(a) for a, _ in losses}
+        silent = [a for a in self._actors if a.alive and id(a) not in losing
+                  and now - a.last_answer >= SILENT_NOTICE_S]
+        if silent:
+            alive_nodes = placement.alive_node_ids()
+            for actor in silent:
+                quiet_s = now - actor.last_answer
+                if alive_nodes is not None and actor.node_id not in alive_nodes:
+                    losses.append((actor, ("node", "node removed (Ray reports its node dead)")))
+                elif quiet_s >= lease_s:
+                    losses.append((actor, ("lease", f"lease expired: no answer for "
+                                                    f"{quiet_s:.1f} s (lease_s {lease_s:g})")))
+        if losses:
+            self._lose_all(losses)
+
+    def _collect(self, watched: list[_Actor]
+                 ) -> tuple[list[dict[str, Any]], list[tuple[_Actor, tuple[str, str]]]]:
+        """The answers ready now: windows to append, and actors Ray reports dead."""
+        ready = set(ray.wait([a.pending for a in watched], num_returns=len(watched),
+                             timeout=0)[0]) if watched else set()
+        drained: list[dict[str, Any]] = []
+        losses: list[tuple[_Actor, tuple[str, str]]] = []
+        for actor in watched:
+            if actor.pending not in ready:
+                continue
+            ref, actor.pending = actor.pending, None
+            try:
+                answer = ray.get(ref, timeout=0)
+            except ActorUnavailableError:
+                continue  # unreachable for now: asked again next tick, the lease decides
+            except RayActorError as exc:
+                actor.awaited = False
+                if actor.alive:
+                    losses.append((actor, ("ray", f"died: {type(exc).__name__} (Ray "
+                                                  "reported its death)")))
+                continue
+            drained += self._take(actor, answer)
+            fenced = answer["status"].get("fenced")
+            if fenced and actor.alive:
+                losses.append((actor, ("fenced", f"fenced itself at {fenced['at_s']:.1f} s: "
+                                                 f"{fenced['why']}")))
+        return drained, losses
+
+    def _take(self, actor: _Actor, answer: dict[str, Any]) -> list[dict[str, Any]]:
+        """One poll's answer: outcomes kept, status noted; its windows returned tagged."""
+        windows = self._tag(actor, answer["windows"])
+        status = answer["status"]
+        if answer.get("outcomes") is not None:
+            self._add_outcomes(answer["outcomes"])
+        actor.last_answer = time.monotonic()
+        if windows:
+            actor.last_second = max(actor.last_second, max(int(w["second"]) for w in windows))
+        actor.state = str(status.get("state", ""))
+        actor.in_flight = int(status.get("in_flight", 0))
+        actor.start_skew_s = float(status.get("start_skew_s", 0.0))
+        if status.get("error"):
+            self._notes.append(f"actor {actor.index}: {status['error']}")
+        if not actor.alive:
+            self._came_back(actor, status)
+        return windows
+
+    def _came_back(self, actor: _Actor, status: dict[str, Any]) -> None:
+        """A lost (not dead) actor answered: stop it, keep its windows, record it."""
+        if not actor.came_back:
+            actor.came_back = True
+            actor.handle.stop.remote()
+            entry = next(x for x in reversed(self._lost) if x["actor"] == actor.index)
+            entry["came_back_at_s"] = round(self.elapsed_s, 3)
+            entry["fenced"] = status.get("fenced")
+            self._notes.append(
+                f"actor {actor.index} answered again at {self.elapsed_s:.1f} s after it was "
+                f"lost; " + ("it had stopped sending by its lease at "
+                             f"{status['fenced']['at_s']:.1f} s" if status.get("fenced")
+                             else "it was stopped") + "; its windows are kept")
+        if actor.state == "done":
+            actor.awaited = False  # everything it measured is drained
 
     def _add_outcomes(self, columns: dict[str, list[Any]] | None) -> None:
         """Rows an actor finished, as rows of the feed's source (they differ after only)."""
@@ -403,46 +487,74 @@ class Run:
             actor.in_flight = int(windows[-1].get("in_flight", actor.in_flight))
         return windows
 
-    def _missing(self, actor: _Actor, now: float, why: str) -> None:
-        if actor.missing_since is None:
-            actor.missing_since = now
+    def _lose_all(self, losses: list[tuple[_Actor, tuple[str, str]]]) -> None:
+        """Declare these actors lost (together: one restripe), hand their stripes to the
+        live ones and deal with each one's gap."""
+        at_s = round(self.elapsed_s, 3)
+        now = time.monotonic()
+        lost: list[_Actor] = []
         alive_nodes = placement.alive_node_ids()
-        node_alive = alive_nodes is None or actor.node_id in alive_nodes
-        if not node_alive or now - actor.missing_since >= LOST_AFTER_S:
-            self._lose(actor, why if node_alive else "node removed")
+        for actor, (detected, reason) in losses:
+            if not actor.alive:
+                continue
+            actor.alive = False
+            actor.awaited = detected not in ("ray", "node")
+            lost.append(actor)
+            self._lost.append({**actor.info(), "at_s": at_s, "in_flight_lost": actor.in_flight,
+                               "reason": reason, "detected": detected,
+                               "silent_s": round(now - actor.last_answer, 3),
+                               "last_drained_second": actor.last_second})
+            if (alive_nodes is not None and actor.node_id not in alive_nodes
+                    and actor.node_id not in self._lost_nodes):
+                self._lost_nodes.append(actor.node_id)
+        if not lost or not self._alive_count():
+            return
+        boundary = self._restripe()
+        for actor in lost:
+            entry = next(x for x in reversed(self._lost) if x["actor"] == actor.index)
+            entry["takeover_at_s"] = round(self.elapsed_s, 3)
+            entry["gap"] = self._gap(actor, boundary)
 
-    def _lose(self, actor: _Actor, reason: str) -> None:
-        actor.alive = False
-        self._lost.append({**actor.info(), "at_s": round(self.elapsed_s, 3),
-                           "in_flight_lost": actor.in_flight, "reason": reason})
-        alive_nodes = placement.alive_node_ids()
-        if (alive_nodes is not None and actor.node_id not in alive_nodes
-                and actor.node_id not in self._lost_nodes):
-            self._lost_nodes.append(actor.node_id)
-        if self._alive_count():
-            self._restripe()
-
-    def _restripe(self) -> None:
-        """Share the stripes among the live actors from a common row boundary on (a row
-        due a little ahead: no actor has reached it, so no row is sent twice)."""
+    def _restripe(self) -> int | None:
+        """Share the stripes among the live actors from a common request (and row) boundary
+        a little ahead: no actor has reached it, so no request or row is sent twice."""
         live = [a for a in self._actors if a.alive]
         boundary = None
-        if self._schedule is not None and self.spec.feed is not None:
+        if self._schedule is not None:
             boundary = self._schedule.count_due(self._sched_now() + RESTRIPE_AHEAD_S)
-            self._epochs.append((boundary, [a.index for a in live]))
+            self._stripes.add(boundary, [a.index for a in live])
+        from_row = boundary if self.spec.feed is not None else None
         for position, actor in enumerate(live):
-            actor.handle.set_stripe.remote(position, len(live), boundary)
+            actor.handle.set_stripe.remote(position, len(live), from_row, boundary)
         if boundary is not None and self.spec.resend_unknown and self.outcomes is not None:
             self._resend_unknown(live, boundary)
+        return boundary
+
+    def _gap(self, actor: _Actor, boundary: int | None) -> dict[str, Any]:
+        """The requests of ``actor``'s stripe due since its last drained second and before
+        the boundary (its windows for them never arrived): sent late by the live actors
+        (catch-up) or not (skip). With a feed sent once these are slots: the others send
+        their next rows in them (the lost actor's rows are unknown, or sent again with
+        resend_unknown)."""
+        if boundary is None or self._schedule is None:
+            return {"mode": "none (closed model)", "requests": 0}
+        from_s = max(0.0, actor.last_second + 1 - self._paused_s)
+        k_from = self._schedule.count_due(from_s)
+        spans = self._stripes.held(actor.index, k_from, boundary)
+        total = sum(len(r) for r in spans)
+        mode = self.spec.gap
+        live = [a for a in self._actors if a.alive]
+        if mode == "catch-up" and total:
+            for survivor, share in zip(live, shares(spans, len(live)), strict=True):
+                if share:
+                    survivor.handle.catch_up.remote(share)
+        return {"mode": mode, "requests": total, "from_s": round(from_s, 3),
+                "to_s": round(self._schedule.time_of(boundary) if boundary < self._schedule.total()
+                              else self._schedule.duration_s, 3)}
 
     def owners(self, rows: int) -> np.ndarray:
         """The actor whose stripe held each of the first ``rows`` feed rows."""
-        owner = np.full(rows, -1, dtype=np.int32)
-        bounds = [start for start, _ in self._epochs[1:]] + [rows]
-        for (start, members), end in zip(self._epochs, bounds, strict=True):
-            span = np.arange(min(start, rows), min(max(end, start), rows))
-            owner[span] = np.asarray(members, dtype=np.int32)[span % len(members)]
-        return owner
+        return self._stripes.owners(rows)
 
     def _resend_unknown(self, live: list[_Actor], boundary: int) -> None:
         """Hand the rows the lost actors owned below ``boundary`` and never reported to the
@@ -469,18 +581,26 @@ class Run:
                 self.on_progress = None
 
     def _finish(self) -> None:
-        live = [a for a in self._actors if a.alive]
-        once = self.outcomes is not None
-        refs = [(a, a.handle.drain.remote(),
-                 a.handle.drain_outcomes.remote() if once else None) for a in live]
+        """The last drain: what was outstanding, then one fresh poll of every actor that
+        still answers (at most CALL_TIMEOUT_S for each round in all)."""
         drained: list[dict[str, Any]] = []
-        for actor, ref, outcomes_ref in refs:
-            try:
-                drained += self._tag(actor, ray.get(ref, timeout=CALL_TIMEOUT_S))
-                if outcomes_ref is not None:
-                    self._add_outcomes(ray.get(outcomes_ref, timeout=CALL_TIMEOUT_S))
-            except (RayActorError, GetTimeoutError) as exc:
-                self._notes.append(f"actor {actor.index}: last drain failed ({exc!r})")
+        losses: list[tuple[_Actor, tuple[str, str]]] = []
+        for _ in range(2):
+            watched = [a for a in self._actors if (a.alive or a.awaited)
+                       and time.monotonic() - a.last_answer < max(self.spec.lease_s,
+                                                                 SILENT_NOTICE_S)]
+            for actor in watched:
+                if actor.pending is None:
+                    actor.pending = actor.handle.poll.remote()
+            if watched:
+                ray.wait([a.pending for a in watched], num_returns=len(watched),
+                         timeout=CALL_TIMEOUT_S)
+            got, lost = self._collect(watched)
+            drained += got
+            losses += lost
+        for actor, (_, reason) in losses:
+            self._notes.append(f"actor {actor.index}: last drain failed ({reason})")
+        live = [a for a in self._actors if a.alive]
         self.log.append(drained)
         self._complete_outcomes()
         if self.spec.keep_answers:

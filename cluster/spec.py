@@ -34,6 +34,8 @@ from rafale.analysis.thresholds import Threshold
 from rafale.cluster.feeds import Feed, check_mode, load_feed, select_rows
 from rafale.cluster.options import (
     FD_OVERHEAD,
+    GAP_MODES,
+    check_lease,
     check_writable,
     parse_headers,
     parse_resolve,
@@ -99,6 +101,8 @@ class RunSpec:
     keep_answers: tuple[int, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     abort_on_fail: bool = False
+    lease_s: float = 3.0
+    gap: str = "catch-up"
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -141,6 +145,10 @@ class RunSpec:
         if self.abort_on_fail:
             thresholds = tuple(replace(t, abort=True) for t in thresholds)
         put(self, "thresholds", thresholds)
+        put(self, "lease_s", check_lease(self.lease_s))
+        if self.gap not in GAP_MODES:
+            raise ValueError(f"gap {self.gap!r} is not a gap mode; expected one of "
+                             f"{', '.join(GAP_MODES)}")
         if self.feed is None and (self.retry or self.resend_unknown):
             raise ValueError("retry and resend_unknown need a feed (they act on its rows)")
 
@@ -357,7 +365,7 @@ class RunSpec:
             duration_s=until_s, max_in_flight=self.max_in_flight,
             in_flight_step=self.in_flight_step, max_connections=self.max_connections,
             streams_per_connection=self.streams_per_connection,
-            actor_index=index, actor_count=count, feed=feed,
+            actor_index=index, actor_count=count, feed=feed, lease_s=self.lease_s,
         )
 
     def redacted(self) -> dict[str, Any]:

@@ -83,10 +83,11 @@ class Target:
         start_timeout_s: float = 10.0,
         stop_timeout_s: float = 5.0,
         push: PushOptions | None = None,
+        private_ok: bool = False,
     ) -> None:
         self.options = TargetOptions(
             tuple(addresses), host, access_log, keep_dir, start_timeout_s, stop_timeout_s,
-            push,
+            push, private_ok,
         )
         self.host, self.addresses = self.options.host, self.options.addresses
         self.https_port = self.http_port = 0

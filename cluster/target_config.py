@@ -45,6 +45,9 @@ class TargetOptions:
     start_timeout_s: float = 10.0
     stop_timeout_s: float = 5.0
     push: PushOptions | None = None
+    # Also private addresses (10/8, 172.16/12, 192.168/16, fc00::/7): for a target inside a
+    # network namespace whose subnet exists nowhere else (tests/testbed.py).
+    private_ok: bool = False
 
     def __post_init__(self) -> None:
         if not self.addresses:
@@ -54,8 +57,9 @@ class TargetOptions:
                 ip = ipaddress.ip_address(address)
             except ValueError:
                 raise ValueError(f"address {address!r} is not an IP address") from None
-            if not ip.is_loopback:
-                raise ValueError(f"address {address!r} is not loopback (127.0.0.0/8 or ::1)")
+            if not ip.is_loopback and not (self.private_ok and ip.is_private):
+                raise ValueError(f"address {address!r} is not loopback (127.0.0.0/8 or ::1)"
+                                 + (" or private" if self.private_ok else ""))
         if not self.host or any(c in self.host for c in ":/ []"):
             raise ValueError(f"host {self.host!r} must be a plain DNS name like 'rafale.test'")
         if self.start_timeout_s <= 0 or self.stop_timeout_s <= 0:
@@ -103,6 +107,7 @@ def _respond(status: int | str, body: str) -> dict[str, Any]:
 
 RETRY_AFTER_S = 1  # what /status/429 and /status/503 ask clients to wait
 ECHO_BODY_FIELD = "request_body"  # access-log field holding an /echo/ request's body
+LOCAL_IP_FIELD = "local_ip"  # access-log field: the target address the request came in on
 
 
 def _routes() -> list[dict[str, Any]]:
@@ -114,7 +119,10 @@ def _routes() -> list[dict[str, Any]]:
     # /echo/...: answers with the request's path; the body goes to the access log (which
     # already holds the method, URI and headers), so tests see what arrived.
     echo = {"handler": "log_append", "key": ECHO_BODY_FIELD, "value": "{http.request.body}"}
+    local = {"handler": "log_append", "key": LOCAL_IP_FIELD,
+             "value": "{http.request.local.host}"}
     return [
+        {"handle": [local]},
         {"match": [{"path": ["/"]}], "handle": [_respond(200, "ok\n")], "terminal": True},
         {"match": [{"path": ["/big"]}], "handle": [_respond(200, big)], "terminal": True},
         {"match": [{"path": ["/echo/*"]}],

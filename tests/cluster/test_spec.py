@@ -94,6 +94,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("out under a file", {"urls": URL, "out": "<file>/sub"}, "<file>/sub"),
     ("open files certain", {"urls": URL, "http": "1.1", "max_in_flight": SOFT_NOFILE + 10},
      "ulimit -n"),
+    ("lease too short", {"urls": URL, "lease_s": 1.5}, "lease_s 1.5 is too short"),
+    ("lease not a duration", {"urls": URL, "lease_s": "soon"}, "lease_s 'soon'"),
+    ("unknown gap mode", {"urls": URL, "gap": "fill"}, "gap 'fill' is not a gap mode"),
 ]
 
 

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Ray notices a node whose raylet died within ~1.5 s instead of the default ~30 s.
 FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
                    "health_check_timeout_ms": 500}
+SIGNAL_MARGIN_S = 0.3
 TAG = "RAFALE_TEST_TAG"  # an environment variable every process of one CLI run inherits
 
 
@@ -304,7 +305,9 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
     assert signal_s >= 2
     assert_seconds_contiguous(result.windows)
     per_actor = sent_by(result.windows, "actor", "second")
-    for second in range(math.floor(signal_s)):  # every whole second before the signal
+    # Every whole second that ended before the signal, with a margin: the CLI's own clock
+    # and the actors' differ by a few ms, and the stop's work starts at once on 2 cores.
+    for second in range(math.floor(signal_s - SIGNAL_MARGIN_S)):
         for actor in (0, 1):
             assert abs(per_actor[(actor, second)] - 100) <= 1, per_actor
     requests = result.summary["requests"]

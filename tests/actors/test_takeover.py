@@ -1,0 +1,135 @@
+"""What an engine does when the driver loses one of its actors: the lease that fences it,
+the stripe switch at a common request, and the catch-up of a lost stripe's requests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rafale.actors.config import EngineConfig
+from rafale.actors.engine import Engine
+from rafale.actors.pacing import Schedule, StripedPacer, SwitchPacer
+from rafale.cluster.target import Target
+from tests.helpers import target_config as config_for
+from tests.helpers import total
+
+
+def started(engine: Engine) -> threading.Thread:
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    return thread
+
+
+# ----- the lease ----------------------------------------------------------------------------
+
+
+def test_an_engine_not_drained_for_its_lease_stops_sending_and_says_why(target: Target) -> None:
+    config = config_for(target, "2", schedule=Schedule.constant(200, 6.0), duration_s=6.0,
+                        lease_s=2.0)
+    engine = Engine(config)
+    began = time.monotonic()
+    thread = started(engine)
+    thread.join(timeout=10)
+    took_s = time.monotonic() - began
+    assert not thread.is_alive()
+    fenced = engine.status()["fenced"]
+    assert fenced is not None and "lease_s" in fenced["why"]
+    assert 2.0 <= fenced["at_s"] <= 2.1, fenced
+    merged = total(engine.drain())
+    # It sent the requests due before the lease ran out, then none: the run ended early.
+    assert abs(merged["sent"] - 200 * fenced["at_s"]) <= 3, merged["sent"]
+    assert merged["intended"] == merged["sent"] + merged["dropped"]
+    assert took_s < 4
+
+
+def test_drains_renew_the_lease(target: Target) -> None:
+    config = config_for(target, "2", schedule=Schedule.constant(100, 4.0), duration_s=4.0,
+                        lease_s=2.0)
+    engine = Engine(config)
+    thread = started(engine)
+    windows = []
+    while thread.is_alive():
+        windows += engine.drain()
+        thread.join(0.5)
+    windows += engine.drain()
+    assert engine.status()["fenced"] is None
+    assert total(windows)["sent"] == 400
+
+
+# ----- the stripe switch ----------------------------------------------------------------------
+
+
+@given(count=st.integers(2, 5), lost=st.data(), boundary=st.integers(0, 400),
+       heard=st.data())
+def test_a_switch_at_a_common_request_sends_every_request_once(
+        count: int, lost: st.DataObject, boundary: int, heard: st.DataObject) -> None:
+    """Actors 0..count-1 send their stripes; one is lost; the others switch to count-1
+    stripes at ``boundary``, each having sent some of its old stripe before hearing
+    (never a request at or past the boundary). Every request is sent by exactly one
+    actor, except the lost actor's before the boundary (its gap) and those it sent."""
+    schedule = Schedule.constant(100, 6.0)
+    victim = lost.draw(st.integers(0, count - 1), label="lost")
+    survivors = [i for i in range(count) if i != victim]
+    sent: Counter[int] = Counter()
+    for position, index in enumerate(survivors):
+        old = StripedPacer(schedule, index, count)
+        below = old.local_below(boundary)
+        j0 = heard.draw(st.integers(0, below), label=f"actor {index} heard at")
+        sent.update(old.global_k(j) for j in range(j0))
+        pacer = SwitchPacer(old, j0, StripedPacer(schedule, position, len(survivors), boundary))
+        sent.update(pacer.global_k(j) for j in range(pacer.total()))
+        # count_due agrees with due_s.
+        for t_s in (0.0, 1.234, 3.5, 6.0):
+            assert pacer.count_due(t_s) == sum(pacer.due_s(j) <= t_s
+                                               for j in range(pacer.total()))
+    assert max(sent.values()) == 1
+    missing = set(range(schedule.total())) - set(sent)
+    assert missing == {k for k in range(boundary) if k % count == victim}
+
+
+def test_an_engine_switches_stripe_at_the_boundary_it_is_given(target: Target) -> None:
+    schedule = Schedule.constant(200, 2.0)
+    config = config_for(target, "2", schedule=schedule, duration_s=2.0, actor_index=1,
+                        actor_count=2)
+    engine = Engine(config)
+    thread = started(engine)
+    time.sleep(0.5)
+    engine.set_stripe(0, 1, None, 200)  # the only actor from request 200 (due at 1.0 s) on
+    thread.join(timeout=10)
+    merged = total(engine.drain())
+    assert merged["sent"] == 100 + 200  # odd requests before 200, every one from 200
+    assert engine.late_switches == 0
+
+
+# ----- catch-up -------------------------------------------------------------------------------
+
+
+def test_caught_up_requests_are_sent_late_and_counted_as_intended(target: Target) -> None:
+    schedule = Schedule.constant(100, 3.0)
+    config = config_for(target, "2", schedule=schedule, duration_s=3.0, actor_index=0,
+                        actor_count=2, max_in_flight=50)
+    engine = Engine(config)
+    thread = started(engine)
+    time.sleep(1.2)
+    engine.catch_up([(1, 101, 2)])  # actor 1's first second: 50 requests, all due
+    thread.join(timeout=10)
+    merged = total(engine.drain())
+    assert merged["intended"] == 150 + 50
+    assert merged["sent"] == merged["completed"] == 200
+    assert merged["late"] >= 50  # sent 0.2 s to 1.2 s after they were due
+    assert merged["dropped"] == 0
+    assert engine.status()["catch_up_left"] == 0
+
+
+@pytest.mark.parametrize("step", [0, -2])
+def test_a_bad_catch_up_is_refused(step: int) -> None:
+    engine = Engine(EngineConfig(urls=("https://rafale.test/",),
+                                 schedule=Schedule.constant(10, 1.0)))
+    with pytest.raises(ValueError, match="catch-up step"):
+        engine.catch_up([(0, 10, step)])
+
