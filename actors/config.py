@@ -21,6 +21,7 @@ from rafale.actors.checks import (
 )
 from rafale.actors.feed import FeedPlan
 from rafale.actors.pacing import Schedule
+from rafale.actors.priority import ENGINE_SLICE_US
 from rafale.actors.rows import RetryPolicy
 
 GRACE_MARGIN_S = 0.2
@@ -111,6 +112,9 @@ class EngineConfig:
     # Not drained for this long: the engine stops sending (fenced), as the driver will have
     # given its stripe to the others by then. None: no lease (an engine run in-process).
     lease_s: float | None = None
+    # The loop thread's scheduler slice (actors/priority.py request_slice); None keeps the
+    # kernel's (benchmarks compare both).
+    slice_us: int | None = ENGINE_SLICE_US
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):
@@ -136,6 +140,8 @@ class EngineConfig:
                         "drain_s")
         self._invariant(number_ok(self.late_after_s, zero_ok=True), "late_after_s")
         self._invariant(self.lease_s is None or number_ok(self.lease_s), "lease_s")
+        self._invariant(self.slice_us is None or number_ok(self.slice_us, integer=True),
+                        "slice_us")
         self._invariant(self.feed is None or isinstance(self.feed, FeedPlan), "feed")
 
     def _invariant(self, ok: bool, name: str) -> None:

@@ -38,6 +38,7 @@ from rafale.actors.pacing import (
     SwitchPacer,
     UnlimitedPacer,
 )
+from rafale.actors.priority import request_slice
 from rafale.actors.rows import RowSource
 from rafale.actors.sockets import SocketWatch
 from rafale.actors.stats import Recorder, error_kind
@@ -78,6 +79,8 @@ class Engine:
         self._stopping = False
         self._stop_sched_t = math.inf  # schedule time of stop(): nothing falls due after it
         self.start_skew_s = 0.0  # when the loop began, minus the common start instant
+        self.slice_us: int | None = None  # the loop thread's scheduler slice, if it set one
+        self.slice_note = ""
         # The lease: every drain renews it; once it runs out the engine stops sending
         # (fenced) and says why in status(). Monotonic seconds; set when the loop starts.
         self._lease_until = math.inf
@@ -177,6 +180,7 @@ class Engine:
             "late_switches": self.late_switches,
             "fenced": self.fenced,
             "catch_up_left": sum(len(r) for r in self._catch_up),
+            "slice_us": self.slice_us,
         }
 
     # ----- pacing helpers (loop thread) -----------------------------------------------
@@ -293,6 +297,8 @@ class Engine:
 
     def _run(self, start_at_s: float | None) -> None:
         cfg = self.config
+        if cfg.slice_us is not None:  # woken on time on a busy core
+            self.slice_us, self.slice_note = request_slice(cfg.slice_us)
         sockets = SocketWatch(self._wake_fd)
         multi = new_multi(cfg)
         curl_deadline = [math.inf]

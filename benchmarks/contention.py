@@ -8,7 +8,9 @@ run at niceness 0, drained and asked its status every second as the driver does)
 bare engine in a child process. Per case: event-loop turns per second, and how far each
 second's sent count is from the rate (its error). Targets: through Ray within 10 % of
 in-process loops/s and within 1 point of its worst second; with three busy loops every
-second within 2 % of the rate and send lag p99 <= 5 ms.
+second within 2 % of the rate and send lag p99 <= 5 ms. With three busy loops the engine
+also runs in-process with the kernel's own scheduler slice instead of its short one
+(actors/priority.py request_slice): what the short slice brings.
 
     .venv/bin/python -m benchmarks.contention [--seconds 8] [--loops 0,1,3] [--rounds 3]
         [--out DIR]
@@ -33,6 +35,7 @@ from rafale.actors.config import EngineConfig, ResolveEntry
 from rafale.actors.contract import SEND_LAG, encode
 from rafale.actors.engine import run_in_process
 from rafale.actors.pacing import Schedule
+from rafale.actors.priority import ENGINE_SLICE_US
 from rafale.analysis.latency import merge_histograms, percentiles
 from rafale.cluster.target import Target
 
@@ -75,12 +78,17 @@ def busy_loops(count: int) -> list[subprocess.Popen[bytes]]:
     return loops
 
 
-def config(target: Target, seconds: float) -> EngineConfig:
+KERNEL_SLICE = "in-process, kernel slice"  # the engine without its short scheduler slice
+
+
+def config(target: Target, seconds: float, slice_us: int | None = ENGINE_SLICE_US
+           ) -> EngineConfig:
     return EngineConfig(
         urls=(target.https_url,), http="2", cacert=str(target.ca_file),
         resolve=tuple(ResolveEntry.parse(r) for r in target.resolve),
         schedule=Schedule.constant(RATE_PER_S, seconds), duration_s=seconds,
-        max_in_flight=2000, in_flight_step=2000, timeout_s=5.0, drain_s=1.0)
+        max_in_flight=2000, in_flight_step=2000, timeout_s=5.0, drain_s=1.0,
+        slice_us=slice_us)
 
 
 def judge(side: str, loops: int, windows: list[dict[str, Any]], seconds: float,
@@ -98,10 +106,12 @@ def _in_process_child(cfg: EngineConfig, queue: Any) -> None:
     queue.put((run_in_process(cfg, time.time() + 0.3), os.getpriority(os.PRIO_PROCESS, 0)))
 
 
-def in_process(target: Target, seconds: float, loops: int) -> Case:
+def in_process(target: Target, seconds: float, loops: int, side: str = "in-process",
+               slice_us: int | None = ENGINE_SLICE_US) -> Case:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_in_process_child, args=(config(target, seconds), queue))
+    child = ctx.Process(target=_in_process_child,
+                        args=(config(target, seconds, slice_us), queue))
     busy = busy_loops(loops)
     try:
         child.start()
@@ -111,7 +121,12 @@ def in_process(target: Target, seconds: float, loops: int) -> Case:
         for loop in busy:
             loop.kill()
             loop.wait()
-    return judge("in-process", loops, windows, seconds, nice)
+    return judge(side, loops, windows, seconds, nice)
+
+
+def kernel_slice(target: Target, seconds: float, loops: int) -> Case:
+    """The engine in-process with the kernel's own slice: what the short slice brings."""
+    return in_process(target, seconds, loops, KERNEL_SLICE, None)
 
 
 def through_ray(target: Target, seconds: float, loops: int) -> Case:
@@ -166,8 +181,16 @@ def verdicts(cases: list[Case]) -> list[str]:
                          f"second {ray_case.sent_error_max:.2%} vs {local.sent_error_max:.2%}: "
                          f"{'met' if ok else 'MISSED'} (loops/s within {RATIO_TARGET:.0%}, "
                          f"worst second within {ERROR_GAP_TARGET:.0%} of the rate)")
+    for loops in sorted({c.loops for c in cases}):
+        kernel, local = by.get((KERNEL_SLICE, loops)), by.get(("in-process", loops))
+        if kernel and local and kernel.lag_p99_us and local.lag_p99_us:
+            lines.append(f"- {loops} busy loops, in-process: send lag p99 "
+                         f"{local.lag_p99_us / 1000:.2f} ms with the engine's "
+                         f"{ENGINE_SLICE_US} us scheduler slice, "
+                         f"{kernel.lag_p99_us / 1000:.2f} ms with the kernel's "
+                         f"({kernel.lag_p99_us / local.lag_p99_us:.1f}x)")
     for case in cases:
-        if case.loops >= 3:
+        if case.loops >= 3 and case.side != KERNEL_SLICE:
             lag_ms = (case.lag_p99_us or 0) / 1000
             ok = case.sent_error_max <= ERROR_TARGET and lag_ms <= LAG_P99_TARGET_MS
             lines.append(f"- {case.side}, {case.loops} busy loops: worst second "
@@ -207,17 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     with Target() as target:
         pin(int(target.pid or 0), {OTHER_CORE})
         for loops in counts:
-            rounds: dict[str, list[Case]] = {"in-process": [], "ray": []}
+            rounds: dict[str, list[Case]] = {"in-process": [], "ray": [], KERNEL_SLICE: []}
             for round_ in range(args.rounds):
-                sides = (in_process, through_ray) if round_ % 2 == 0 else (through_ray,
-                                                                           in_process)
+                sides: tuple[Any, ...] = ((in_process, through_ray) if round_ % 2 == 0
+                                          else (through_ray, in_process))
+                if loops >= 3:
+                    sides += (kernel_slice,)
                 for run in sides:
                     case = run(target, args.seconds, loops)
                     rounds[case.side].append(case)
                     print(f"{case.side} with {loops} busy loop(s), round {round_ + 1}: loops/s "
                           f"median {case.loops_per_s_median:,.0f}, worst second "
                           f"{case.sent_error_max:.2%}", flush=True)
-            cases += [combine(rounds["in-process"]), combine(rounds["ray"])]
+            cases += [combine(found) for found in rounds.values() if found]
     lines = verdicts(cases)
     table = markdown(cases, lines)
     print("\n" + table)
