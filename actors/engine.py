@@ -89,6 +89,8 @@ class Engine:
         # request indices, already due; they are sent first, late, and counted as intended.
         self._catch_up: deque[range] = deque()
         self._catch_up_intended = 0
+        self.catch_up_left = 0  # for status(): the deque belongs to the loop thread
+        self._ending = False  # sending is over (schedule end, stop, fence, rows done)
         # Counters for status().
         self.sent = 0
         self.completed = 0
@@ -179,7 +181,7 @@ class Engine:
             "next_row": self.rows.next_row if self.rows is not None else None,
             "late_switches": self.late_switches,
             "fenced": self.fenced,
-            "catch_up_left": sum(len(r) for r in self._catch_up),
+            "catch_up_left": self.catch_up_left,
             "slice_us": self.slice_us,
         }
 
@@ -226,6 +228,7 @@ class Engine:
             self._swap_pacer(self._make_pacer(cfg.actor_index, cfg.actor_count, 0), 0, now)
             return
         self._schedule = self._schedule.with_rate_from(sched_t, rate_per_s)
+        self._settle()
         old = self._pacer
         assert isinstance(old, StripedPacer | SwitchPacer)
         self._swap_pacer(old.with_schedule(self._schedule), self._j, now)
@@ -237,6 +240,7 @@ class Engine:
             self.late_switches += 1
         if self._schedule is None:
             return  # the closed model has no global schedule to share
+        self._settle()
         old = self._pacer
         # On time when no request at or past the boundary has been sent yet.
         if (from_k is not None and isinstance(old, StripedPacer | SwitchPacer)
@@ -251,12 +255,22 @@ class Engine:
         start_k = self._schedule.count_due(self._sched_now(now))
         self._swap_pacer(StripedPacer(self._schedule, index, count, start_k), 0, now)
 
+    def _settle(self) -> None:
+        """Replace a stripe switch that is behind us by its new pacer (same requests)."""
+        pacer = self._pacer
+        while isinstance(pacer, SwitchPacer) and (done := pacer.settled(self._j)) is not None:
+            pacer, self._j, before = done
+            self._pacer = pacer
+            self._intended_base += before  # the old requests, all due: count_due drops them
+
     def _do_catch_up(self, ranges: list[range]) -> None:
         ranges = [r for r in ranges if len(r)]
-        if self._schedule is None or self.fenced is not None or not ranges:
-            return
+        if self._schedule is None or self.fenced is not None or self._ending or not ranges:
+            return  # an engine past its end sends nothing more (the gap stays unsent)
         self._catch_up.extend(ranges)
-        self._catch_up_intended += sum(len(r) for r in ranges)
+        added = sum(len(r) for r in ranges)
+        self._catch_up_intended += added
+        self.catch_up_left += added
 
     def _catch_up_due_s(self) -> float:
         """When the next caught-up request is due (schedule seconds)."""
@@ -270,6 +284,7 @@ class Engine:
                               "as the driver gives the stripe to the other actors"}
         self._lease_until = math.inf
         self._catch_up.clear()
+        self.catch_up_left = 0
         self._do_stop()
         # Not one more send, not even a request due before the lease ran out (a frozen
         # process wakes up behind): the others send this stripe's gap.
@@ -398,6 +413,7 @@ class Engine:
                         if catch_up and base + (caught_s := self._catch_up_due_s()) <= now:
                             # A lost actor's request (most are overdue): sent first.
                             slot_s, caught = caught_s, True
+                            self.catch_up_left -= 1
                             span = catch_up[0]
                             if len(span) > 1:
                                 catch_up[0] = span[1:]
@@ -454,6 +470,7 @@ class Engine:
                     if cap < cfg.max_in_flight:
                         cap = min(cap + cfg.in_flight_step, cfg.max_in_flight)
                 if ending:
+                    self._ending = True
                     grace_until = now + cfg.grace_s
                     if not closed:
                         self._close_intended(sched_t, closed)

@@ -316,15 +316,22 @@ class SwitchPacer:
     old: StripedPacer | SwitchPacer
     j0: int
     new: StripedPacer
+    # Old requests left before the switch (none when the switch is already behind j0).
+    _n_old: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_n_old",
+                           max(0, self.old.local_below(self.switch_k) - self.j0))
 
     @property
     def switch_k(self) -> int:
         return self.new.start_k
 
-    @property
-    def _n_old(self) -> int:
-        # Old requests left before the switch (none when the switch is already behind j0).
-        return max(0, self.old.local_below(self.switch_k) - self.j0)
+    def settled(self, j: int) -> tuple[StripedPacer, int, int] | None:
+        """Once local request ``j`` is past the switch: the new pacer alone, j in it, and
+        how many old requests came before (so that switches never nest deeper than the
+        ones still pending)."""
+        return (self.new, j - self._n_old, self._n_old) if j >= self._n_old else None
 
     def global_k(self, j: int) -> int:
         n_old = self._n_old

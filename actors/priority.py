@@ -107,4 +107,6 @@ def request_slice(slice_us: int = ENGINE_SLICE_US) -> tuple[int | None, str]:
     if libc.syscall(numbers[1], 0, ctypes.byref(attr), size, 0) != 0:
         return None, f"sched_getattr: {os.strerror(ctypes.get_errno())}"
     got = int(attr.sched_runtime) // 1000
+    if got == 0:
+        return None, "this kernel has no custom slices (Linux 6.12+)"
     return got, "" if got == slice_us else f"the kernel keeps a {got} us slice"

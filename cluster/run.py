@@ -18,6 +18,7 @@ saved.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import threading
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import ray
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
 
 from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
@@ -428,6 +429,11 @@ class Run:
                     losses.append((actor, ("ray", f"died: {type(exc).__name__} (Ray "
                                                   "reported its death)")))
                 continue
+            except RayError as exc:  # the call failed on the actor: asked again next tick
+                note = f"actor {actor.index}: poll failed ({type(exc).__name__})"
+                if note not in self._notes:
+                    self._notes.append(note)
+                continue
             drained += self._take(actor, answer)
             fenced = answer["status"].get("fenced")
             if fenced and actor.alive:
@@ -487,7 +493,8 @@ class Run:
             actor.in_flight = int(windows[-1].get("in_flight", actor.in_flight))
         return windows
 
-    def _lose_all(self, losses: list[tuple[_Actor, tuple[str, str]]]) -> None:
+    def _lose_all(self, losses: list[tuple[_Actor, tuple[str, str]]],
+                  restripe: bool = True) -> None:
         """Declare these actors lost (together: one restripe), hand their stripes to the
         live ones and deal with each one's gap."""
         at_s = round(self.elapsed_s, 3)
@@ -507,7 +514,7 @@ class Run:
             if (alive_nodes is not None and actor.node_id not in alive_nodes
                     and actor.node_id not in self._lost_nodes):
                 self._lost_nodes.append(actor.node_id)
-        if not lost or not self._alive_count():
+        if not lost or not self._alive_count() or not restripe:
             return
         boundary = self._restripe()
         for actor in lost:
@@ -581,6 +588,18 @@ class Run:
                 self.on_progress = None
 
     def _finish(self) -> None:
+        """End the run; whatever goes wrong, the actors are killed and waiters released."""
+        try:
+            self._finish_run()
+        except Exception as exc:  # noqa: BLE001 - wait() must return, the CPUs be freed
+            self._notes.append(f"driver error at the end: {exc!r}")
+            self._ended = self._ended or "driver error"
+            with contextlib.suppress(Exception):
+                placement.kill_all([a.handle for a in self._actors])
+        finally:
+            self._done.set()
+
+    def _finish_run(self) -> None:
         """The last drain: what was outstanding, then one fresh poll of every actor that
         still answers (at most CALL_TIMEOUT_S for each round in all)."""
         drained: list[dict[str, Any]] = []
@@ -598,8 +617,8 @@ class Run:
             got, lost = self._collect(watched)
             drained += got
             losses += lost
-        for actor, (_, reason) in losses:
-            self._notes.append(f"actor {actor.index}: last drain failed ({reason})")
+        # Lost in the last drain: recorded (their rows unknown), no one left to take over.
+        self._lose_all(losses, restripe=False)
         live = [a for a in self._actors if a.alive]
         self.log.append(drained)
         self._complete_outcomes()

@@ -133,3 +133,31 @@ def test_a_bad_catch_up_is_refused(step: int) -> None:
     with pytest.raises(ValueError, match="catch-up step"):
         engine.catch_up([(0, 10, step)])
 
+
+
+@given(switches=st.integers(1, 30), data=st.data())
+def test_stripe_switches_settle_instead_of_nesting(switches: int, data: st.DataObject) -> None:
+    """Many restripes, each heard before its boundary and passed before the next one (as
+    restripes a second apart with a boundary 0.5 s ahead are): the pacer never nests more
+    than one switch deep, and every request is sent once, in order."""
+    schedule = Schedule.constant(1000, 600.0)
+    engine = Engine(EngineConfig(urls=("https://rafale.test/",), schedule=schedule,
+                                 duration_s=600.0, actor_index=0, actor_count=2))
+    sent: list[int] = []
+
+    def send() -> None:
+        sent.append(engine._pacer.global_k(engine._j))
+        engine._j += 1
+
+    for _ in range(switches):
+        boundary = engine._pacer.global_k(engine._j) + data.draw(st.integers(0, 40))
+        engine._do_set_stripe(0, data.draw(st.integers(1, 3)), None, boundary)
+        depth, pacer = 0, engine._pacer
+        while isinstance(pacer, SwitchPacer):
+            depth, pacer = depth + 1, pacer.old
+        assert depth <= 1
+        while engine._pacer.global_k(engine._j) < boundary:
+            send()
+        for _ in range(data.draw(st.integers(0, 5))):
+            send()
+    assert sent == sorted(sent) and len(set(sent)) == len(sent)
