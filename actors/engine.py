@@ -265,10 +265,16 @@ class Engine:
 
     def _do_catch_up(self, ranges: list[range]) -> None:
         ranges = [r for r in ranges if len(r)]
-        if self._schedule is None or self.fenced is not None or self._ending or not ranges:
-            return  # an engine past its end sends nothing more (the gap stays unsent)
-        self._catch_up.extend(ranges)
+        if self._schedule is None or not ranges:
+            return
         added = sum(len(r) for r in ranges)
+        if self.fenced is not None or self._ending:
+            # Past its end (or fenced) an engine sends nothing more: the gap it was handed
+            # was due and is not sent, so it counts as intended and dropped.
+            self.recorder.add_intended(added)
+            self.recorder.add_dropped(added)
+            return
+        self._catch_up.extend(ranges)
         self._catch_up_intended += added
         self.catch_up_left += added
 

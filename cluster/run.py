@@ -550,6 +550,8 @@ class Run:
         spans = self._stripes.held(actor.index, k_from, boundary)
         total = sum(len(r) for r in spans)
         mode = self.spec.gap
+        if mode == "catch-up" and self._sched_now() >= self._schedule.duration_s:
+            mode = "skip (the schedule had ended)"  # the survivors are done sending
         live = [a for a in self._actors if a.alive]
         if mode == "catch-up" and total:
             for survivor, share in zip(live, shares(spans, len(live)), strict=True):

@@ -161,3 +161,15 @@ def test_stripe_switches_settle_instead_of_nesting(switches: int, data: st.DataO
         for _ in range(data.draw(st.integers(0, 5))):
             send()
     assert sent == sorted(sent) and len(set(sent)) == len(sent)
+
+
+
+def test_a_gap_handed_to_an_engine_past_its_end_counts_as_intended_and_dropped() -> None:
+    engine = Engine(EngineConfig(urls=("https://rafale.test/",),
+                                 schedule=Schedule.constant(10, 1.0)))
+    engine._ending = True  # the loop thread sets it when sending is over
+    engine._do_catch_up([range(0, 40, 2)])
+    engine.recorder.roll(1, in_flight=0, cpu_s_total=0.0, loops_total=0)
+    [window] = engine.drain()
+    assert (window["intended"], window["dropped"], window["sent"]) == (20, 20, 0)
+    assert engine.status()["catch_up_left"] == 0
