@@ -393,8 +393,6 @@ class Engine:
                 pacer = self._pacer
                 due_s = pacer.due_s(self._j)
                 closed = self._schedule is None
-            if now >= self._lease_until:
-                self._fence(now)
             # Close every window that ended, and decide whether sending is over.
             if int(now - start) > second:
                 second = self._roll(now, closed, cpu0)
@@ -503,7 +501,9 @@ class Engine:
                     time.sleep(timeout)
                 ready = poll(0)
             woke = monotonic()
-            if woke >= self._lease_until:  # before a late roll counts what it will not send
+            # The lease is checked on every wake-up, before a late roll would count what a
+            # fenced engine will not send (it is set once the loop runs: no check before).
+            if woke >= self._lease_until:
                 self._fence(woke)
             if int(woke - start) > second:  # what the events bring belongs to the new second
                 second = self._roll(woke, closed, cpu0)

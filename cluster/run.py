@@ -386,10 +386,7 @@ class Run:
         for actor in watched:
             if actor.pending is None:
                 actor.pending = actor.handle.poll.remote()
-        refs = [a.pending for a in watched]
-        if refs:
-            ray.wait(refs, num_returns=len(refs), timeout=POLL_WAIT_S)
-        drained, losses = self._collect(watched)
+        drained, losses = self._collect(watched, POLL_WAIT_S)
         self.log.append(drained)
         now = time.monotonic()
         lease_s = self.spec.lease_s
@@ -408,11 +405,12 @@ class Run:
         if losses:
             self._lose_all(losses)
 
-    def _collect(self, watched: list[_Actor]
+    def _collect(self, watched: list[_Actor], wait_s: float
                  ) -> tuple[list[dict[str, Any]], list[tuple[_Actor, tuple[str, str]]]]:
-        """The answers ready now: windows to append, and actors Ray reports dead."""
+        """The answers of these actors' outstanding polls within ``wait_s``: windows to
+        append, and losses (Ray reports the actor dead, or it fenced itself)."""
         ready = set(ray.wait([a.pending for a in watched], num_returns=len(watched),
-                             timeout=0)[0]) if watched else set()
+                             timeout=wait_s)[0]) if watched else set()
         drained: list[dict[str, Any]] = []
         losses: list[tuple[_Actor, tuple[str, str]]] = []
         for actor in watched:
@@ -499,26 +497,26 @@ class Run:
         live ones and deal with each one's gap."""
         at_s = round(self.elapsed_s, 3)
         now = time.monotonic()
-        lost: list[_Actor] = []
+        lost: list[tuple[_Actor, dict[str, Any]]] = []
         alive_nodes = placement.alive_node_ids()
         for actor, (detected, reason) in losses:
             if not actor.alive:
                 continue
             actor.alive = False
             actor.awaited = detected not in ("ray", "node")
-            lost.append(actor)
-            self._lost.append({**actor.info(), "at_s": at_s, "in_flight_lost": actor.in_flight,
-                               "reason": reason, "detected": detected,
-                               "silent_s": round(now - actor.last_answer, 3),
-                               "last_drained_second": actor.last_second})
+            entry = {**actor.info(), "at_s": at_s, "in_flight_lost": actor.in_flight,
+                     "reason": reason, "detected": detected,
+                     "silent_s": round(now - actor.last_answer, 3),
+                     "last_drained_second": actor.last_second}
+            self._lost.append(entry)
+            lost.append((actor, entry))
             if (alive_nodes is not None and actor.node_id not in alive_nodes
                     and actor.node_id not in self._lost_nodes):
                 self._lost_nodes.append(actor.node_id)
         if not lost or not self._alive_count() or not restripe:
             return
         boundary = self._restripe()
-        for actor in lost:
-            entry = next(x for x in reversed(self._lost) if x["actor"] == actor.index)
+        for actor, entry in lost:
             entry["takeover_at_s"] = round(self.elapsed_s, 3)
             entry["gap"] = self._gap(actor, boundary)
 
@@ -613,10 +611,7 @@ class Run:
             for actor in watched:
                 if actor.pending is None:
                     actor.pending = actor.handle.poll.remote()
-            if watched:
-                ray.wait([a.pending for a in watched], num_returns=len(watched),
-                         timeout=CALL_TIMEOUT_S)
-            got, lost = self._collect(watched)
+            got, lost = self._collect(watched, CALL_TIMEOUT_S)
             drained += got
             losses += lost
         # Lost in the last drain: recorded (their rows unknown), no one left to take over.

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -63,10 +63,7 @@ ADDRESSES: dict[str, dict[Net, tuple[str, ...]]] = {
     "c2": {"control": ("10.213.0.12",), "data": ("10.214.0.12",)},
     TARGET: {"data": ("10.214.0.100", "10.214.0.101")},
 }
-# Ray declares a node dead after about period x threshold without an answer (default 30 s).
-FAST_NODE_DEATH: dict[str, int] = {"health_check_period_ms": 1000,
-                                   "health_check_timeout_ms": 1000,
-                                   "health_check_failure_threshold": 3}
+
 
 # Runs in the target namespace: the embedded target on the data addresses (private ones:
 # private_ok) until stdin closes or SIGTERM. Each access-log entry has `local_ip`, the
@@ -176,7 +173,7 @@ class Testbed:
     __test__ = False  # not a pytest test class
 
     def __init__(self, *, ray: bool = True, target: bool = True,
-                 system_config: Mapping[str, Any] | None = FAST_NODE_DEATH,
+                 system_config: Mapping[str, Any] | None = None,
                  start_timeout_s: float = 60.0, stop_grace_s: float = 1.0) -> None:
         self.prefix = f"rtb{secrets.token_hex(3)}-"
         self.token = secrets.token_hex(16)
@@ -511,12 +508,3 @@ def pids_alive(pids: Iterable[int]) -> list[int]:
         if state not in ("Z", "X"):
             alive.append(pid)
     return alive
-
-
-def iter_testbed_namespaces() -> Iterator[str]:
-    """Every testbed namespace on this machine (any instance), e.g. to find leftovers."""
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for line in listed.splitlines():
-        name = line.split()[0] if line.strip() else ""
-        if name.startswith("rtb") and not name.startswith("rtbprobe"):
-            yield name
