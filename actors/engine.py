@@ -180,7 +180,7 @@ class Engine:
             "start_skew_s": self.start_skew_s,
             "next_row": self.rows.next_row if self.rows is not None else None,
             "late_switches": self.late_switches,
-            "fenced": self.fenced,
+            "fenced": self.fenced or self._lease_ran_out(time.monotonic()),
             "catch_up_left": self.catch_up_left,
             "slice_us": self.slice_us,
         }
@@ -282,12 +282,19 @@ class Engine:
         """When the next caught-up request is due (schedule seconds)."""
         return self._schedule.time_of(self._catch_up[0][0])  # type: ignore[union-attr]
 
+    def _lease_ran_out(self, now: float) -> dict[str, Any] | None:
+        """The fence record once the lease has run out (at its expiry: from then on the
+        engine sends nothing), None before. status() reports it even when the loop thread,
+        thawed, has not turned yet to fence itself (it will before any send)."""
+        if now < self._lease_until:
+            return None
+        return {"at_s": round(self._lease_until - self._start, 3),
+                "why": f"not drained for {self.config.lease_s:g} s (lease_s): stopped sending, "
+                       "as the driver gives the stripe to the other actors"}
+
     def _fence(self, now: float) -> None:
         """The lease ran out: stop sending (the others have this stripe by now)."""
-        lease_s = self.config.lease_s
-        self.fenced = {"at_s": round(now - self._start, 3),
-                       "why": f"not drained for {lease_s:g} s (lease_s): stopped sending, "
-                              "as the driver gives the stripe to the other actors"}
+        self.fenced = self._lease_ran_out(now)
         self._lease_until = math.inf
         self._catch_up.clear()
         self.catch_up_left = 0
@@ -314,6 +321,7 @@ class Engine:
         finally:
             with self._lock:
                 self._state = "done"
+                self._lease_until = math.inf  # an ended engine has nothing left to fence
                 os.close(self._wake_fd)
 
     def _run(self, start_at_s: float | None) -> None:
