@@ -62,6 +62,8 @@ START_DELAY_S = 0.5          # after every actor answered: time to deliver start
 DRAIN_EVERY_S = 1.0
 POLL_WAIT_S = 0.5            # how long a drain tick waits for this second's answers
 CALL_TIMEOUT_S = 5.0         # control calls and the last drain wait this long at most
+END_TICK_S = 0.1             # drain ticks just past the run's planned end...
+END_TICKS_FOR_S = 2.0        # ...for this long at most (in-flight requests may take longer)
 SILENT_NOTICE_S = 1.5        # an actor silent this long is shown in the progress line
 CHECKPOINT_EVERY_S = 5.0
 RESTRIPE_AHEAD_S = 0.5       # new stripes take effect at the row due this far ahead
@@ -353,12 +355,15 @@ class Run:
 
     def _drain_loop(self) -> None:
         next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
+        next_report = 0.0
         try:
             while not self._abort.is_set():
                 tick = time.monotonic()
                 self._poll()
-                self._report()
-                self._check_thresholds()
+                if tick >= next_report:  # once a second, also while ticks come faster
+                    next_report = tick + DRAIN_EVERY_S - END_TICK_S
+                    self._report()
+                    self._check_thresholds()
                 live = [a for a in self._actors if a.alive]
                 if not live or all(a.state == "done" for a in live):
                     break
@@ -372,12 +377,21 @@ class Run:
                             self._notes.append(note)
                     spent = time.monotonic() - began
                     next_checkpoint = time.monotonic() + max(CHECKPOINT_EVERY_S, 10 * spent)
-                self._abort.wait(max(0.0, tick + DRAIN_EVERY_S - time.monotonic()))
+                self._abort.wait(max(0.0, self._next_tick(tick) - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the run must still end and save
             self._notes.append(f"driver error: {exc!r}")
             self._ended = self._ended or "driver error"
         finally:
             self._finish()
+
+    def _next_tick(self, tick: float) -> float:
+        """A second after ``tick``; near the run's planned end, just after it and then
+        every END_TICK_S for END_TICKS_FOR_S, so that the run ends when its actors do, not
+        up to a second later."""
+        left_s = self.spec.run_s - self._sched_now()
+        if self._paused_at is not None or not -END_TICKS_FOR_S < left_s < DRAIN_EVERY_S:
+            return tick + DRAIN_EVERY_S
+        return min(tick + DRAIN_EVERY_S, time.monotonic() + max(left_s, 0.0) + END_TICK_S)
 
     def _poll(self) -> None:
         """One drain tick: a poll to every actor without one outstanding, then what answered
