@@ -59,7 +59,7 @@ def render_feeds(data: dict[str, Any]) -> str:
 def render_webpush(data: dict[str, Any]) -> str:
     args = data["args"]
     command = (f"python -m benchmarks.webpush --messages {args['messages']} "
-               f"--rate {float(args['rate']):g} --out docs/results")
+               f"--rounds {args['rounds']} --rates {args['rates']} --out docs/results")
     return _machine(data["machine"], command) + "\n" + webpush.markdown(data)
 
 

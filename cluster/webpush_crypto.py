@@ -1,10 +1,16 @@
 """Web push messages: RFC 8291 encryption (aes128gcm, RFC 8188) and RFC 8292 VAPID headers.
 
-The crypto is the well-kept libraries' (``http_ece`` for the content coding, ``py_vapid``
-for the JWT, ``cryptography`` for the keys); this module only checks inputs and puts the
-pieces together. :func:`encrypt_rows` is what a Ray task runs over a chunk of
-subscriptions: it needs the payload, the subscriptions' public keys and the already signed
-Authorization header of each push service (never the VAPID private key).
+The crypto is the well-kept libraries': ``cryptography`` for the primitives (P-256 ECDH,
+HKDF-SHA-256, AES-128-GCM), ``py_vapid`` for the JWT. :func:`encrypt` lays RFC 8291's key
+schedule over those primitives directly rather than calling ``http_ece.encrypt``, which
+writes the same bytes at 1.3-1.4x the cost per message here (128-136 against 180-185 µs,
+best of 7: it serializes the keys twice, builds a cipher object per record and copies the
+record). The tests check that both write the same bytes for one key and salt, and
+``http_ece.decrypt`` reads every message back.
+
+:func:`encrypt_rows` is what a Ray task runs over a chunk of subscriptions: it needs the
+payload, the subscriptions' public keys and the already signed Authorization header of
+each push service (never the VAPID private key).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +27,10 @@ from urllib.parse import urlsplit
 
 import http_ece
 import pyarrow as pa
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from py_vapid import Vapid02
 
 from rafale.actors.feed import FEED_SCHEMA
@@ -33,6 +42,15 @@ MAX_PAYLOAD_BYTES = 4078  # one aes128gcm record within the push services' 4,096
 RECORD_SIZE = 4096
 URGENCIES = ("very-low", "low", "normal", "high")
 VAPID_LIFETIME_S = 12 * 3600  # a JWT is reused while valid; RFC 8292 allows up to 24 h
+_CURVE = ec.SECP256R1()
+_ECDH = ec.ECDH()
+_SHA256 = hashes.SHA256()
+_X962 = serialization.Encoding.X962
+_UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
+_IKM_INFO = b"WebPush: info\x00"  # RFC 8291 3.4, followed by ua_public || as_public
+_CEK_INFO = b"Content-Encoding: aes128gcm\x00"  # RFC 8188 2.2
+_NONCE_INFO = b"Content-Encoding: nonce\x00"  # RFC 8188 2.3
+_LAST_RECORD = b"\x02"  # RFC 8188 2: the padding delimiter of the last record
 
 
 def decode_b64url(text: str) -> bytes:
@@ -123,12 +141,26 @@ class VapidKey:
         return signed[0]
 
 
-def encrypt(payload: bytes, subscription: Subscription) -> bytes:
-    """The aes128gcm body for one subscription: a new ephemeral key and salt each time."""
-    sender = ec.generate_private_key(ec.SECP256R1())
-    return bytes(http_ece.encrypt(payload, salt=os.urandom(16), private_key=sender,
-                                  dh=subscription.p256dh, auth_secret=subscription.auth,
-                                  version="aes128gcm", rs=RECORD_SIZE))
+def encrypt(payload: bytes, subscription: Subscription, *,
+            sender: ec.EllipticCurvePrivateKey | None = None, salt: bytes | None = None
+            ) -> bytes:
+    """The aes128gcm body for one subscription (RFC 8291 3.3-3.4 and 4, RFC 8188 2):
+    a new ephemeral key and salt each time (``sender``/``salt`` are for tests only).
+    The payload fits one record (``MAX_PAYLOAD_BYTES``)."""
+    return _encrypt(payload, subscription.p256dh, subscription.auth, sender, salt)
+
+
+def _encrypt(payload: bytes, p256dh: bytes, auth: bytes,
+             sender: ec.EllipticCurvePrivateKey | None, salt: bytes | None) -> bytes:
+    sender = ec.generate_private_key(_CURVE) if sender is None else sender
+    salt = os.urandom(16) if salt is None else salt
+    as_public = sender.public_key().public_bytes(_X962, _UNCOMPRESSED)
+    shared = sender.exchange(_ECDH, ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, p256dh))
+    ikm = HKDF(_SHA256, 32, auth, _IKM_INFO + p256dh + as_public).derive(shared)
+    cek = HKDF(_SHA256, 16, salt, _CEK_INFO).derive(ikm)
+    nonce = HKDF(_SHA256, 12, salt, _NONCE_INFO).derive(ikm)
+    record = AESGCM(cek).encrypt(nonce, payload + _LAST_RECORD, None)
+    return salt + struct.pack("!IB", RECORD_SIZE, len(as_public)) + as_public + record
 
 
 def push_headers(authorization: str, ttl_s: int, urgency: str, topic: str | None
@@ -146,12 +178,16 @@ def encrypt_rows(endpoints: Sequence[str], p256dh: Sequence[bytes], auth: Sequen
     """Feed rows (``FEED_SCHEMA``, tag = push service host) for a chunk of subscriptions."""
     headers_by_origin = {origin: push_headers(value, ttl_s, urgency, topic)
                          for origin, value in authorizations.items()}
+    host_by_origin = {origin: urlsplit(origin).hostname or "" for origin in authorizations}
     bodies, headers, hosts = [], [], []
     for endpoint, key, secret in zip(endpoints, p256dh, auth, strict=True):
-        bodies.append(encrypt(payload, Subscription(endpoint, key, secret)))
-        origin = origin_of(endpoint)
+        bodies.append(_encrypt(payload, key, secret, None, None))
+        cut = endpoint.find("/", 8)  # where an https:// endpoint's origin usually ends
+        origin = endpoint[:cut] if cut >= 0 else endpoint
+        if origin not in headers_by_origin:
+            origin = origin_of(endpoint)
         headers.append(headers_by_origin[origin])
-        hosts.append(urlsplit(endpoint).hostname or "")
+        hosts.append(host_by_origin[origin])
     count = len(bodies)
     return pa.Table.from_arrays([
         pa.array(list(endpoints), pa.string()), pa.array(["POST"] * count, pa.string()),

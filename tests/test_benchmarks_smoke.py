@@ -97,10 +97,17 @@ def test_feeds_benchmark_runs_small_and_renders(tmp_path: Path) -> None:
 def test_webpush_benchmark_runs_small_and_renders(tmp_path: Path) -> None:
     from benchmarks import webpush
 
-    assert webpush.main(["--messages", "600", "--rate", "300", "--out", str(tmp_path)]) == 0
+    assert webpush.main(["--messages", "600", "--rounds", "1", "--rates", "300",
+                         "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "webpush.json").read_text())
     assert [p["workers"] for p in report["prepare"]] == [1, 2]
     assert all(p["messages"] == 600 and p["messages_per_s"] > 0 for p in report["prepare"])
-    assert report["encoders"]["rafale_us"] > 0 and report["encoders"]["pywebpush_us"] > 0
-    assert report["send"]["delivered"] == 594 and report["send"]["gone"] == 6
-    assert "speed-up" in webpush.markdown(report)
+    costs = report["encoders"]
+    assert costs["rafale_us"] > 0 and costs["pywebpush_us"] > 0
+    # The floor is the sum of its parts, and no encoder beats it.
+    parts = costs["keygen_us"] + costs["ecdh_us"] + costs["decode_us"]
+    assert costs["floor_us"] == pytest.approx(parts) and costs["rafale_us"] > costs["floor_us"]
+    [sent] = report["send"]
+    assert sent["delivered"] == 594 and sent["gone"] == 6
+    assert 0 <= sent["late_cap_share"] <= sent["late_share"] <= 1
+    assert "speed-up" in webpush.markdown(report) and "P-256 floor" in webpush.markdown(report)

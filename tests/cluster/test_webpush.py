@@ -26,8 +26,11 @@ from rafale.cluster.target import PushOptions, Target
 from rafale.cluster.webpush import GONE_FILE, prepare, send
 from rafale.cluster.webpush_crypto import (
     MAX_PAYLOAD_BYTES,
+    Subscription,
     decode_b64url,
     decrypt,
+    encrypt,
+    encrypt_rows,
     new_subscription,
     new_vapid_pem,
 )
@@ -92,6 +95,42 @@ def test_a_prepared_message_decrypts_and_its_vapid_jwt_verifies(tmp_path: Path) 
     forged = signature[:8] + ("B" if signature[8] == "A" else "A") + signature[9:]
     with pytest.raises(InvalidSignature):
         jwt_claims(f"vapid t={header}.{claims}.{forged},k={key}")
+
+
+@pytest.mark.parametrize("size", [1, 200, MAX_PAYLOAD_BYTES])
+def test_encrypt_gives_http_ece_bytes_for_the_same_key_and_salt(size: int) -> None:
+    """The key schedule laid over cryptography's primitives is RFC 8291's: for one
+    ephemeral key and salt it writes exactly what http_ece writes, and reads back."""
+    import http_ece
+
+    info, key, auth = new_subscription("https://push.rafale.test/push/a")
+    subscription = Subscription.parse(info, "test")
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    sender = ec.generate_private_key(ec.SECP256R1())
+    salt = bytes(range(16))
+    ours = encrypt(payload, subscription, sender=sender, salt=salt)
+    theirs = http_ece.encrypt(payload, salt=salt, private_key=sender, dh=subscription.p256dh,
+                              auth_secret=subscription.auth, version="aes128gcm", rs=4096)
+    assert ours == bytes(theirs)
+    assert len(ours) <= 4096 + 86  # one record: header (86 bytes) + at most rs
+    assert decrypt(encrypt(payload, subscription), key, auth) == payload
+    # An empty payload still gets its one (last) record; http_ece writes none for it.
+    assert decrypt(encrypt(b"", subscription), key, auth) == b""
+
+
+def test_encrypt_rows_tags_each_row_by_its_origin() -> None:
+    """Rows of two origins (one endpoint without a path) get their own Authorization."""
+    endpoints = ["https://a.rafale.test/push/1", "https://b.rafale.test:8443?x=1",
+                 "https://a.rafale.test/push/2"]
+    subs = [Subscription.parse(new_subscription(e)[0], e) for e in endpoints]
+    table = encrypt_rows(endpoints, [s.p256dh for s in subs], [s.auth for s in subs], b"hi",
+                         {"https://a.rafale.test": "vapid A",
+                          "https://b.rafale.test:8443": "vapid B"}, 60, "low", None)
+    rows = table.to_pylist()
+    assert [r["tag"] for r in rows] == ["a.rafale.test", "b.rafale.test", "a.rafale.test"]
+    auths = [next(h for h in r["headers"] if h.startswith("Authorization")) for r in rows]
+    assert auths == ["Authorization: vapid A", "Authorization: vapid B",
+                     "Authorization: vapid A"]
 
 
 def bad_inputs(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]]:
