@@ -156,7 +156,7 @@ def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
 def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "matrix"
     nb = execute("protocols_and_dns", {
-        "DURATION_S": 2, "RATE_PER_S": 200, "RAMP_S": 0, "ACTORS": "auto",
+        "DURATION_S": 1, "RATE_PER_S": 200, "RAMP_S": 0, "ACTORS": "auto",
         "HTTPS_VERSIONS": ["1.1", "2", "3"], "CLEARTEXT_VERSIONS": ["2c"],
         "DNS_MODES": ["system", "pinned"], "OUT_DIR": str(out),
     }, kernel_specs, tmp_path)
