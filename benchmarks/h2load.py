@@ -3,29 +3,28 @@
 h2load is aimed at ``https://rafale.test:PORT/`` with ``--connect-to=ADDR:PORT`` so that SNI
 and ``:authority`` are the target's host name (h2load does not verify certificates).
 
-Client CPU (user+sys) of the main phase only, the same phase rafale is measured over:
-the total CPU of the h2load child (``RUSAGE_CHILDREN`` delta around its wait) minus its
-CPU when it prints "Warm-up phase is over" (read from /proc with psutil, 10 ms ticks).
+Client CPU (user+sys) over the main phase's wall-clock window, the one method every external
+client is measured with (``benchmarks.cpu``): the window starts when h2load prints "Warm-up
+phase is over" (one thread, the default: one line) and lasts ``duration_s``; h2load's CPU is
+sampled at both instants (psutil, /proc, 10 ms ticks), so its teardown and report after the
+main phase are not counted. Its whole-run CPU (launch to exit) is kept in ``extra`` as a
+cross-check.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import resource
 import shutil
 import subprocess
-import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import psutil
-
+from benchmarks.cpu import run_tool
 from benchmarks.shapes import Measurement, Shape
 from rafale.cluster.target import Target
 
-__all__ = ["H2loadReport", "ensure_h2load", "ensure_tool", "h2load_command", "parse_report",
-           "run_h2load"]
+__all__ = ["H2loadReport", "apt_install", "ensure_h2load", "ensure_tool", "h2load_command",
+           "parse_report", "run_h2load"]
 
 _FINISHED = re.compile(r"^finished in ([\d.]+)(m?s), ([\d.]+) req/s")
 _REQUESTS = re.compile(
@@ -43,15 +42,22 @@ def _apt(*args: str) -> bool:
     return subprocess.run(command, env=env, check=False).returncode == 0
 
 
+def apt_install(package: str) -> bool:
+    """``apt-get install`` Debian's ``package`` (after ``apt-get update`` if the first try
+    fails); whether the last attempt succeeded."""
+    if _apt("install", "-y", "--no-install-recommends", package):
+        return True
+    _apt("update")
+    return _apt("install", "-y", "--no-install-recommends", package)
+
+
 def ensure_tool(binary: str, package: str) -> str:
     """``binary`` on PATH; installs Debian's ``package`` with apt-get when missing."""
     found = shutil.which(binary)
     if found:
         return found
     print(f"{binary} not found: installing {package} with apt-get", flush=True)
-    if not _apt("install", "-y", "--no-install-recommends", package):
-        _apt("update")
-        _apt("install", "-y", "--no-install-recommends", package)
+    apt_install(package)
     found = shutil.which(binary)
     if found is None:
         raise RuntimeError(f"{binary} is missing and `apt-get install {package}` failed")
@@ -112,42 +118,6 @@ def parse_report(text: str) -> H2loadReport:
     )
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _process_cpu_s(pid: int) -> float:
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return 0.0
-    return float(times.user + times.system)
-
-
-def _run_watching_warmup(command: Sequence[str], timeout_s: float) -> tuple[str, float, float]:
-    """Run h2load; return (stdout, CPU at warm-up end, total CPU)."""
-    cpu0 = _children_cpu_s()
-    lines: list[str] = []
-    warm_cpu = 0.0
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as proc:
-        assert proc.stdout is not None
-        watchdog = threading.Timer(timeout_s, proc.kill)
-        watchdog.start()
-        try:
-            for line in proc.stdout:
-                if _WARMED_UP in line and not warm_cpu:
-                    warm_cpu = _process_cpu_s(proc.pid)
-                lines.append(line)
-            code = proc.wait()
-        finally:
-            watchdog.cancel()
-    if code != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with {code}:\n{''.join(lines)}")
-    return "".join(lines), warm_cpu, _children_cpu_s() - cpu0
-
-
 def run_h2load(
     shape: Shape, target: Target, round_: int = 0, *, warmup_s: int = 1, duration_s: int = 5,
     binary: str | None = None,
@@ -155,8 +125,11 @@ def run_h2load(
     """Run h2load on ``shape`` and measure its main phase."""
     command = h2load_command(binary or ensure_h2load(), shape, target,
                              warmup_s=warmup_s, duration_s=duration_s)
-    text, warm_cpu, total_cpu = _run_watching_warmup(command, warmup_s + duration_s + 30.0)
-    report = parse_report(text)
+    run = run_tool(command, warmup_s=warmup_s, duration_s=duration_s, marker=_WARMED_UP,
+                   timeout_s=warmup_s + duration_s + 30.0)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {run.returncode}:\n{run.output}")
+    report = parse_report(run.output)
     return Measurement(
         client="h2load",
         shape=shape.name,
@@ -164,14 +137,13 @@ def run_h2load(
         duration_s=float(duration_s),
         succeeded=report.succeeded,
         failed=report.failed,
-        cpu_s=max(total_cpu - warm_cpu, 0.0),
+        cpu_s=run.window.cpu_s,
         extra={
             "h2load_req_per_s": report.req_per_s,
             "finished_s": report.finished_s,
             "errored": report.errored,
             "timeout": report.timeout,
-            "cpu_s_whole_run": total_cpu,
-            "cpu_s_warmup": warm_cpu,
+            **run.cpu_data(),
             "command": " ".join(command),
         },
     )

@@ -2,8 +2,10 @@
 
 Each README block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` is
 rendered from ``docs/results/NAME.json`` (written by the benchmark that measured it and
-committed). ``tests/test_readme.py`` checks that every block equals its rendering, so a
-number in the README can only come from a committed results file.
+committed), except ``bench``: the latest (by name) ``benchmarks/results/*.json`` that
+``python -m benchmarks.run`` wrote (``benchmarks.table``). ``tests/test_readme.py`` checks
+that every block equals its rendering, so a number in the README can only come from a
+committed results file.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import contention, driver_scale, feeds, webpush
+from benchmarks import contention, driver_scale, feeds, table, webpush
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -96,6 +98,13 @@ def render_demo(data: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def render_bench(data: dict[str, Any], path: Path | None = None) -> str:
+    """``make bench``'s tables (rafale against libcurl-c and its peers), from its results;
+    the heading names the file."""
+    source = None if path is None else path.resolve().relative_to(ROOT).as_posix()
+    return table.markdown(data, source)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "demo": render_demo,
     "webpush": render_webpush,
@@ -105,11 +114,27 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def render(name: str) -> str:
+_SOURCE = re.compile(r"from `(?P<path>benchmarks/results/[^`]+\.json)`")
+
+
+def results_path(name: str, block: str | None = None) -> Path:
+    """The results file block ``name`` is rendered from. ``bench``: the file its README
+    ``block`` names (so that a newer local run does not change what the committed README
+    is checked against), else the latest ``benchmarks/results/*.json``."""
+    if name == "bench":
+        named = _SOURCE.search(block or "")
+        return ROOT / named.group("path") if named else table.latest_file()
     path = RESULTS / f"{name}.json"
     if not path.exists():  # a benchmark that publishes a folder (charts and its json)
         path = RESULTS / name / f"{name}.json"
+    return path
+
+
+def render(name: str, block: str | None = None) -> str:
+    path = results_path(name, block)
     data = json.loads(path.read_text(encoding="utf-8"))
+    if name == "bench":
+        return render_bench(data, path)
     return RENDERERS[name](data)
 
 

@@ -1,79 +1,55 @@
-"""The benchmark harness: rafale against h2load on one embedded target, then rate accuracy.
+"""The benchmark harness: rafale against the libcurl ceiling and its peers, then rate accuracy.
 
-    python -m benchmarks.run                       # 3 rounds × 5 s, every shape, accuracy
+    python -m benchmarks.run                       # 3 rounds × 5 s, every shape and client
     python -m benchmarks.run --shapes h2-1x100 --rounds 5
+    python -m benchmarks.run --clients rafale,libcurl-c --shapes h1-100,h2-1x100
     python -m benchmarks.run --quick               # 1 round × 2 s, short accuracy runs
 
-Every round runs every selected shape with both clients one after the other (which one
-goes first alternates by round), then the accuracy runs. The table shows medians over the
-rounds; ratios are medians of the per-round ratios (both clients measured in the same
-round, so drift of this noisy machine cancels out). Results go to
-``benchmarks/results/latest.md`` and ``latest.json`` (raw rounds).
+Clients, each on the shapes it can do: ``rafale`` (the engine in this process),
+``libcurl-c`` (``benchmarks/curl_ref.c``: the same libcurl driven from C, the ceiling every
+table compares rafale to), ``h2load`` (every shape but HTTP/3), ``wrk`` (HTTP/1.1 shapes) and
+``locust`` (``h1-100``). Every round runs every selected shape with every client one after
+the other, the clients' order rotating by round (interleaved, so drift of a noisy machine hits
+all of them alike), then the accuracy runs (rafale only). The tables show medians over the
+rounds; rafale's ratios to libcurl-c are medians of the per-round ratios.
+
+Every run writes ``<out>/<YYYY-MM-DD>-<hostname>.json`` (the machine, the tools' versions, the
+git commit, the arguments, every raw measurement and the summaries; meant to be committed),
+and ``latest.md`` / ``latest.json`` (git-ignored). ``python -m benchmarks.table [FILE]``
+renders a results file's tables; the README's ``results:bench`` block is the latest one's.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import math
-import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.accuracy import AccuracyRound, AccuracySummary, run_accuracy, summarize
-from benchmarks.h2load import ensure_h2load, run_h2load
+from benchmarks import machine, table
+from benchmarks.accuracy import AccuracyRound, run_accuracy
+from benchmarks.curl_ref import build as build_curl_ref
+from benchmarks.curl_ref import run_curl_ref
+from benchmarks.h2load import ensure_h2load, ensure_tool, run_h2load
+from benchmarks.peers import ensure_nss_wrapper, locust_applies, run_locust, run_wrk, wrk_applies
 from benchmarks.shapes import SHAPES, Measurement, Shape, run_rafale, shape_named
-from rafale.actors.handles import libcurl_version
+from benchmarks.summary import CLIENTS, summarize_rates, summarize_shapes
 from rafale.cluster.target import Target
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-REQ_RATIO_MIN = 0.9
-CPU_RATIO_MAX = {"h1": 1.5, "h2": 3.0}
-RUN_ERROR_MAX = 0.005
-P99_DEVIATION_MAX = 0.02
-CLIENTS = ("rafale", "h2load")
-
-
-@dataclass(frozen=True)
-class ShapeSummary:
-    shape: str
-    description: str
-    family: str
-    rafale_req_per_s: float
-    h2load_req_per_s: float
-    req_ratio: float
-    rafale_cpu_us: float
-    h2load_cpu_us: float
-    cpu_ratio: float
-    rafale_failed: int
-    h2load_failed: int
-
-    def verdict(self) -> str:
-        if self.family not in CPU_RATIO_MAX or math.isnan(self.req_ratio):
-            return "—"
-        cpu_max = CPU_RATIO_MAX[self.family]
-        parts = [
-            _check(self.req_ratio >= REQ_RATIO_MIN, f"req ≥ {REQ_RATIO_MIN}×"),
-            _check(self.cpu_ratio <= cpu_max, f"CPU ≤ {cpu_max}×"),
-        ]
-        return ", ".join(parts)
-
-    def met(self) -> bool | None:
-        if self.family not in CPU_RATIO_MAX or math.isnan(self.req_ratio):
-            return None
-        return self.req_ratio >= REQ_RATIO_MIN and self.cpu_ratio <= CPU_RATIO_MAX[self.family]
-
-
-def _check(ok: bool, label: str) -> str:
-    return f"{label} {'met' if ok else 'MISSED'}"
-
+RESULTS_DIR = table.RESULTS_DIR
+APPLIES: dict[str, Callable[[Shape], bool]] = {
+    "libcurl-c": lambda shape: True,
+    "rafale": lambda shape: True,
+    "h2load": lambda shape: shape.h2load,
+    "wrk": wrk_applies,
+    "locust": locust_applies,
+}
 
 # ----- options ---------------------------------------------------------------------------
 
@@ -92,7 +68,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shapes", type=_csv, default=None,
                         help=f"comma list of {names} (default all; '' for none)")
     parser.add_argument("--clients", type=_csv, default=list(CLIENTS),
-                        help="comma list of rafale,h2load (default both)")
+                        help=f"comma list of {','.join(CLIENTS)} (default all; each runs the "
+                             "shapes it can do)")
     parser.add_argument("--rates", type=lambda s: [float(r) for r in _csv(s)], default=None,
                         help="accuracy target rates, req/s (default 2000,5000,10000); "
                              "'--rates \"\"' skips accuracy")
@@ -122,6 +99,7 @@ def _apply_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     bad = [c for c in args.clients if c not in CLIENTS]
     if bad or not args.clients:
         parser.error(f"--clients {args.clients}: expected a comma list of {','.join(CLIENTS)}")
+    args.clients = [c for c in CLIENTS if c in args.clients]  # canonical order
     try:
         names = [s.name for s in SHAPES] if args.shapes is None else args.shapes
         args.shape_list = [shape_named(n) for n in names]
@@ -135,21 +113,44 @@ def _apply_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 Runner = Callable[[Shape, Target, int], Measurement]
 
 
+def needed_clients(clients: Sequence[str], shapes: Sequence[Shape]) -> list[str]:
+    """The clients that apply to at least one of the shapes, in ``clients`` order."""
+    return [c for c in clients if any(APPLIES[c](s) for s in shapes)]
+
+
+def _ensure_locust() -> None:
+    if importlib.util.find_spec("locust") is None:
+        raise RuntimeError("locust is not installed: pip install -e '.[bench]'")
+
+
 def _runners(args: argparse.Namespace) -> dict[str, Runner]:
+    """A runner per needed client; installs or builds each external client first."""
+    phases = {"warmup_s": args.warmup, "duration_s": args.duration}
     runners: dict[str, Runner] = {}
-    if "rafale" in args.clients:
-        runners["rafale"] = lambda shape, target, r: run_rafale(
-            shape, target, r, warmup_s=args.warmup, duration_s=args.duration)
-    if "h2load" in args.clients:
-        binary = ensure_h2load()
-        runners["h2load"] = lambda shape, target, r: run_h2load(
-            shape, target, r, warmup_s=args.warmup, duration_s=args.duration, binary=binary)
+    for client in needed_clients(args.clients, args.shape_list):
+        if client == "rafale":
+            runners[client] = partial(run_rafale, **phases)
+        elif client == "libcurl-c":
+            runners[client] = partial(run_curl_ref, **phases, binary=build_curl_ref())
+        elif client == "h2load":
+            runners[client] = partial(run_h2load, **phases, binary=ensure_h2load())
+        elif client == "wrk":
+            ensure_nss_wrapper()
+            runners[client] = partial(run_wrk, **phases, binary=ensure_tool("wrk", "wrk"))
+        elif client == "locust":
+            _ensure_locust()
+            ensure_nss_wrapper()
+            runners[client] = partial(run_locust, **phases)
     return runners
 
 
-def _clients_for(shape: Shape, runners: dict[str, Runner], round_: int) -> list[str]:
-    names = [c for c in runners if c != "h2load" or shape.h2load]
-    return names if round_ % 2 == 0 else names[::-1]
+def clients_for(shape: Shape, clients: Sequence[str], round_: int) -> list[str]:
+    """The clients that apply to ``shape``, their order rotated by one per round."""
+    names = [c for c in clients if APPLIES[c](shape)]
+    if not names:
+        return []
+    turn = round_ % len(names)
+    return names[turn:] + names[:turn]
 
 
 def run_shapes(args: argparse.Namespace, target: Target) -> list[Measurement]:
@@ -157,9 +158,9 @@ def run_shapes(args: argparse.Namespace, target: Target) -> list[Measurement]:
     out: list[Measurement] = []
     for round_ in range(args.rounds):
         for shape in args.shape_list:
-            for client in _clients_for(shape, runners, round_):
+            for client in clients_for(shape, list(runners), round_):
                 m = runners[client](shape, target, round_)
-                print(f"  round {round_} {shape.name:<10} {client:<7} "
+                print(f"  round {round_} {shape.name:<10} {client:<9} "
                       f"{m.req_per_s:>9,.0f} req/s {m.cpu_us_per_req:>7.1f} µs/req "
                       f"failed {m.failed}", flush=True)
                 out.append(m)
@@ -178,172 +179,69 @@ def run_rates(args: argparse.Namespace, target: Target) -> list[AccuracyRound]:
     return out
 
 
-# ----- summaries -------------------------------------------------------------------------
+# ----- results ---------------------------------------------------------------------------
 
 
-def _median(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return statistics.median(finite) if finite else float("nan")
-
-
-def _ratios(rafale: list[Measurement], h2load: list[Measurement],
-            key: Callable[[Measurement], float]) -> list[float]:
-    by_round = {m.round: m for m in h2load}
-    out = []
-    for m in rafale:
-        other = by_round.get(m.round)
-        if other is not None and key(other) > 0:
-            out.append(key(m) / key(other))
-    return out
-
-
-def summarize_shapes(shapes: Sequence[Shape], results: Sequence[Measurement]) -> list[ShapeSummary]:
-    out = []
-    for shape in shapes:
-        mine = [m for m in results if m.shape == shape.name and m.client == "rafale"]
-        theirs = [m for m in results if m.shape == shape.name and m.client == "h2load"]
-        if not mine and not theirs:
-            continue
-        out.append(ShapeSummary(
-            shape=shape.name,
-            description=shape.describe(),
-            family=shape.family,
-            rafale_req_per_s=_median([m.req_per_s for m in mine]),
-            h2load_req_per_s=_median([m.req_per_s for m in theirs]),
-            req_ratio=_median(_ratios(mine, theirs, lambda m: m.req_per_s)),
-            rafale_cpu_us=_median([m.cpu_us_per_req for m in mine]),
-            h2load_cpu_us=_median([m.cpu_us_per_req for m in theirs]),
-            cpu_ratio=_median(_ratios(mine, theirs, lambda m: m.cpu_us_per_req)),
-            rafale_failed=sum(m.failed for m in mine),
-            h2load_failed=sum(m.failed for m in theirs),
-        ))
-    return out
-
-
-def summarize_rates(rounds: Sequence[AccuracyRound]) -> list[AccuracySummary]:
-    rates = sorted({r.rate_per_s for r in rounds})
-    return [summarize([r for r in rounds if r.rate_per_s == rate]) for rate in rates]
-
-
-# ----- output ----------------------------------------------------------------------------
-
-
-def _num(value: float, fmt: str) -> str:
-    return "—" if math.isnan(value) else format(value, fmt)
-
-
-def shapes_table(rows: Sequence[ShapeSummary]) -> str:
-    lines = [
-        "| shape | rafale req/s | h2load req/s | ratio | rafale CPU µs/req "
-        "| h2load CPU µs/req | ratio | failed (rafale / h2load) | targets |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.shape} ({r.description}) | {_num(r.rafale_req_per_s, ',.0f')} "
-            f"| {_num(r.h2load_req_per_s, ',.0f')} | {_num(r.req_ratio, '.2f')} "
-            f"| {_num(r.rafale_cpu_us, '.1f')} | {_num(r.h2load_cpu_us, '.1f')} "
-            f"| {_num(r.cpu_ratio, '.2f')} | {r.rafale_failed} / {r.h2load_failed} "
-            f"| {r.verdict()} |"
-        )
-    return "\n".join(lines)
-
-
-def _lag(r: AccuracySummary) -> str:
-    shown = [("-" if v is None else f"{v / 1000:.2f}")
-             for v in (r.lag_p50_us, r.lag_p99_us, r.lag_max_us)]
-    return " / ".join(shown)
-
-
-def rates_table(rows: Sequence[AccuracySummary]) -> str:
-    lines = [
-        "| target req/s | achieved req/s | run error | vs schedule | mean per-s dev "
-        "| worst per-s dev | p99 per-s dev | late | send lag p50 / p99 / max ms | failed "
-        "| CPU µs/req | targets |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
-    ]
-    for r in rows:
-        verdict = ", ".join([
-            _check(r.run_error <= RUN_ERROR_MAX, f"run ≤ {RUN_ERROR_MAX:.1%}"),
-            _check(r.p99_deviation <= P99_DEVIATION_MAX, f"p99 ≤ {P99_DEVIATION_MAX:.0%}"),
-        ])
-        lines.append(
-            f"| {r.rate_per_s:,.0f} | {r.achieved_per_s:,.1f} | {r.run_error:.3%} "
-            f"| {r.schedule_error:.3%} | {r.mean_deviation:.3%} | {r.worst_deviation:.3%} "
-            f"| {r.p99_deviation:.3%} | {r.late} ({r.late_share:.2%}) | {_lag(r)} "
-            f"| {r.failed} | {r.cpu_us_per_req:.1f} "
-            f"| {verdict} |"
-        )
-    return "\n".join(lines)
-
-
-def _h2load_version() -> str:
-    try:
-        done = subprocess.run(["h2load", "--version"], capture_output=True, text=True,
-                              check=False, timeout=10)
-    except OSError:
-        return "missing"
-    return done.stdout.strip() or "unknown"
-
-
-def environment(args: argparse.Namespace) -> dict[str, Any]:
+def describe_args(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     return {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_avg_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "libcurl": libcurl_version(),
-        "h2load": _h2load_version(),
+        "argv": list(argv),
         "rounds": args.rounds,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "shapes": [s.name for s in args.shape_list],
+        "clients": list(args.clients),
+        "rates": list(args.rates),
         "ramp_s": args.ramp_s,
         "hold_s": args.hold_s,
+        "quick": args.quick,
     }
 
 
-def markdown(env: dict[str, Any], shapes: Sequence[ShapeSummary],
-             rates: Sequence[AccuracySummary]) -> str:
-    head = (f"Measured {env['started']} on {env['host']} ({env['cpus']} CPUs, load "
-            f"{env['load_avg_at_start'][0]:.2f} at start), libcurl {env['libcurl']}, "
-            f"{env['h2load']}; medians of {env['rounds']} rounds × {env['duration_s']} s "
-            f"(+{env['warmup_s']} s warm-up).")
-    parts = ["# rafale vs h2load", "", head, ""]
-    if shapes:
-        parts += ["## Throughput and client CPU (closed model)", "", shapes_table(shapes), ""]
-    if rates:
-        parts += [f"## Rate accuracy ({env['ramp_s']} s ramp, then {env['hold_s']} s "
-                  "constant; h2 TLS 4 × 100)", "", rates_table(rates), ""]
-    return "\n".join(parts)
+def results_name(day: str, host: str) -> str:
+    """``<YYYY-MM-DD>-<hostname>.json``, the host name made file-safe."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in host) or "unknown"
+    return f"{day}-{safe}.json"
 
 
-def write_results(out_dir: Path, md: str, raw: dict[str, Any]) -> None:
+def write_results(out_dir: Path, raw: dict[str, Any]) -> Path:
+    """Write the dated results file and latest.md / latest.json; the dated file's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "latest.md").write_text(md)
-    (out_dir / "latest.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    text = json.dumps(raw, indent=1, default=str) + "\n"
+    dated = out_dir / results_name(raw["day"], raw["machine"]["host"])
+    dated.write_text(text)
+    (out_dir / "latest.json").write_text(text)
+    (out_dir / "latest.md").write_text("# rafale against libcurl-c and its peers\n\n"
+                                       + table.markdown(raw))
+    return dated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    env = environment(args)
+    raw: dict[str, Any] = {
+        "day": time.strftime("%Y-%m-%d"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine.machine(),  # load average before anything runs
+        "git": machine.git_state(),
+        "args": describe_args(args, argv),
+    }
     with Target() as target:
         print(f"target {target.https_url} (TLS) / {target.http_url} (cleartext)", flush=True)
         measurements = run_shapes(args, target)
         accuracy = run_rates(args, target) if args.rates else []
     shapes = summarize_shapes(args.shape_list, measurements)
     rates = summarize_rates(accuracy)
-    md = markdown(env, shapes, rates)
-    raw = {
-        "environment": env,
+    raw.update({
+        "versions": machine.versions(),  # after the runs: tools are installed by now
         "shapes": [m.to_data() for m in measurements],
         "accuracy": [r.to_data() for r in accuracy],
-        "summary": {"shapes": [asdict(s) for s in shapes], "accuracy": [asdict(r) for r in rates]},
-    }
-    write_results(args.out, md, raw)
+        "summary": {"shapes": [s.to_data() for s in shapes],
+                    "accuracy": [asdict(r) for r in rates]},
+    })
+    dated = write_results(args.out, raw)
     print()
-    print(md)
-    print(f"written: {args.out / 'latest.md'}, {args.out / 'latest.json'}")
+    print(table.markdown(raw))
+    print(f"written: {dated}, {args.out / 'latest.md'}, {args.out / 'latest.json'}")
     return 0
 
 

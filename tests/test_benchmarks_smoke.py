@@ -1,19 +1,32 @@
-"""The benchmark harness must not rot: parse h2load's report, and run it tiny for real.
+"""The benchmark harness must not rot: parse the tools' reports, and run it tiny for real.
 
 No speed assertions: the smoke run checks that every piece runs and writes its results.
+The external clients are installed on demand (apt-get, as root or with sudo); a client that
+cannot be installed skips the smoke run, except under CI=true where it fails it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
-import shutil
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from benchmarks import driver_scale, run
-from benchmarks.h2load import parse_report
+from benchmarks import curl_ref, driver_scale, run, table
+from benchmarks.cpu import run_tool
+from benchmarks.h2load import ensure_h2load, ensure_tool, parse_report
+from benchmarks.peers import (
+    LOCUST_REPORT,
+    LOCUST_WARMED_UP,
+    LOCUSTFILE,
+    ensure_nss_wrapper,
+    parse_wrk,
+)
 from benchmarks.shapes import SHAPES, Shape, shape_named
 
 H2LOAD_OUTPUT = """\
@@ -39,25 +52,131 @@ def test_parse_report_rejects_output_without_summary() -> None:
         parse_report("starting benchmark...\n")
 
 
+WRK_OUTPUT = """\
+Running 3s test @ https://rafale.test:40000/
+  1 threads and 100 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     7.29ms    2.11ms  40.12ms   88.02%
+    Req/Sec    13.86k     1.02k   15.20k    70.00%
+  41581 requests in 3.00s, 8.65MB read
+  Socket errors: connect 0, read 3, write 1, timeout 2
+  Non-2xx or 3xx responses: 5
+Requests/sec:  13860.33
+Transfer/sec:      2.88MB
+"""
+
+
+def test_parse_wrk() -> None:
+    report = parse_wrk(WRK_OUTPUT)
+    assert (report.requests, report.run_s, report.non_2xx) == (41581, 3.0, 5)
+    assert dict(report.socket_errors) == {"connect": 0, "read": 3, "write": 1, "timeout": 2}
+    assert (report.succeeded, report.failed) == (41576, 11)
+
+
+def test_parse_wrk_without_errors_in_milliseconds() -> None:
+    report = parse_wrk("  120 requests in 500.00ms, 1.00KB read\n")
+    assert (report.requests, report.run_s, report.failed) == (120, 0.5, 0)
+    with pytest.raises(ValueError, match="requests in"):
+        parse_wrk("unable to connect to rafale.test:1 Connection refused\n")
+
+
+def test_the_locustfile_prints_the_lines_the_harness_waits_for() -> None:
+    text = LOCUSTFILE.read_text()
+    assert f'WARMED_UP = "{LOCUST_WARMED_UP}"' in text
+    assert f'REPORT = "{LOCUST_REPORT}"' in text
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
 def test_shapes_are_named_uniquely(shape: Shape) -> None:
     assert shape_named(shape.name) is shape
 
 
+BUSY = """\
+import time
+def spin(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+spin(0.3)
+print("warm", flush=True)
+spin(0.4)
+time.sleep(0.3)
+"""
+
+
+def test_run_tool_measures_the_window_from_the_marker() -> None:
+    ran = run_tool([sys.executable, "-c", BUSY], warmup_s=0.3, duration_s=0.4, marker="warm",
+                   interval_s=0.05)
+    assert ran.returncode == 0 and "warm" in ran.output
+    assert ran.window.start_s - ran.launched_s >= 0.3
+    assert ran.window.wall_s == pytest.approx(0.4)
+    # CPU of a spinning process over 0.4 s of wall time: at most the wall time (+ ticks), and
+    # less than its whole run's (start-up and the first 0.3 s of spinning are outside)
+    assert 0 < ran.window.cpu_s <= 0.4 + 0.03
+    assert ran.window.cpu_s < ran.cpu_s_whole_run
+    assert ran.window.samples >= 4  # launch, start, end, exit at least
+
+
+def test_run_tool_without_the_marker_fails() -> None:
+    with pytest.raises(RuntimeError, match="never printed"):
+        run_tool([sys.executable, "-c", "print('hello')"], warmup_s=0, duration_s=1,
+                 marker="warm")
+
+
+def _require(what: str, ensure: Callable[[], object]) -> None:
+    try:
+        ensure()
+    except (RuntimeError, OSError) as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {what} cannot be installed: {error}")
+        pytest.skip(f"{what} cannot be installed: {error}")
+
+
+def _locust() -> None:
+    if importlib.util.find_spec("locust") is None:
+        raise RuntimeError("locust is not installed: pip install -e '.[bench]'")
+
+
 @pytest.mark.slow
-def test_harness_runs_one_round_of_one_shape(tmp_path: Path) -> None:
-    clients = "rafale,h2load" if shutil.which("h2load") else "rafale"
-    argv = ["--quick", "--duration", "1", "--shapes", "h2-1x100", "--clients", clients,
+def test_harness_runs_one_round_of_one_shape_with_every_client(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _require("h2load", ensure_h2load)
+    _require("wrk", lambda: ensure_tool("wrk", "wrk"))
+    _require("nss_wrapper", ensure_nss_wrapper)
+    _require("the C reference client", curl_ref.build)
+    _require("locust", _locust)
+    argv = ["--quick", "--warmup", "1", "--duration", "1", "--shapes", "h1-100",
             "--rates", "500", "--ramp-s", "1", "--hold-s", "1", "--out", str(tmp_path)]
     assert run.main(argv) == 0
-    assert "h2-1x100" in (tmp_path / "latest.md").read_text()
-    raw = json.loads((tmp_path / "latest.json").read_text())
+    [dated] = table.results_files(tmp_path)
+    raw = json.loads(dated.read_text())
+    assert json.loads((tmp_path / "latest.json").read_text()) == raw
     measured = {m["client"]: m for m in raw["shapes"]}
-    assert set(measured) == set(clients.split(","))
-    assert all(m["succeeded"] > 0 for m in measured.values())
-    assert set(measured["rafale"]["extra"]["version"]) == {"2"}
+    assert set(measured) == {"rafale", "libcurl-c", "h2load", "wrk", "locust"}
+    for client, m in measured.items():
+        assert m["succeeded"] > 0 and m["failed"] == 0, (client, m)
+        assert m["cpu_s"] > 0, (client, m)
+        if client != "rafale":  # every external client: the same sampled window
+            assert m["extra"]["cpu_window"]["wall_s"] == pytest.approx(1.0), client
+    assert set(measured["rafale"]["extra"]["version"]) == {"1.1"}
+    assert measured["libcurl-c"]["extra"]["version"] == {"1.1": measured["libcurl-c"]["succeeded"]}
+    assert "prorated" in measured["wrk"]["extra"]["counted"]
     assert [r["rate_per_s"] for r in raw["accuracy"]] == [500.0]
     assert raw["accuracy"][0]["sent"] > 0
+    # provenance, and the tables rendered from the file alone
+    assert raw["machine"]["cores"] >= 1 and raw["machine"]["cpu_model"]
+    assert all(v != "missing" for v in raw["versions"].values()), raw["versions"]
+    assert raw["args"]["argv"] == argv
+    [summary] = raw["summary"]["shapes"]
+    assert math.isfinite(summary["req_ratio"]) and math.isfinite(summary["cpu_ratio"])
+    rendered = table.markdown(raw)
+    assert "| h1-100 (HTTP/1.1 TLS, 100 connections) |" in rendered
+    assert "locust req/s" in rendered and "rafale / libcurl-c" in rendered
+    assert rendered in (tmp_path / "latest.md").read_text()
+    capsys.readouterr()
+    assert table.main([str(dated)]) == 0
+    assert capsys.readouterr().out == rendered + "\n"
 
 
 def test_driver_scale_quick_writes_every_figure_of_every_case(tmp_path: Path) -> None:

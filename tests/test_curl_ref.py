@@ -1,0 +1,56 @@
+"""The C libcurl reference client builds against pycurl's libcurl and runs for real."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.curl_ref import build, ensure_compiler_and_headers, probe, run_curl_ref
+from benchmarks.shapes import shape_named
+from rafale.actors.handles import libcurl_version
+from rafale.cluster.target import Target
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    try:
+        ensure_compiler_and_headers()
+    except RuntimeError as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and no C toolchain for curl_ref: {error}")
+        pytest.skip(f"no C toolchain for curl_ref: {error}")
+    return build()
+
+
+@pytest.fixture(scope="module")
+def running_target() -> Iterator[Target]:
+    with Target() as target:
+        yield target
+
+
+@pytest.mark.slow
+def test_binary_runs_pycurls_libcurl_with_http3(binary: Path) -> None:
+    report = probe(binary)
+    assert report["libcurl_version"] == libcurl_version()
+    assert report["http3"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "version"), [("h2-1x100", "2"), ("h1-100", "1.1"),
+                                               ("h3-1x100", "3")])
+def test_reference_client_measures_main_phase(
+    binary: Path, running_target: Target, name: str, version: str
+) -> None:
+    m = run_curl_ref(shape_named(name), running_target, warmup_s=0.5, duration_s=1,
+                     binary=binary)
+    assert m.client == "libcurl-c"
+    assert m.shape == name
+    assert m.succeeded > 0, m.extra
+    assert m.failed == 0, m.extra
+    assert m.cpu_s > 0
+    assert 0.99 < m.duration_s < 1.1
+    assert m.extra["version"] == {version: m.succeeded}
+    assert m.extra["libcurl_version"] == libcurl_version()
