@@ -30,7 +30,7 @@ from ray.cluster_utils import Cluster
 
 from rafale.analysis import store
 from rafale.cluster import cli, placement
-from rafale.cluster.run import Run, start
+from rafale.cluster.run import RESTRIPE_AHEAD_S, Run, start
 from rafale.cluster.target import Target
 from tests.helpers import default_sigint, follow_stderr
 
@@ -96,7 +96,7 @@ def local_ray() -> Iterator[None]:
 
 def test_killed_actor_is_saved_in_meta_and_no_drained_second_is_lost(
         target: Target, local_ray: None, tmp_path: Path) -> None:
-    rate, duration_s, actors = 400, 5, 2
+    rate, duration_s, actors = 400, 6, 2
     out = tmp_path / "killed"
     # gap="skip": this test is about the survivor's rate; catch-up (tests/cluster/
     # test_leases.py) would add the lost stripe's late requests to the first seconds.
@@ -136,9 +136,10 @@ def test_killed_actor_is_saved_in_meta_and_no_drained_second_is_lost(
     for key in sorted(before):
         assert abs(per_actor[key] - rate / actors) <= 1, (key, per_actor)
         assert abs(intended[key] - rate / actors) <= 1, (key, intended)
-    # From the first whole second after the loss was recorded, actor 0 sends the full rate.
+    # From the first whole second after the survivors switched stripes (RESTRIPE_AHEAD_S
+    # after the takeover), actor 0 sends the full rate.
     per_second = sent_by(saved.windows, "second")
-    after = range(math.ceil(lost["at_s"]), duration_s)
+    after = range(math.ceil(lost["takeover_at_s"] + RESTRIPE_AHEAD_S), duration_s)
     print("sent per second:", dict(per_second))
     assert list(after), lost
     for second in after:
@@ -213,7 +214,9 @@ def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
     for key in sorted(before):
         assert abs(per_actor[key] - rate / 3) <= 1, (key, per_actor)
     per_second = sent_by(saved.windows, "second")
-    after = list(range(math.ceil(lost["at_s"]), duration_s))
+    # From the first whole second after the survivors switched stripes (RESTRIPE_AHEAD_S
+    # after the takeover: a loss found late in a second switches in the next one).
+    after = list(range(math.ceil(lost["takeover_at_s"] + RESTRIPE_AHEAD_S), duration_s))
     print("sent per second:", dict(per_second), "checked after the loss:", after)
     assert after, lost
     for second in after:  # the two survivors carry the whole target rate
