@@ -191,7 +191,8 @@ def run_tool(
 ) -> ToolRun:
     """Run ``command`` (stdout and stderr merged); measure its CPU over the main phase:
     from the first output line containing ``marker`` (or ``warmup_s`` after launch when
-    ``marker`` is None) for ``duration_s``. Raises when the marker never appears."""
+    ``marker`` is None) for ``duration_s``. Raises when the command fails or the marker
+    never appears."""
     timeout_s = timeout_s if timeout_s is not None else warmup_s + duration_s + 60.0
     lines: list[str] = []
     start_s: float | None = None
@@ -219,8 +220,9 @@ def run_tool(
     whole_s = _children_cpu_s() - cpu0
     samples = sampler.stop(exited_s, whole_s)
     output = "".join(lines)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {code}:\n{output}")
     if start_s is None:
-        raise RuntimeError(f"{' '.join(command)} never printed {marker!r} (exit {code}):\n"
-                           f"{output}")
+        raise RuntimeError(f"{' '.join(command)} never printed {marker!r}:\n{output}")
     return ToolRun(output, code, launched_s, exited_s,
                    window(samples, start_s, start_s + duration_s), whole_s)

@@ -152,8 +152,6 @@ def run_curl_ref(
     command = curl_ref_command(binary, shape, target, warmup_s=warmup_s, duration_s=duration_s)
     run = run_tool(command, warmup_s=warmup_s, duration_s=duration_s,
                    timeout_s=warmup_s + duration_s + 30.0)
-    if run.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with {run.returncode}:\n{run.output}")
     reports = [line for line in run.output.splitlines() if line.startswith("{")]
     if not reports:
         raise RuntimeError(f"{' '.join(command)} printed no JSON report:\n{run.output}")
