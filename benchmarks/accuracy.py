@@ -13,6 +13,7 @@ looks at the windows of the constant part only (seconds ``ramp_s .. ramp_s + hol
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.shapes import Shape
 from rafale.actors.config import EngineConfig, ResolveEntry
 from rafale.actors.contract import SEND_LAG, encode
 from rafale.actors.engine import run_in_process
@@ -27,11 +29,13 @@ from rafale.actors.pacing import Schedule
 from rafale.analysis.latency import merge_histograms, percentiles
 from rafale.cluster.target import Target
 
-__all__ = ["AccuracyRound", "AccuracySummary", "accuracy_config", "measure", "run_accuracy",
-           "summarize"]
+__all__ = ["RATE_SHAPE", "AccuracyRound", "AccuracySummary", "accuracy_config", "measure",
+           "run_accuracy", "summarize"]
 
 CONNECTIONS = 4
 STREAMS = 100
+# The same shape for libcurl-c's open-model runs (benchmarks.curl_ref.run_curl_ref_rate).
+RATE_SHAPE = Shape("rate-h2-4x100", "2", True, CONNECTIONS, STREAMS)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,10 @@ class AccuracySummary:
     lag_p99_us: int | None = None
     lag_max_us: int | None = None
     sent: int = 0  # over all rounds' constant parts
+    # libcurl-c's open model at the same rate and shape (benchmarks.curl_ref): its CPU per
+    # request sent (median over rounds), and rafale's / its, the median of per-round ratios
+    reference_cpu_us_per_req: float = math.nan
+    cpu_ratio: float = math.nan
 
     @property
     def late_share(self) -> float:

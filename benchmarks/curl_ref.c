@@ -5,22 +5,36 @@
  * timeout becomes the epoll_wait timeout, and a pool of in_flight easy handles is
  * configured once and re-added as soon as each transfer completes (closed model).
  *
+ * With --rate R (open model) the handles form a free pool instead: request k is due at
+ * t0 + k / R (t0: the program's start) and is added to the multi handle as soon as it is due,
+ * with a free handle; when none is free it waits for one (late by the cap). Due times are
+ * waited for with a timerfd in the same epoll, armed at absolute times, never with epoll's
+ * millisecond timeouts, which would send up to 1 ms late. Besides the counts of the closed
+ * model it reports the requests sent, the epoll wake-ups and the send lag (send time minus
+ * due time) of the main phase. This mirrors rafale's engine at a fixed rate, so the CPU per
+ * request of both can be compared at rates where wake-ups, not transfers, dominate.
+ *
  * Only transfers that complete in the main phase (after the warm-up) are counted. Phase
  * boundaries are sampled at the top of the event loop, together with getrusage(), so the
  * counts, the duration and the CPU cover the same span. One JSON line is printed at exit.
  *
  *   curl_ref URL [--http 1.1|2|2c|3] [--in-flight N] [--connections N] [--warmup S]
  *            [--duration S] [--cacert FILE] [--resolve HOST:PORT:ADDR]... [--timeout-ms MS]
+ *            [--rate R]
  *   curl_ref --version      (the libcurl it runs with, as JSON)
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_EVENTS 256
 
@@ -92,6 +106,7 @@ struct options {
     long timeout_ms;
     const char *cacert;
     struct curl_slist *resolve;
+    double rate_per_s; /* requests per second of the open model; 0: closed model */
 };
 
 static void parse_args(int argc, char **argv, struct options *o) {
@@ -117,7 +132,10 @@ static void parse_args(int argc, char **argv, struct options *o) {
         else if (!strcmp(arg, "--timeout-ms")) o->timeout_ms = atol(value);
         else if (!strcmp(arg, "--cacert")) o->cacert = value;
         else if (!strcmp(arg, "--resolve")) o->resolve = curl_slist_append(o->resolve, value);
-        else die("unknown option");
+        else if (!strcmp(arg, "--rate")) {
+            o->rate_per_s = atof(value);
+            if (!(o->rate_per_s > 0) || !isfinite(o->rate_per_s)) die("--rate must be > 0");
+        } else die("unknown option");
     }
     if (!o->url) die("usage: curl_ref URL [--http 1.1|2|2c|3] [--in-flight N] ...");
     if (o->in_flight < 1 || o->connections < 1 || o->duration_s <= 0) die("bad numbers");
@@ -167,6 +185,127 @@ static void print_version_fields(void) {
     print_json_string(curl_version());
 }
 
+/* What the main phase counts of the transfers that complete in it, in either model. */
+struct counts {
+    long succeeded, failed, new_connections, version_count[4];
+    CURLcode first_error;
+    long first_bad_status;
+};
+
+static void count_done(CURL *easy, CURLcode result, struct counts *c) {
+    long status = 0, version = 0, connects = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
+    curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
+    c->new_connections += connects > 0;
+    if (version == CURL_HTTP_VERSION_1_1) c->version_count[1]++;
+    else if (version == CURL_HTTP_VERSION_2_0) c->version_count[2]++;
+    else if (version == CURL_HTTP_VERSION_3) c->version_count[3]++;
+    else c->version_count[0]++;
+    if (result == CURLE_OK && status >= 200 && status < 400) {
+        c->succeeded++;
+    } else {
+        c->failed++;
+        if (result != CURLE_OK && c->first_error == CURLE_OK) c->first_error = result;
+        if (result == CURLE_OK && !c->first_bad_status) c->first_bad_status = status;
+    }
+}
+
+/* The open model: request k is due at t0_s + k / rate_per_s, the pool's idle handles wait
+ * in free_handles, and the send figures cover the requests sent in the main phase. */
+struct pacer {
+    double rate_per_s, t0_s;
+    long long next_k; /* the next request to send */
+    int capped;       /* a due request found no free handle, and the backlog is not sent yet */
+    CURL **free_handles;
+    long n_free;
+    long sent, late, late_by_cap;
+    float *lags_us; /* send lag of every request sent in the main phase, microseconds */
+    size_t n_lags, lags_size;
+};
+
+#define LATE_US 1000.0 /* a send lag above this is late: what a 1 ms timer tick would cost */
+
+static double due_s(const struct pacer *p, long long k) {
+    /* From t0 and k, never by adding 1/R to the last due time: no drift, whatever the rate. */
+    return p->t0_s + (double)k / p->rate_per_s;
+}
+
+/* Add every request that is due to the multi handle, while a handle is free. A due request
+ * with no free handle waits for a completion to free one (the loop comes back here right
+ * after its completions); it and the requests that fall due behind it until the backlog is
+ * sent are late by the cap. */
+static void send_due(CURLM *multi, struct pacer *p, int in_main) {
+    for (;;) {
+        double now = now_s(), due = due_s(p, p->next_k);
+        if (now < due) {
+            p->capped = 0; /* caught up */
+            return;
+        }
+        if (p->n_free == 0) {
+            p->capped = 1;
+            return;
+        }
+        curl_multi_add_handle(multi, p->free_handles[--p->n_free]);
+        p->next_k++;
+        if (!in_main) continue;
+        double lag_us = (now - due) * 1e6;
+        p->sent++;
+        p->late += lag_us > LATE_US;
+        p->late_by_cap += p->capped;
+        if (p->n_lags == p->lags_size) {
+            p->lags_size = p->lags_size ? 2 * p->lags_size : 4096;
+            p->lags_us = realloc(p->lags_us, p->lags_size * sizeof *p->lags_us);
+            if (!p->lags_us) die("out of memory");
+        }
+        p->lags_us[p->n_lags++] = (float)lag_us;
+    }
+}
+
+static int compare_floats(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The nearest-rank q-quantile of n sorted values; 0 when there are none. */
+static double quantile(const float *sorted, size_t n, double q) {
+    if (n == 0) return 0.0;
+    size_t rank = (size_t)(q * (double)n);
+    if ((double)rank < q * (double)n) rank++; /* ceil(q n), at least 1 */
+    return sorted[rank > 0 ? rank - 1 : 0];
+}
+
+static int timer_fd = -1;
+static double timer_armed_s = -1.0; /* when timer_fd fires; -1: disarmed, or fired */
+
+/* Arm timer_fd to fire at monotonic time at_s: absolute, so the time spent getting here
+ * does not delay it, and rounded up to the next nanosecond, so that it never fires before
+ * at_s (a wake-up a hair early would find nothing due and wake again). Most wake-ups are
+ * socket events that leave the next deadline as it was: re-arming to the armed instant is
+ * skipped, which saves a system call per wake-up. The kernel's default timer slack (50 us)
+ * still applies, as it does to rafale's waits: it is left alone. */
+static void arm_timer(double at_s) {
+    if (at_s == timer_armed_s) return;
+    double ns_f = at_s * 1e9;
+    long long ns = (long long)ns_f;
+    if ((double)ns < ns_f) ns++;
+    struct itimerspec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.it_value.tv_sec = (time_t)(ns / 1000000000LL);
+    spec.it_value.tv_nsec = (long)(ns % 1000000000LL);
+    if (timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &spec, NULL) != 0)
+        die("timerfd_settime failed");
+    timer_armed_s = at_s;
+}
+
+/* timer_fd fired: read its expiration count so that it stops being readable. */
+static void drain_timer(void) {
+    uint64_t expirations;
+    if (read(timer_fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+        die("timerfd read failed");
+    timer_armed_s = -1.0;
+}
+
 int main(int argc, char **argv) {
     struct options o;
     memset(&o, 0, sizeof o);
@@ -177,9 +316,20 @@ int main(int argc, char **argv) {
         return 0;
     }
     parse_args(argc, argv, &o);
+    int open_model = o.rate_per_s > 0;
     if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) die("curl_global_init failed");
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd < 0) die("epoll_create1 failed");
+    if (open_model) {
+        /* In the same epoll as curl's sockets: one epoll_wait(-1) waits for all of them. */
+        timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (timer_fd < 0) die("timerfd_create failed");
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN;
+        ev.data.fd = timer_fd;
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, timer_fd, &ev) != 0) die("epoll_ctl failed");
+    }
 
     long http_version = curl_http_version(&o);
     int multiplexed = strcmp(o.http, "1.1") != 0;
@@ -195,21 +345,28 @@ int main(int argc, char **argv) {
         curl_multi_setopt(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, streams > 0 ? streams : 1L);
     }
 
+    struct pacer pacer;
+    memset(&pacer, 0, sizeof pacer);
     CURL **pool = calloc((size_t)o.in_flight, sizeof *pool);
-    if (!pool) die("out of memory");
+    if (open_model) pacer.free_handles = calloc((size_t)o.in_flight, sizeof *pool);
+    if (!pool || (open_model && !pacer.free_handles)) die("out of memory");
     for (long i = 0; i < o.in_flight; i++) {
         pool[i] = new_easy(&o, http_version, multiplexed);
-        curl_multi_add_handle(multi, pool[i]);
+        if (open_model) pacer.free_handles[pacer.n_free++] = pool[i]; /* sent when due */
+        else curl_multi_add_handle(multi, pool[i]);
     }
 
-    long succeeded = 0, failed = 0, new_connections = 0, version_count[4] = {0, 0, 0, 0};
-    CURLcode first_error = CURLE_OK;
-    long first_bad_status = 0;
+    struct counts c;
+    memset(&c, 0, sizeof c);
+    c.first_error = CURLE_OK;
+    long wakeups = 0;
     int running = 0, in_main = 0;
     double t_start = now_s();
     double warm_end_s = t_start + o.warmup_s, main_end_s = warm_end_s + o.duration_s;
     double t_main = 0.0, t_end = 0.0, cpu_main = 0.0, cpu_end = 0.0;
     struct epoll_event events[MAX_EVENTS];
+    pacer.rate_per_s = o.rate_per_s;
+    pacer.t0_s = t_start;
 
     for (;;) {
         double now = now_s();
@@ -224,14 +381,36 @@ int main(int argc, char **argv) {
             cpu_end = cpu_s();
             break;
         }
+        if (open_model) send_due(multi, &pacer, in_main);
         double wake_s = in_main ? main_end_s : warm_end_s;
         if (timer_deadline_s >= 0 && timer_deadline_s < wake_s) wake_s = timer_deadline_s;
-        double wait_ms = (wake_s - now) * 1e3;
-        int timeout_ms = wait_ms <= 0 ? 0 : (int)wait_ms + 1; /* round up: never spin */
 
-        int n = epoll_wait(epoll_fd, events, MAX_EVENTS, timeout_ms);
+        int n;
+        if (!open_model) {
+            double wait_ms = (wake_s - now) * 1e3;
+            int timeout_ms = wait_ms <= 0 ? 0 : (int)wait_ms + 1; /* round up: never spin */
+            n = epoll_wait(epoll_fd, events, MAX_EVENTS, timeout_ms);
+            wakeups += in_main;
+        } else {
+            /* A busy pool has nothing to send when the next request falls due: a completion
+             * wakes the loop then, and send_due() sends the backlog. */
+            if (pacer.n_free > 0 && due_s(&pacer, pacer.next_k) < wake_s)
+                wake_s = due_s(&pacer, pacer.next_k);
+            if (wake_s <= now_s()) {
+                /* Already due, mostly curl's 0 ms timer after an add: run it without a wait. */
+                n = 0;
+            } else {
+                arm_timer(wake_s);
+                n = epoll_wait(epoll_fd, events, MAX_EVENTS, -1);
+                wakeups += in_main;
+            }
+        }
         if (n < 0 && errno != EINTR) die("epoll_wait failed");
         for (int i = 0; i < n; i++) {
+            if (events[i].data.fd == timer_fd) {
+                drain_timer(); /* it only woke the loop: what is due is checked below */
+                continue;
+            }
             int flags = 0;
             if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
             if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
@@ -248,27 +427,10 @@ int main(int argc, char **argv) {
         while ((msg = curl_multi_info_read(multi, &queued)) != NULL) {
             if (msg->msg != CURLMSG_DONE) continue;
             CURL *easy = msg->easy_handle;
-            CURLcode result = msg->data.result;
-            if (in_main) {
-                long status = 0, version = 0, connects = 0;
-                curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-                curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
-                curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
-                new_connections += connects > 0;
-                if (version == CURL_HTTP_VERSION_1_1) version_count[1]++;
-                else if (version == CURL_HTTP_VERSION_2_0) version_count[2]++;
-                else if (version == CURL_HTTP_VERSION_3) version_count[3]++;
-                else version_count[0]++;
-                if (result == CURLE_OK && status >= 200 && status < 400) {
-                    succeeded++;
-                } else {
-                    failed++;
-                    if (result != CURLE_OK && first_error == CURLE_OK) first_error = result;
-                    if (result == CURLE_OK && !first_bad_status) first_bad_status = status;
-                }
-            }
+            if (in_main) count_done(easy, msg->data.result, &c);
             curl_multi_remove_handle(multi, easy);
-            curl_multi_add_handle(multi, easy);
+            if (open_model) pacer.free_handles[pacer.n_free++] = easy;
+            else curl_multi_add_handle(multi, easy);
         }
     }
 
@@ -276,16 +438,24 @@ int main(int argc, char **argv) {
            "\"cpu_s_whole_run\": %.6f, \"warmup_s\": %.6f, \"new_connections\": %ld, "
            "\"version\": {\"other\": %ld, \"1.1\": %ld, \"2\": %ld, \"3\": %ld}, "
            "\"first_error\": ",
-           succeeded, failed, t_end - t_main, cpu_end - cpu_main, cpu_end, t_main - t_start,
-           new_connections, version_count[0], version_count[1], version_count[2],
-           version_count[3]);
-    print_json_string(first_error == CURLE_OK ? "" : curl_easy_strerror(first_error));
-    printf(", \"first_bad_status\": %ld, ", first_bad_status);
+           c.succeeded, c.failed, t_end - t_main, cpu_end - cpu_main, cpu_end, t_main - t_start,
+           c.new_connections, c.version_count[0], c.version_count[1], c.version_count[2],
+           c.version_count[3]);
+    print_json_string(c.first_error == CURLE_OK ? "" : curl_easy_strerror(c.first_error));
+    printf(", \"first_bad_status\": %ld, \"rate\": %.15g, \"wakeups\": %ld, ", c.first_bad_status,
+           o.rate_per_s, wakeups);
+    if (open_model) {
+        qsort(pacer.lags_us, pacer.n_lags, sizeof *pacer.lags_us, compare_floats);
+        printf("\"sent\": %ld, \"send_lag_us_p50\": %.1f, \"send_lag_us_p99\": %.1f, "
+               "\"late\": %ld, \"late_by_cap\": %ld, ",
+               pacer.sent, quantile(pacer.lags_us, pacer.n_lags, 0.50),
+               quantile(pacer.lags_us, pacer.n_lags, 0.99), pacer.late, pacer.late_by_cap);
+    }
     print_version_fields();
     printf("}\n");
     fflush(stdout);
 
-    /* Drop in-flight transfers without waiting for them. */
+    /* Drop in-flight transfers without waiting for them (removing an idle handle is a no-op). */
     for (long i = 0; i < o.in_flight; i++) {
         curl_multi_remove_handle(multi, pool[i]);
         curl_easy_cleanup(pool[i]);
@@ -293,6 +463,9 @@ int main(int argc, char **argv) {
     curl_multi_cleanup(multi);
     curl_slist_free_all(o.resolve);
     free(pool);
+    free(pacer.free_handles);
+    free(pacer.lags_us);
+    if (timer_fd >= 0) close(timer_fd);
     curl_global_cleanup();
     return 0;
 }

@@ -22,8 +22,17 @@ harness also samples it from outside the way it samples every external client
 the program's own warm-up clock starts a few ms after launch) and keeps that in ``extra``
 (``cpu_window``) for comparison.
 
-    from benchmarks.curl_ref import run_curl_ref
+:func:`run_curl_ref_rate` runs it in the open model instead (``--rate``): request k is sent
+when due at ``k / rate_per_s`` after the program's start, on a free handle of a pool of
+``shape.in_flight`` (waiting for one when all are busy), waiting with a timerfd in its epoll,
+as rafale's engine does at a fixed rate. Its ``extra`` adds the requests sent in the main
+phase, the epoll wake-ups and the send lag (send time minus due time, µs: p50, p99, and how
+many sends were over 1 ms late), so the CPU per request of both clients can be compared at low
+rates, where wake-ups cost more than transfers.
+
+    from benchmarks.curl_ref import run_curl_ref, run_curl_ref_rate
     m = run_curl_ref(shape_named("h2-1x100"), target, 0, warmup_s=1, duration_s=5)
+    m = run_curl_ref_rate(shape_named("h2-1x100"), target, 500, warmup_s=1, duration_s=5)
 """
 
 from __future__ import annotations
@@ -44,7 +53,8 @@ from rafale.actors.config import ResolveEntry
 from rafale.cluster.target import Target
 
 __all__ = ["BIN_DIR", "SOURCE", "build", "bundled_libcurl", "curl_ref_command",
-           "ensure_compiler_and_headers", "curl_header", "probe", "run_curl_ref"]
+           "ensure_compiler_and_headers", "curl_header", "probe", "run_curl_ref",
+           "run_curl_ref_rate"]
 
 SOURCE = Path(__file__).with_name("curl_ref.c")
 BIN_DIR = Path(__file__).with_name("results") / "bin"
@@ -125,8 +135,11 @@ def build(out_dir: Path = BIN_DIR) -> Path:
 
 
 def curl_ref_command(
-    binary: Path, shape: Shape, target: Target, *, warmup_s: float, duration_s: float
+    binary: Path, shape: Shape, target: Target, *, warmup_s: float, duration_s: float,
+    rate_per_s: float | None = None,
 ) -> list[str]:
+    """The command line running ``binary`` on ``shape``: closed model, or open model at
+    ``rate_per_s`` requests per second when given."""
     port = target.https_port if shape.tls else target.http_port
     resolve = ResolveEntry(target.host, port, (target.addresses[0],)).curl_resolve()
     command = [
@@ -140,16 +153,21 @@ def curl_ref_command(
     ]
     if shape.tls:
         command += ["--cacert", str(target.ca_file)]
+    if rate_per_s is not None:
+        if not rate_per_s > 0:
+            raise ValueError(f"rate_per_s must be > 0, not {rate_per_s}")
+        command += ["--rate", repr(float(rate_per_s))]
     return command
 
 
-def run_curl_ref(
-    shape: Shape, target: Target, round_: int = 0, *, warmup_s: float = 1,
-    duration_s: float = 5, binary: Path | None = None,
-) -> Measurement:
-    """Run the C reference client on ``shape`` against ``target``; measure its main phase."""
+def _run(
+    shape: Shape, target: Target, round_: int, *, warmup_s: float, duration_s: float,
+    binary: Path | None, rate_per_s: float | None,
+) -> tuple[Measurement, dict[str, Any]]:
+    """Run the C reference client once; its measurement and its JSON report."""
     binary = binary or build()
-    command = curl_ref_command(binary, shape, target, warmup_s=warmup_s, duration_s=duration_s)
+    command = curl_ref_command(binary, shape, target, warmup_s=warmup_s, duration_s=duration_s,
+                               rate_per_s=rate_per_s)
     run = run_tool(command, warmup_s=warmup_s, duration_s=duration_s,
                    timeout_s=warmup_s + duration_s + 30.0)
     reports = [line for line in run.output.splitlines() if line.startswith("{")]
@@ -160,7 +178,7 @@ def run_curl_ref(
         raise RuntimeError(f"{binary} ran libcurl {report['libcurl_version']}, "
                            f"not pycurl's {pycurl_libcurl_version()}")
     versions = {name: n for name, n in report["version"].items() if n}
-    return Measurement(
+    measurement = Measurement(
         client=CLIENT,
         shape=shape.name,
         round=round_,
@@ -182,3 +200,37 @@ def run_curl_ref(
             "command": " ".join(command),
         },
     )
+    return measurement, report
+
+
+def run_curl_ref(
+    shape: Shape, target: Target, round_: int = 0, *, warmup_s: float = 1,
+    duration_s: float = 5, binary: Path | None = None,
+) -> Measurement:
+    """Run the C reference client on ``shape`` against ``target``; measure its main phase."""
+    measurement, _ = _run(shape, target, round_, warmup_s=warmup_s, duration_s=duration_s,
+                          binary=binary, rate_per_s=None)
+    return measurement
+
+
+def run_curl_ref_rate(
+    shape: Shape, target: Target, rate_per_s: float, round_: int = 0, *, warmup_s: float = 1,
+    duration_s: float = 5, binary: Path | None = None,
+) -> Measurement:
+    """Run the C reference client in the open model at ``rate_per_s`` requests per second on
+    ``shape`` (at most ``shape.in_flight`` at once) against ``target``; measure its main
+    phase. ``extra`` adds ``sent``, ``wakeups`` (epoll_wait returns), ``send_lag_us_p50``,
+    ``send_lag_us_p99``, ``late`` (sends over 1 ms after their due time), ``late_by_cap``
+    (sends that waited for a free handle) and ``rate_per_s``, all of the main phase."""
+    measurement, report = _run(shape, target, round_, warmup_s=warmup_s,
+                               duration_s=duration_s, binary=binary, rate_per_s=rate_per_s)
+    measurement.extra.update({
+        "sent": int(report["sent"]),
+        "wakeups": int(report["wakeups"]),
+        "send_lag_us_p50": float(report["send_lag_us_p50"]),
+        "send_lag_us_p99": float(report["send_lag_us_p99"]),
+        "late": int(report["late"]),
+        "late_by_cap": int(report["late_by_cap"]),
+        "rate_per_s": float(report["rate"]),
+    })
+    return measurement

@@ -7,16 +7,14 @@
 
 Clients, each on the shapes it can do: ``rafale`` (the engine in this process),
 ``libcurl-c`` (``benchmarks/curl_ref.c``: the same libcurl driven from C, the ceiling every
-table compares rafale to), ``h2load`` (every shape but HTTP/3), ``wrk`` (HTTP/1.1 shapes) and
-``locust`` (``h1-100``). Every round runs every selected shape with every client one after
-the other, the clients' order rotating by round (interleaved, so drift of a noisy machine hits
-all of them alike), then the accuracy runs (rafale only). The tables show medians over the
-rounds; rafale's ratios to libcurl-c are medians of the per-round ratios.
-
-Every run writes ``<out>/<YYYY-MM-DD>-<hostname>.json`` (the machine, the tools' versions, the
-git commit, the arguments, every raw measurement and the summaries; meant to be committed),
-and ``latest.md`` / ``latest.json`` (git-ignored). ``python -m benchmarks.table [FILE]``
-renders a results file's tables; the README's ``results:bench`` block is the latest one's.
+table compares rafale to), ``pycurl-floor`` (``benchmarks/pycurl_floor.py``: rafale's
+handles driven by the smallest Python loop, the least any pycurl sender spends), ``h2load``
+(every shape but HTTP/3), ``wrk`` (HTTP/1.1 shapes) and ``locust`` (``h1-100``). Every round
+runs every selected shape with every client one after the other, the clients' order rotating
+by round (interleaved, so drift of a noisy machine hits all of them alike), then the accuracy
+runs (rafale, and libcurl-c's open model at the same rates for the CPU per request). The
+tables show medians over the rounds; rafale's ratios to libcurl-c are medians of the
+per-round ratios.
 """
 
 from __future__ import annotations
@@ -33,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import machine, table
-from benchmarks.accuracy import AccuracyRound, run_accuracy
+from benchmarks.accuracy import RATE_SHAPE, AccuracyRound, run_accuracy
 from benchmarks.curl_ref import build as build_curl_ref
-from benchmarks.curl_ref import run_curl_ref
+from benchmarks.curl_ref import run_curl_ref, run_curl_ref_rate
 from benchmarks.h2load import ensure_h2load, ensure_tool, run_h2load
 from benchmarks.peers import ensure_nss_wrapper, locust_applies, run_locust, run_wrk, wrk_applies
+from benchmarks.pycurl_floor import run_pycurl_floor
 from benchmarks.shapes import SHAPES, Measurement, Shape, run_rafale, shape_named
 from benchmarks.summary import CLIENTS, summarize_rates, summarize_shapes
 from rafale.cluster.target import Target
@@ -46,6 +45,7 @@ RESULTS_DIR = table.RESULTS_DIR
 APPLIES: dict[str, Callable[[Shape], bool]] = {
     "libcurl-c": lambda shape: True,
     "rafale": lambda shape: True,
+    "pycurl-floor": lambda shape: True,
     "h2load": lambda shape: shape.h2load,
     "wrk": wrk_applies,
     "locust": locust_applies,
@@ -130,6 +130,8 @@ def _runners(args: argparse.Namespace) -> dict[str, Runner]:
     for client in needed_clients(args.clients, args.shape_list):
         if client == "rafale":
             runners[client] = partial(run_rafale, **phases)
+        elif client == "pycurl-floor":
+            runners[client] = partial(run_pycurl_floor, **phases)
         elif client == "libcurl-c":
             runners[client] = partial(run_curl_ref, **phases, binary=build_curl_ref())
         elif client == "h2load":
@@ -167,16 +169,33 @@ def run_shapes(args: argparse.Namespace, target: Target) -> list[Measurement]:
     return out
 
 
-def run_rates(args: argparse.Namespace, target: Target) -> list[AccuracyRound]:
+def run_rates(args: argparse.Namespace, target: Target
+              ) -> tuple[list[AccuracyRound], list[Measurement]]:
+    """rafale's accuracy rounds and, with libcurl-c among the clients, libcurl-c's open-model
+    runs at the same rates on the same shape (its warm-up as long as rafale's ramp, its main
+    phase as long as the hold), the two interleaved, their order alternating by round."""
     out: list[AccuracyRound] = []
+    reference: list[Measurement] = []
+    binary = build_curl_ref() if "libcurl-c" in args.clients else None
     for round_ in range(args.rounds):
         for rate in args.rates:
-            r = run_accuracy(target, rate, round_, ramp_s=args.ramp_s, hold_s=args.hold_s)
-            print(f"  round {round_} rate {rate:>8,.0f}/s: sent {r.achieved_per_s:,.1f}/s, "
-                  f"run error {r.run_error:.3%}, worst second {max(r.deviations or (0,)):.3%}",
-                  flush=True)
-            out.append(r)
-    return out
+            for turn in ((0, 1) if round_ % 2 == 0 else (1, 0)):
+                if turn == 1 and binary is not None:
+                    m = run_curl_ref_rate(RATE_SHAPE, target, rate, round_, warmup_s=args.ramp_s,
+                                          duration_s=args.hold_s, binary=binary)
+                    print(f"  round {round_} rate {rate:>8,.0f}/s libcurl-c: sent "
+                          f"{m.extra['sent'] / m.duration_s:,.1f}/s, "
+                          f"{m.cpu_s * 1e6 / max(m.extra['sent'], 1):.1f} µs/req", flush=True)
+                    reference.append(m)
+                elif turn == 0:
+                    r = run_accuracy(target, rate, round_, ramp_s=args.ramp_s,
+                                     hold_s=args.hold_s)
+                    print(f"  round {round_} rate {rate:>8,.0f}/s: sent "
+                          f"{r.achieved_per_s:,.1f}/s, run error {r.run_error:.3%}, worst "
+                          f"second {max(r.deviations or (0,)):.3%}, "
+                          f"{r.cpu_s * 1e6 / max(r.sent, 1):.1f} µs/req", flush=True)
+                    out.append(r)
+    return out, reference
 
 
 # ----- results ---------------------------------------------------------------------------
@@ -228,13 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Target() as target:
         print(f"target {target.https_url} (TLS) / {target.http_url} (cleartext)", flush=True)
         measurements = run_shapes(args, target)
-        accuracy = run_rates(args, target) if args.rates else []
+        accuracy, reference = run_rates(args, target) if args.rates else ([], [])
     shapes = summarize_shapes(args.shape_list, measurements)
-    rates = summarize_rates(accuracy)
+    rates = summarize_rates(accuracy, reference)
     raw.update({
         "versions": machine.versions(),  # after the runs: tools are installed by now
         "shapes": [m.to_data() for m in measurements],
         "accuracy": [r.to_data() for r in accuracy],
+        "accuracy_reference": [m.to_data() for m in reference],
         "summary": {"shapes": [s.to_data() for s in shapes],
                     "accuracy": [asdict(r) for r in rates]},
     })

@@ -8,6 +8,7 @@ noisy machine cancels out. Pure functions of measurements: no traffic, no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -17,13 +18,14 @@ from typing import Any
 from benchmarks.accuracy import AccuracyRound, AccuracySummary, summarize
 from benchmarks.shapes import Measurement, Shape
 
-__all__ = ["CLIENTS", "CPU_RATIO_MAX", "P99_DEVIATION_MAX", "REFERENCE", "REQ_RATIO_MIN",
+__all__ = ["CLIENTS", "CPU_RATIO_MAX", "FLOOR", "P99_DEVIATION_MAX", "REFERENCE", "REQ_RATIO_MIN",
            "RUN_ERROR_MAX", "SUBJECT", "ClientFigures", "ShapeSummary", "median", "ratios",
            "summarize_rates", "summarize_shapes"]
 
 REFERENCE = "libcurl-c"
 SUBJECT = "rafale"
-CLIENTS = (REFERENCE, SUBJECT, "h2load", "wrk", "locust")  # the tables' column order
+FLOOR = "pycurl-floor"  # the least a Python program driving pycurl spends per request
+CLIENTS = (REFERENCE, SUBJECT, FLOOR, "h2load", "wrk", "locust")  # the tables' column order
 REQ_RATIO_MIN = 0.95  # rafale's req/s ≥ 0.95 × libcurl-c's
 CPU_RATIO_MAX = 1.10  # rafale's CPU per request ≤ 1.10 × libcurl-c's
 RUN_ERROR_MAX = 0.005
@@ -70,6 +72,10 @@ class ShapeSummary:
     clients: tuple[ClientFigures, ...]
     req_ratio: float  # rafale / libcurl-c req/s: median of per-round ratios
     cpu_ratio: float  # rafale / libcurl-c CPU µs/req: median of per-round ratios
+    # pycurl-floor / libcurl-c CPU µs/req (what driving libcurl from Python costs at least),
+    # and rafale / pycurl-floor (what rafale's engine adds to that); NaN when not measured
+    floor_cpu_ratio: float = math.nan
+    over_floor_cpu_ratio: float = math.nan
 
     def figures(self, client: str) -> ClientFigures | None:
         return next((c for c in self.clients if c.client == client), None)
@@ -91,7 +97,9 @@ class ShapeSummary:
     def from_data(cls, data: Mapping[str, Any]) -> ShapeSummary:
         clients = tuple(ClientFigures(**c) for c in data["clients"])
         return cls(data["shape"], data["description"], clients, float(data["req_ratio"]),
-                   float(data["cpu_ratio"]))
+                   float(data["cpu_ratio"]),
+                   float(data.get("floor_cpu_ratio", math.nan)),
+                   float(data.get("over_floor_cpu_ratio", math.nan)))
 
 
 def _figures(client: str, rounds: Sequence[Measurement]) -> ClientFigures:
@@ -102,6 +110,10 @@ def _figures(client: str, rounds: Sequence[Measurement]) -> ClientFigures:
         cpu_us_per_req=median([m.cpu_us_per_req for m in rounds]),
         failed=sum(m.failed for m in rounds),
     )
+
+
+def _cpu(m: Measurement) -> float:
+    return m.cpu_us_per_req
 
 
 def summarize_shapes(shapes: Sequence[Shape], results: Sequence[Measurement]) -> list[ShapeSummary]:
@@ -116,17 +128,39 @@ def summarize_shapes(shapes: Sequence[Shape], results: Sequence[Measurement]) ->
         order = [c for c in CLIENTS if c in present] + sorted(present - set(CLIENTS))
         by_client = {c: [m for m in mine if m.client == c] for c in order}
         subject, reference = by_client.get(SUBJECT, []), by_client.get(REFERENCE, [])
+        floor = by_client.get(FLOOR, [])
         out.append(ShapeSummary(
             shape=shape.name,
             description=shape.describe(),
             clients=tuple(_figures(c, by_client[c]) for c in order),
             req_ratio=median(ratios(subject, reference, lambda m: m.req_per_s)),
-            cpu_ratio=median(ratios(subject, reference, lambda m: m.cpu_us_per_req)),
+            cpu_ratio=median(ratios(subject, reference, _cpu)),
+            floor_cpu_ratio=median(ratios(floor, reference, _cpu)),
+            over_floor_cpu_ratio=median(ratios(subject, floor, _cpu)),
         ))
     return out
 
 
-def summarize_rates(rounds: Sequence[AccuracyRound]) -> list[AccuracySummary]:
-    """One accuracy summary per target rate, by increasing rate."""
-    rates = sorted({r.rate_per_s for r in rounds})
-    return [summarize([r for r in rounds if r.rate_per_s == rate]) for rate in rates]
+def _sent_cpu_us(cpu_s: float, sent: int) -> float:
+    return cpu_s * 1e6 / sent if sent else math.nan
+
+
+def summarize_rates(rounds: Sequence[AccuracyRound],
+                    reference: Sequence[Measurement] = ()) -> list[AccuracySummary]:
+    """One accuracy summary per target rate, by increasing rate; with ``reference``
+    (libcurl-c's open-model runs), its CPU per request sent at the same rate and rafale's
+    ratio to it (median of the per-round ratios)."""
+    out = []
+    for rate in sorted({r.rate_per_s for r in rounds}):
+        mine = [r for r in rounds if r.rate_per_s == rate]
+        summary = summarize(mine)
+        theirs = {m.round: _sent_cpu_us(m.cpu_s, int(m.extra["sent"])) for m in reference
+                  if m.extra.get("rate_per_s") == rate}
+        if theirs:
+            per_round = [_sent_cpu_us(r.cpu_s, r.sent) / theirs[r.round] for r in mine
+                         if r.round in theirs and theirs[r.round] > 0]
+            summary = dataclasses.replace(summary,
+                                          reference_cpu_us_per_req=median(list(theirs.values())),
+                                          cpu_ratio=median(per_round))
+        out.append(summary)
+    return out

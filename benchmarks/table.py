@@ -22,6 +22,7 @@ from benchmarks.accuracy import AccuracySummary
 from benchmarks.summary import (
     CLIENTS,
     CPU_RATIO_MAX,
+    FLOOR,
     P99_DEVIATION_MAX,
     REFERENCE,
     REQ_RATIO_MIN,
@@ -42,6 +43,13 @@ NOTES = (
     "the harness process); every other client's process CPU sampled from outside at the main "
     "phase's start and end instants (`benchmarks/cpu.py`). wrk has no warm-up: its requests "
     "are counted over the whole run and prorated to the main phase."
+)
+
+FLOOR_NOTE = (
+    f"`{FLOOR}` is `benchmarks/pycurl_floor.py`: rafale's own handles driven by the smallest "
+    "Python loop (no pacing, no stats), the least any program driving libcurl through pycurl "
+    f"spends: {FLOOR} / {REFERENCE} is what the binding costs, {SUBJECT} / {FLOOR} what "
+    "rafale's engine adds."
 )
 
 
@@ -96,15 +104,21 @@ def throughput_table(rows: Sequence[ShapeSummary]) -> str:
 
 def cpu_table(rows: Sequence[ShapeSummary]) -> str:
     columns = _columns(rows)
+    # With the pycurl floor measured: how the gap to libcurl-c splits between the binding
+    # (floor / libcurl-c) and rafale's engine (rafale / floor).
+    floor = any(not math.isnan(r.floor_cpu_ratio) for r in rows)
+    split = f" | {FLOOR} / {REFERENCE} | {SUBJECT} / {FLOOR}" if floor else ""
     lines = [
         "| shape | " + " | ".join(f"{c} µs/req" for c in columns)
-        + f" | {SUBJECT} / {REFERENCE} | goal ≤ {CPU_RATIO_MAX:.2f} |",
-        "|---|" + "--:|" * (len(columns) + 1) + "---|",
+        + f" | {SUBJECT} / {REFERENCE} | goal ≤ {CPU_RATIO_MAX:.2f}{split} |",
+        "|---|" + "--:|" * (len(columns) + 1) + "---|" + ("--:|--:|" if floor else ""),
     ]
     for r in rows:
         cells = [_num(f.cpu_us_per_req, ".1f") if (f := r.figures(c)) else "—" for c in columns]
+        extra = (f" | {_num(r.floor_cpu_ratio, '.2f')} | {_num(r.over_floor_cpu_ratio, '.2f')}"
+                 if floor else "")
         lines.append(f"| {r.shape} | " + " | ".join(cells)
-                     + f" | {_num(r.cpu_ratio, '.2f')} | {_goal(r.cpu_met())} |")
+                     + f" | {_num(r.cpu_ratio, '.2f')} | {_goal(r.cpu_met())}{extra} |")
     return "\n".join(lines)
 
 
@@ -114,11 +128,14 @@ def _lag(r: AccuracySummary) -> str:
 
 
 def rates_table(rows: Sequence[AccuracySummary]) -> str:
+    # With libcurl-c's open model measured at the same rates: its CPU and rafale's ratio.
+    ref = any(not math.isnan(r.reference_cpu_us_per_req) for r in rows)
     lines = [
         "| target req/s | achieved req/s | run error | vs schedule | mean per-s dev "
         "| worst per-s dev | p99 per-s dev | late | send lag p50 / p99 / max ms | failed "
-        "| CPU µs/req | targets |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| CPU µs/req |" + (f" {REFERENCE} CPU µs/req | {SUBJECT} / {REFERENCE} |" if ref else "")
+        + " targets |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + ("--:|--:|" if ref else "") + "---|",
     ]
     for r in rows:
         verdict = ", ".join([
@@ -129,7 +146,10 @@ def rates_table(rows: Sequence[AccuracySummary]) -> str:
             f"| {r.rate_per_s:,.0f} | {r.achieved_per_s:,.1f} | {r.run_error:.3%} "
             f"| {r.schedule_error:.3%} | {r.mean_deviation:.3%} | {r.worst_deviation:.3%} "
             f"| {r.p99_deviation:.3%} | {r.late} ({r.late_share:.2%}) | {_lag(r)} "
-            f"| {r.failed} | {r.cpu_us_per_req:.1f} | {verdict} |"
+            f"| {r.failed} | {r.cpu_us_per_req:.1f} |"
+            + (f" {_num(r.reference_cpu_us_per_req, '.1f')} | {_num(r.cpu_ratio, '.2f')} |"
+               if ref else "")
+            + f" {verdict} |"
         )
     return "\n".join(lines)
 
@@ -158,10 +178,14 @@ def markdown(data: dict[str, Any], source: str | None = None) -> str:
     if shapes:
         parts += ["**Throughput** (closed model, req/s):", "", throughput_table(shapes), "",
                   "**Client CPU per request** (µs):", "", cpu_table(shapes), "", NOTES, ""]
+        if any(not math.isnan(s.floor_cpu_ratio) for s in shapes):
+            parts += [FLOOR_NOTE, ""]
     if rates:
         a = data["args"]
         parts += [f"**Rate accuracy** ({a['ramp_s']} s ramp, then {a['hold_s']} s constant; "
-                  "h2 TLS 4 × 100; rafale only):", "", rates_table(rates), ""]
+                  "h2 TLS 4 × 100; libcurl-c, where measured, runs its open model at the same "
+                  "rate and shape, its ramp a warm-up at full rate):", "", rates_table(rates),
+                  ""]
     return "\n".join(parts)
 
 

@@ -94,6 +94,22 @@ def test_goals_met_at_their_bounds_and_unknown_without_reference() -> None:
     assert math.isnan(alone.req_ratio) and alone.met() is None
 
 
+def test_the_floor_splits_the_cpu_gap_per_round() -> None:
+    results = [
+        m("rafale", 0, 90, cpu_us_per_req=15), m("libcurl-c", 0, 100, cpu_us_per_req=10),
+        m("pycurl-floor", 0, 95, cpu_us_per_req=12),
+        m("rafale", 1, 90, cpu_us_per_req=30), m("libcurl-c", 1, 100, cpu_us_per_req=20),
+        m("pycurl-floor", 1, 95, cpu_us_per_req=30),
+    ]
+    [row] = summarize_shapes([shape_named("h1-100")], results)
+    assert [c.client for c in row.clients] == ["libcurl-c", "rafale", "pycurl-floor"]
+    assert row.floor_cpu_ratio == pytest.approx((1.2 + 1.5) / 2)  # floor / libcurl-c
+    assert row.over_floor_cpu_ratio == pytest.approx((1.25 + 1.0) / 2)  # rafale / floor
+    assert ShapeSummary.from_data(row.to_data()) == row
+    without = {k: v for k, v in row.to_data().items() if "floor" not in k}  # an older file
+    assert math.isnan(ShapeSummary.from_data(without).floor_cpu_ratio)
+
+
 def test_summary_round_trips_through_its_data() -> None:
     results = [m("rafale", 0, 95), m("libcurl-c", 0, 100)]
     [row] = summarize_shapes([shape_named("h1-100")], results)
@@ -208,17 +224,35 @@ def test_summarize_rates_one_summary_per_rate_in_order() -> None:
     assert [(s.rate_per_s, s.rounds) for s in summaries] == [(10.0, 1), (1000.0, 2)]
 
 
+def test_rates_compare_cpu_per_request_sent_with_libcurl_in_the_same_round() -> None:
+    mine = [accuracy_round(0, 1000, 1000, 1000, (0.0,), (), cpu_s=0.2),  # 200 µs/req
+            accuracy_round(1, 1000, 1000, 1000, (0.0,), (), cpu_s=0.3)]  # 300 µs/req
+    def c_rate(round_: int, cpu_s: float, sent: int, rate: float = 1000.0) -> Measurement:
+        return Measurement("libcurl-c", "rate-h2-4x100", round_, 1.0, sent, 0, cpu_s,
+                           extra={"sent": sent, "rate_per_s": rate})
+    theirs = [c_rate(0, 0.1, 1000), c_rate(1, 0.3, 2000), c_rate(0, 9.0, 10, rate=5.0)]
+    [row] = summarize_rates(mine, theirs)
+    assert row.reference_cpu_us_per_req == pytest.approx(125.0)  # median of 100 and 150
+    assert row.cpu_ratio == pytest.approx((2.0 + 2.0) / 2)  # 200/100 and 300/150
+    [alone] = summarize_rates(mine)
+    assert math.isnan(alone.reference_cpu_us_per_req) and math.isnan(alone.cpu_ratio)
+    assert "libcurl-c CPU µs/req" in table.rates_table([row])
+    assert "libcurl-c CPU µs/req" not in table.rates_table([alone])
+
+
 # ----- run's client plan and the results file's name -------------------------------------
 
 
 def test_clients_rotate_by_round_among_those_that_apply() -> None:
     h1, h3 = shape_named("h1-100"), shape_named("h3-1x100")
     every = list(run.APPLIES)
-    assert run.clients_for(h1, every, 0) == ["libcurl-c", "rafale", "h2load", "wrk", "locust"]
-    assert run.clients_for(h1, every, 2) == ["h2load", "wrk", "locust", "libcurl-c", "rafale"]
-    assert run.clients_for(h3, every, 0) == ["libcurl-c", "rafale"]
-    assert run.clients_for(h3, every, 1) == ["rafale", "libcurl-c"]
-    assert run.needed_clients(every, [h3]) == ["libcurl-c", "rafale"]
+    assert run.clients_for(h1, every, 0) == ["libcurl-c", "rafale", "pycurl-floor", "h2load",
+                                             "wrk", "locust"]
+    assert run.clients_for(h1, every, 2) == ["pycurl-floor", "h2load", "wrk", "locust",
+                                             "libcurl-c", "rafale"]
+    assert run.clients_for(h3, every, 0) == ["libcurl-c", "rafale", "pycurl-floor"]
+    assert run.clients_for(h3, every, 1) == ["rafale", "pycurl-floor", "libcurl-c"]
+    assert run.needed_clients(every, [h3]) == ["libcurl-c", "rafale", "pycurl-floor"]
 
 
 def test_every_client_has_a_rule_and_a_column() -> None:

@@ -153,26 +153,34 @@ def test_harness_runs_one_round_of_one_shape_with_every_client(
     raw = json.loads(dated.read_text())
     assert json.loads((tmp_path / "latest.json").read_text()) == raw
     measured = {m["client"]: m for m in raw["shapes"]}
-    assert set(measured) == {"rafale", "libcurl-c", "h2load", "wrk", "locust"}
+    assert set(measured) == {"rafale", "libcurl-c", "pycurl-floor", "h2load", "wrk", "locust"}
     for client, m in measured.items():
         assert m["succeeded"] > 0 and m["failed"] == 0, (client, m)
         assert m["cpu_s"] > 0, (client, m)
-        if client != "rafale":  # every external client: the same sampled window
+        if client not in ("rafale", "pycurl-floor"):  # external: the same sampled window
             assert m["extra"]["cpu_window"]["wall_s"] == pytest.approx(1.0), client
     assert set(measured["rafale"]["extra"]["version"]) == {"1.1"}
     assert measured["libcurl-c"]["extra"]["version"] == {"1.1": measured["libcurl-c"]["succeeded"]}
     assert "prorated" in measured["wrk"]["extra"]["counted"]
     assert [r["rate_per_s"] for r in raw["accuracy"]] == [500.0]
     assert raw["accuracy"][0]["sent"] > 0
+    [c_rate] = raw["accuracy_reference"]  # libcurl-c's open model at the same rate
+    assert c_rate["extra"]["rate_per_s"] == 500.0 and c_rate["extra"]["sent"] > 0
+    assert math.isfinite(raw["summary"]["accuracy"][0]["cpu_ratio"])
     # provenance, and the tables rendered from the file alone
     assert raw["machine"]["cores"] >= 1 and raw["machine"]["cpu_model"]
     assert all(v != "missing" for v in raw["versions"].values()), raw["versions"]
     assert raw["args"]["argv"] == argv
     [summary] = raw["summary"]["shapes"]
     assert math.isfinite(summary["req_ratio"]) and math.isfinite(summary["cpu_ratio"])
+    assert math.isfinite(summary["floor_cpu_ratio"])
+    assert math.isfinite(summary["over_floor_cpu_ratio"])
+    assert measured["pycurl-floor"]["extra"]["version"] == {"1.1": 100}  # every handle
     rendered = table.markdown(raw)
     assert "| h1-100 (HTTP/1.1 TLS, 100 connections) |" in rendered
     assert "locust req/s" in rendered and "rafale / libcurl-c" in rendered
+    assert "| pycurl-floor / libcurl-c | rafale / pycurl-floor |" in rendered
+    assert "| libcurl-c CPU µs/req | rafale / libcurl-c | targets |" in rendered
     assert rendered in (tmp_path / "latest.md").read_text()
     capsys.readouterr()
     assert table.main([str(dated)]) == 0

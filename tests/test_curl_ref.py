@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.curl_ref import build, ensure_compiler_and_headers, probe, run_curl_ref
+from benchmarks.curl_ref import (
+    build,
+    ensure_compiler_and_headers,
+    probe,
+    run_curl_ref,
+    run_curl_ref_rate,
+)
 from benchmarks.shapes import shape_named
 from rafale.actors.handles import libcurl_version
 from rafale.cluster.target import Target
@@ -54,3 +60,17 @@ def test_reference_client_measures_main_phase(
     assert 0.99 < m.duration_s < 1.1
     assert m.extra["version"] == {version: m.succeeded}
     assert m.extra["libcurl_version"] == libcurl_version()
+
+
+@pytest.mark.slow
+def test_open_model_sends_each_request_when_due(binary: Path, running_target: Target) -> None:
+    m = run_curl_ref_rate(shape_named("h2-1x100"), running_target, 500, warmup_s=0.5,
+                          duration_s=1.5, binary=binary)
+    sent = m.extra["sent"]
+    assert abs(sent - 500 * m.duration_s) <= 0.02 * 500 * m.duration_s, m.extra
+    assert m.failed == 0, m.extra
+    assert m.succeeded >= 0.97 * sent, m.extra
+    assert m.extra["send_lag_us_p99"] < 5000, m.extra
+    assert m.extra["wakeups"] > 0
+    assert m.extra["rate_per_s"] == 500
+    assert m.extra["version"] == {"2": m.succeeded}
