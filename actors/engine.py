@@ -499,15 +499,8 @@ class Engine:
                 if self._catch_up:
                     wait_until = min(wait_until,
                                      start + self._paused_total + self._catch_up_due_s())
-            # epoll_wait counts whole milliseconds and Python rounds up, which would send
-            # requests up to 1 ms late: wait the whole ms in epoll, sleep the sub-ms rest.
-            timeout = wait_until - monotonic()
-            if timeout >= 0.001:
-                ready = poll(int(timeout * 1000) / 1000)
-            else:
-                if timeout > 0:
-                    time.sleep(timeout)
-                ready = poll(0)
+            # One wake-up, to the microsecond (see SocketWatch.poll).
+            ready = poll(wait_until - monotonic())
             woke = monotonic()
             # The lease is checked on every wake-up, before a late roll would count what a
             # fenced engine will not send (it is set once the loop runs: no check before).

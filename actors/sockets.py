@@ -11,6 +11,12 @@ wait costs nothing.
 A dropped socket stays registered until it fires (then it is removed), so re-adding it
 is one ``modify``. A closed fd leaves epoll by itself: its entry is marked stale, and the
 next registration of that number tries ``modify`` and falls back to ``register``.
+
+Waits are to the microsecond: ``epoll_wait`` counts whole milliseconds (Python rounds a
+0.3 ms wait up to 1 ms), so :meth:`SocketWatch.poll` waits in ``select()`` on the epoll's
+own fd, which is readable as soon as any watched socket is, with a microsecond timeout,
+then collects the events with a zero-timeout ``epoll_wait``. One wake-up per wait, never
+late by the rounding, and never blind to a socket that becomes ready meanwhile.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class SocketWatch:
 
     def __init__(self, wake_fd: int) -> None:
         self.epoll = select.epoll()
+        self._epoll_fds = [self.epoll.fileno()]  # select() waits on the epoll itself
         self.wake_fd = wake_fd
         self.epoll.register(wake_fd, select.EPOLLIN)
         self._want: dict[int, int] = {}  # what curl wants now; 0 = dropped
@@ -68,13 +75,16 @@ class SocketWatch:
         self._dirty.clear()
 
     def poll(self, timeout_s: float) -> list[tuple[int, int]]:
-        """Wait up to ``timeout_s``; return (fd, curl CSELECT mask) for curl's ready sockets.
+        """Wait up to ``timeout_s`` (to the microsecond; 0: do not wait); return (fd, curl
+        CSELECT mask) for curl's ready sockets.
 
         A wake-up on the wake fd is consumed and not returned."""
         if self._dirty:
             self._sync()
+        if timeout_s > 0:
+            select.select(self._epoll_fds, (), (), timeout_s)
         ready: list[tuple[int, int]] = []
-        for fd, events in self.epoll.poll(timeout_s):
+        for fd, events in self.epoll.poll(0):
             if fd == self.wake_fd:
                 os.eventfd_read(fd)
                 continue

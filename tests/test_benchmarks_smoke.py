@@ -147,7 +147,7 @@ def test_harness_runs_one_round_of_one_shape_with_every_client(
     _require("the C reference client", curl_ref.build)
     _require("locust", _locust)
     argv = ["--quick", "--warmup", "1", "--duration", "1", "--shapes", "h1-100",
-            "--rates", "500", "--ramp-s", "1", "--hold-s", "1", "--out", str(tmp_path)]
+            "--rates", "500", "--ramp-s", "0", "--hold-s", "1", "--out", str(tmp_path)]
     assert run.main(argv) == 0
     [dated] = table.results_files(tmp_path)
     raw = json.loads(dated.read_text())
