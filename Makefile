@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(PY) -m rafale.cluster.demo
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=30
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rafale/__init__.py actors cluster analysis tests benchmarks notebooks
