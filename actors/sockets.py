@@ -16,7 +16,10 @@ Waits are to the microsecond: ``epoll_wait`` counts whole milliseconds (Python r
 0.3 ms wait up to 1 ms), so :meth:`SocketWatch.poll` waits in ``select()`` on the epoll's
 own fd, which is readable as soon as any watched socket is, with a microsecond timeout,
 then collects the events with a zero-timeout ``epoll_wait``. One wake-up per wait, never
-late by the rounding, and never blind to a socket that becomes ready meanwhile.
+late by the rounding, and never blind to a socket that becomes ready meanwhile. select()
+takes only fds below ``FD_SETSIZE`` (1,024): a process that already holds that many when
+the engine starts gets the epoll's whole milliseconds and a sleep for the sub-ms rest
+(two wake-ups per wait, and deaf during the sleep, but never early and never late).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import time
 
 import pycurl
 
@@ -34,6 +38,7 @@ _EPOLL_FOR_CURL = {
 }
 _ERR = select.EPOLLERR | select.EPOLLHUP
 _STALE = -1  # registered once, but the fd may have been closed since
+SELECT_FD_LIMIT = 1024  # FD_SETSIZE: select() refuses higher fds
 
 
 class SocketWatch:
@@ -41,7 +46,9 @@ class SocketWatch:
 
     def __init__(self, wake_fd: int) -> None:
         self.epoll = select.epoll()
-        self._epoll_fds = [self.epoll.fileno()]  # select() waits on the epoll itself
+        fd = self.epoll.fileno()
+        # select() waits on the epoll itself, when its fd is low enough for select()
+        self._select_fds = [fd] if fd < SELECT_FD_LIMIT else None
         self.wake_fd = wake_fd
         self.epoll.register(wake_fd, select.EPOLLIN)
         self._want: dict[int, int] = {}  # what curl wants now; 0 = dropped
@@ -81,10 +88,18 @@ class SocketWatch:
         A wake-up on the wake fd is consumed and not returned."""
         if self._dirty:
             self._sync()
-        if timeout_s > 0:
-            select.select(self._epoll_fds, (), (), timeout_s)
+        if timeout_s <= 0:
+            polled = self.epoll.poll(0)
+        elif self._select_fds is not None:
+            select.select(self._select_fds, (), (), timeout_s)
+            polled = self.epoll.poll(0)
+        elif timeout_s >= 0.001:  # whole ms in epoll (it rounds up); the caller waits again
+            polled = self.epoll.poll(int(timeout_s * 1000) / 1000)
+        else:
+            time.sleep(timeout_s)
+            polled = self.epoll.poll(0)
         ready: list[tuple[int, int]] = []
-        for fd, events in self.epoll.poll(0):
+        for fd, events in polled:
             if fd == self.wake_fd:
                 os.eventfd_read(fd)
                 continue
