@@ -12,10 +12,11 @@ A dropped socket stays registered until it fires (then it is removed), so re-add
 is one ``modify``. A closed fd leaves epoll by itself: its entry is marked stale, and the
 next registration of that number tries ``modify`` and falls back to ``register``.
 
-Waits are to the microsecond: ``epoll_wait`` counts whole milliseconds (Python rounds a
-0.3 ms wait up to 1 ms), so :meth:`SocketWatch.poll` waits in ``select()`` on the epoll's
-own fd, which is readable as soon as any watched socket is, with a microsecond timeout,
-then collects the events with a zero-timeout ``epoll_wait``. One wake-up per wait, never
+Waits are to the microsecond, within the kernel's timer slack (50 µs, or 0.1 % of a long
+wait): ``epoll_wait`` counts whole milliseconds (Python rounds a 0.3 ms wait up to 1 ms),
+so :meth:`SocketWatch.poll` waits in ``select()`` on the epoll's own fd, which is readable
+as soon as any watched socket is, with a microsecond timeout, then collects the events with
+a zero-timeout ``epoll_wait``. One wake-up per wait, never
 late by the rounding, and never blind to a socket that becomes ready meanwhile. select()
 takes only fds below ``FD_SETSIZE`` (1,024): a process that already holds that many when
 the engine starts gets the epoll's whole milliseconds and a sleep for the sub-ms rest
@@ -88,13 +89,15 @@ class SocketWatch:
         A wake-up on the wake fd is consumed and not returned."""
         if self._dirty:
             self._sync()
-        if timeout_s <= 0:
+        if not timeout_s > 0:  # also NaN
             polled = self.epoll.poll(0)
         elif self._select_fds is not None:
             select.select(self._select_fds, (), (), timeout_s)
             polled = self.epoll.poll(0)
-        elif timeout_s >= 0.001:  # whole ms in epoll (it rounds up); the caller waits again
-            polled = self.epoll.poll(int(timeout_s * 1000) / 1000)
+        elif timeout_s >= 0.001:  # whole ms in epoll; the caller waits again for the rest
+            # Python rounds the timeout up to whole ms (0.067 s is 67.00000001 ms: 68): ask
+            # for half a ms less than the whole ms wanted.
+            polled = self.epoll.poll((int(timeout_s * 1000) - 0.5) / 1000)
         else:
             time.sleep(timeout_s)
             polled = self.epoll.poll(0)

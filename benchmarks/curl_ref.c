@@ -397,8 +397,9 @@ int main(int argc, char **argv) {
             if (pacer.n_free > 0 && due_s(&pacer, pacer.next_k) < wake_s)
                 wake_s = due_s(&pacer, pacer.next_k);
             if (wake_s <= now_s()) {
-                /* Already due, mostly curl's 0 ms timer after an add: run it without a wait. */
-                n = 0;
+                /* Already due, mostly curl's 0 ms timer after an add: look at the sockets
+                 * without waiting (as rafale's engine does), then run it. */
+                n = epoll_wait(epoll_fd, events, MAX_EVENTS, 0);
             } else {
                 arm_timer(wake_s);
                 n = epoll_wait(epoll_fd, events, MAX_EVENTS, -1);

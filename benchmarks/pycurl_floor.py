@@ -37,6 +37,7 @@ _EPOLL = {
     pycurl.POLL_OUT: select.EPOLLOUT,
     pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
 }
+_ERR = select.EPOLLERR | select.EPOLLHUP
 
 
 def _cpu_s() -> float:
@@ -93,7 +94,8 @@ def run_pycurl_floor(
                 break
             for fd, events in poll(max(0.0, min(deadline[0], end_at) - now)):
                 mask = ((pycurl.CSELECT_IN if events & select.EPOLLIN else 0)
-                        | (pycurl.CSELECT_OUT if events & select.EPOLLOUT else 0))
+                        | (pycurl.CSELECT_OUT if events & select.EPOLLOUT else 0)
+                        | (pycurl.CSELECT_ERR if events & _ERR else 0))
                 socket_action(fd, mask)
             if deadline[0] <= time.monotonic():
                 deadline[0] = math.inf
@@ -122,7 +124,8 @@ def run_pycurl_floor(
         cpu_s, wall_s = _cpu_s() - cpu0, time.monotonic() - wall0
     finally:
         for easy in handles:
-            multi.remove_handle(easy)
+            with contextlib.suppress(pycurl.error):  # one not on the multi (after an error)
+                multi.remove_handle(easy)
             easy.close()
         multi.close()
         epoll.close()

@@ -169,32 +169,40 @@ def run_shapes(args: argparse.Namespace, target: Target) -> list[Measurement]:
     return out
 
 
+def _rafale_rate(args: argparse.Namespace, target: Target, rate: float,
+                 round_: int) -> AccuracyRound:
+    r = run_accuracy(target, rate, round_, ramp_s=args.ramp_s, hold_s=args.hold_s)
+    print(f"  round {round_} rate {rate:>8,.0f}/s: sent {r.achieved_per_s:,.1f}/s, run error "
+          f"{r.run_error:.3%}, worst second {max(r.deviations or (0,)):.3%}, "
+          f"{r.cpu_s * 1e6 / max(r.sent, 1):.1f} µs/req", flush=True)
+    return r
+
+
+def _curl_rate(args: argparse.Namespace, target: Target, rate: float, round_: int,
+               binary: Path) -> Measurement:
+    m = run_curl_ref_rate(RATE_SHAPE, target, rate, round_, warmup_s=args.ramp_s,
+                          duration_s=args.hold_s, binary=binary)
+    print(f"  round {round_} rate {rate:>8,.0f}/s libcurl-c: sent "
+          f"{m.extra['sent'] / m.duration_s:,.1f}/s, "
+          f"{m.cpu_s * 1e6 / max(m.extra['sent'], 1):.1f} µs/req", flush=True)
+    return m
+
+
 def run_rates(args: argparse.Namespace, target: Target
               ) -> tuple[list[AccuracyRound], list[Measurement]]:
     """rafale's accuracy rounds and, with libcurl-c among the clients, libcurl-c's open-model
     runs at the same rates on the same shape (its warm-up as long as rafale's ramp, its main
-    phase as long as the hold), the two interleaved, their order alternating by round."""
+    phase as long as the hold): the two one after the other, libcurl-c first in odd rounds."""
     out: list[AccuracyRound] = []
     reference: list[Measurement] = []
     binary = build_curl_ref() if "libcurl-c" in args.clients else None
     for round_ in range(args.rounds):
         for rate in args.rates:
-            for turn in ((0, 1) if round_ % 2 == 0 else (1, 0)):
-                if turn == 1 and binary is not None:
-                    m = run_curl_ref_rate(RATE_SHAPE, target, rate, round_, warmup_s=args.ramp_s,
-                                          duration_s=args.hold_s, binary=binary)
-                    print(f"  round {round_} rate {rate:>8,.0f}/s libcurl-c: sent "
-                          f"{m.extra['sent'] / m.duration_s:,.1f}/s, "
-                          f"{m.cpu_s * 1e6 / max(m.extra['sent'], 1):.1f} µs/req", flush=True)
-                    reference.append(m)
-                elif turn == 0:
-                    r = run_accuracy(target, rate, round_, ramp_s=args.ramp_s,
-                                     hold_s=args.hold_s)
-                    print(f"  round {round_} rate {rate:>8,.0f}/s: sent "
-                          f"{r.achieved_per_s:,.1f}/s, run error {r.run_error:.3%}, worst "
-                          f"second {max(r.deviations or (0,)):.3%}, "
-                          f"{r.cpu_s * 1e6 / max(r.sent, 1):.1f} µs/req", flush=True)
-                    out.append(r)
+            if binary is not None and round_ % 2:
+                reference.append(_curl_rate(args, target, rate, round_, binary))
+            out.append(_rafale_rate(args, target, rate, round_))
+            if binary is not None and not round_ % 2:
+                reference.append(_curl_rate(args, target, rate, round_, binary))
     return out, reference
 
 

@@ -52,6 +52,12 @@ FLOOR_NOTE = (
     "rafale's engine adds."
 )
 
+RATES_NOTE = (
+    "rafale's CPU µs/req pools every round's constant part (CPU over requests sent); "
+    f"{REFERENCE}'s is the median of its rounds; {SUBJECT} / {REFERENCE} is the median of "
+    "the per-round ratios, so it need not equal the quotient of the two columns."
+)
+
 
 def results_files(directory: Path = RESULTS_DIR) -> list[Path]:
     """The dated results files, by name (``latest.json`` excluded)."""
@@ -186,6 +192,8 @@ def markdown(data: dict[str, Any], source: str | None = None) -> str:
                   "h2 TLS 4 × 100; libcurl-c, where measured, runs its open model at the same "
                   "rate and shape, its ramp a warm-up at full rate):", "", rates_table(rates),
                   ""]
+        if any(not math.isnan(r.reference_cpu_us_per_req) for r in rates):
+            parts += [RATES_NOTE, ""]
     return "\n".join(parts)
 
 
