@@ -71,7 +71,7 @@ def test_open_model_sends_each_request_when_due(binary: Path, running_target: Ta
     assert m.failed == 0, m.extra
     # answers to the last sends may land after the phase; a busy machine delays both
     assert m.succeeded >= 0.9 * sent, m.extra
-    assert m.extra["send_lag_us_p99"] < 20_000, m.extra  # all at once would be ~1 s
+    assert m.extra["send_lag_us_p99"] < 20_000, m.extra
     assert m.extra["wakeups"] > 0
     assert m.extra["rate_per_s"] == 500
     assert m.extra["version"] == {"2": m.succeeded}
