@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import run, table
+from benchmarks import run, table, wakeup
 from benchmarks.accuracy import AccuracyRound, summarize
 from benchmarks.cpu import CpuSample, cpu_at, window
 from benchmarks.peers import prorated
@@ -270,3 +270,16 @@ def test_latest_results_file_is_the_last_by_name(tmp_path: Path) -> None:
     assert table.latest_file(directory).name == "2026-11-28-a.json"
     assert [p.name for p in table.results_files(directory)] == [
         "2026-11-27-b.json", "2026-11-28-a.json"]
+
+
+# ----- the wake-up cost probe ------------------------------------------------------------
+
+
+def test_wakeup_probe_prints_one_line_per_case(capsys: pytest.CaptureFixture[str]) -> None:
+    assert wakeup.main(["--turns", "50", "--sleeps-ms", "0,0.2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].strip() for line in lines] == ["back to back",
+                                                               "after a 0.2 ms sleep"]
+    assert all(float(line.split(":")[1].split()[0]) > 0 for line in lines)
+    with pytest.raises(SystemExit):
+        wakeup.main(["--sleeps-ms", "fast"])
