@@ -16,11 +16,11 @@ Waits are to the microsecond, within the kernel's timer slack (50 µs, or 0.1 % 
 wait): ``epoll_wait`` counts whole milliseconds (Python rounds a 0.3 ms wait up to 1 ms),
 so :meth:`SocketWatch.poll` waits in ``select()`` on the epoll's own fd, which is readable
 as soon as any watched socket is, with a microsecond timeout, then collects the events with
-a zero-timeout ``epoll_wait``. One wake-up per wait, never
-late by the rounding, and never blind to a socket that becomes ready meanwhile. select()
-takes only fds below ``FD_SETSIZE`` (1,024): a process that already holds that many when
-the engine starts gets the epoll's whole milliseconds and a sleep for the sub-ms rest
-(two wake-ups per wait, and deaf during the sleep, but never early and never late).
+a zero-timeout ``epoll_wait``. One wake-up per wait, never late by the rounding, and never
+blind to a socket that becomes ready meanwhile. select() takes only fds below
+``FD_SETSIZE`` (1,024): a process that already holds that many when the engine starts gets
+the epoll's whole milliseconds and a sleep for the sub-ms rest (two wake-ups per wait, and
+deaf during the sleep, but never early and never late).
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ import time
 
 import pycurl
 
-_EPOLL_FOR_CURL = {
+# curl's socket interest (CURLMOPT_SOCKETFUNCTION's ``what``) as epoll events; events that
+# mean an error or hang-up, which curl is told as CSELECT_ERR
+EPOLL_FOR_CURL = {
     pycurl.POLL_IN: select.EPOLLIN,
     pycurl.POLL_OUT: select.EPOLLOUT,
     pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
 }
-_ERR = select.EPOLLERR | select.EPOLLHUP
+EPOLL_ERR = select.EPOLLERR | select.EPOLLHUP
 _STALE = -1  # registered once, but the fd may have been closed since
 SELECT_FD_LIMIT = 1024  # FD_SETSIZE: select() refuses higher fds
 
@@ -63,7 +65,7 @@ class SocketWatch:
             if fd in self._have:
                 self._have[fd] = _STALE
             return
-        self._want[fd] = _EPOLL_FOR_CURL[what]
+        self._want[fd] = EPOLL_FOR_CURL[what]
         self._dirty.add(fd)
 
     def _sync(self) -> None:
@@ -116,7 +118,7 @@ class SocketWatch:
                 mask |= pycurl.CSELECT_IN
             if events & select.EPOLLOUT:
                 mask |= pycurl.CSELECT_OUT
-            if events & _ERR:
+            if events & EPOLL_ERR:
                 mask |= pycurl.CSELECT_ERR
             ready.append((fd, mask))
         return ready

@@ -30,7 +30,7 @@ from rafale.analysis.latency import merge_histograms, percentiles
 from rafale.cluster.target import Target
 
 __all__ = ["RATE_SHAPE", "AccuracyRound", "AccuracySummary", "accuracy_config", "measure",
-           "run_accuracy", "summarize"]
+           "cpu_us_per_sent", "run_accuracy", "summarize"]
 
 CONNECTIONS = 4
 STREAMS = 100
@@ -148,6 +148,11 @@ def run_accuracy(target: Target, rate_per_s: float, round_: int = 0, *, ramp_s: 
     return measure(windows, config.schedule, rate_per_s, round_, ramp_s, hold_s)
 
 
+def cpu_us_per_sent(cpu_s: float, sent: int) -> float:
+    """CPU µs per request sent; NaN when none was."""
+    return cpu_s * 1e6 / sent if sent else math.nan
+
+
 def summarize(rounds: Sequence[AccuracyRound]) -> AccuracySummary:
     if not rounds:
         raise ValueError("no accuracy rounds to summarize")
@@ -166,7 +171,7 @@ def summarize(rounds: Sequence[AccuracyRound]) -> AccuracySummary:
         p99_deviation=float(np.percentile(pooled, 99)),
         failed=sum(r.failed for r in rounds),
         late=sum(r.late for r in rounds),
-        cpu_us_per_req=sum(r.cpu_s for r in rounds) * 1e6 / sent if sent else float("nan"),
+        cpu_us_per_req=cpu_us_per_sent(sum(r.cpu_s for r in rounds), sent),
         lag_p50_us=lag_p50, lag_p99_us=lag_p99,
         lag_max_us=int(lag.get_max_value()) if lag.total_count else None, sent=sent,
     )

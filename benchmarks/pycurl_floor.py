@@ -27,21 +27,12 @@ import pycurl
 
 from benchmarks.shapes import Measurement, Shape, rafale_config
 from rafale.actors.handles import NEGOTIATED_VERSION, new_easy, new_multi
+from rafale.actors.sockets import EPOLL_ERR, EPOLL_FOR_CURL
 from rafale.cluster.target import Target
 
 __all__ = ["CLIENT", "run_pycurl_floor"]
 
 CLIENT = "pycurl-floor"
-_EPOLL = {
-    pycurl.POLL_IN: select.EPOLLIN,
-    pycurl.POLL_OUT: select.EPOLLOUT,
-    pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
-}
-_ERR = select.EPOLLERR | select.EPOLLHUP
-
-
-def _cpu_s() -> float:
-    return time.process_time()  # this process, user+system, like the engine's cpu_s
 
 
 def run_pycurl_floor(
@@ -63,9 +54,9 @@ def run_pycurl_floor(
                     epoll.unregister(fd)
             return
         if fd in watched:
-            epoll.modify(fd, _EPOLL[what])
+            epoll.modify(fd, EPOLL_FOR_CURL[what])
         else:
-            epoll.register(fd, _EPOLL[what])
+            epoll.register(fd, EPOLL_FOR_CURL[what])
             watched.add(fd)
 
     def on_timer(timeout_ms: int) -> None:
@@ -88,14 +79,14 @@ def run_pycurl_floor(
         while True:
             now = time.monotonic()
             if not counting and now >= main_at:
-                counting, cpu0, wall0 = True, _cpu_s(), now
+                counting, cpu0, wall0 = True, time.process_time(), now
                 succeeded = failed = 0
             if now >= end_at:
                 break
             for fd, events in poll(max(0.0, min(deadline[0], end_at) - now)):
                 mask = ((pycurl.CSELECT_IN if events & select.EPOLLIN else 0)
                         | (pycurl.CSELECT_OUT if events & select.EPOLLOUT else 0)
-                        | (pycurl.CSELECT_ERR if events & _ERR else 0))
+                        | (pycurl.CSELECT_ERR if events & EPOLL_ERR else 0))
                 socket_action(fd, mask)
             if deadline[0] <= time.monotonic():
                 deadline[0] = math.inf
@@ -121,7 +112,7 @@ def run_pycurl_floor(
                     multi.add_handle(easy)
                 if not queued:
                     break
-        cpu_s, wall_s = _cpu_s() - cpu0, time.monotonic() - wall0
+        cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
     finally:
         for easy in handles:
             with contextlib.suppress(pycurl.error):  # one not on the multi (after an error)

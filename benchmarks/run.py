@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import machine, table
-from benchmarks.accuracy import RATE_SHAPE, AccuracyRound, run_accuracy
+from benchmarks.accuracy import RATE_SHAPE, AccuracyRound, cpu_us_per_sent, run_accuracy
 from benchmarks.curl_ref import build as build_curl_ref
 from benchmarks.curl_ref import run_curl_ref, run_curl_ref_rate
 from benchmarks.h2load import ensure_h2load, ensure_tool, run_h2load
@@ -174,7 +174,7 @@ def _rafale_rate(args: argparse.Namespace, target: Target, rate: float,
     r = run_accuracy(target, rate, round_, ramp_s=args.ramp_s, hold_s=args.hold_s)
     print(f"  round {round_} rate {rate:>8,.0f}/s: sent {r.achieved_per_s:,.1f}/s, run error "
           f"{r.run_error:.3%}, worst second {max(r.deviations or (0,)):.3%}, "
-          f"{r.cpu_s * 1e6 / max(r.sent, 1):.1f} µs/req", flush=True)
+          f"{cpu_us_per_sent(r.cpu_s, r.sent):.1f} µs/req", flush=True)
     return r
 
 
@@ -184,7 +184,7 @@ def _curl_rate(args: argparse.Namespace, target: Target, rate: float, round_: in
                           duration_s=args.hold_s, binary=binary)
     print(f"  round {round_} rate {rate:>8,.0f}/s libcurl-c: sent "
           f"{m.extra['sent'] / m.duration_s:,.1f}/s, "
-          f"{m.cpu_s * 1e6 / max(m.extra['sent'], 1):.1f} µs/req", flush=True)
+          f"{cpu_us_per_sent(m.cpu_s, m.extra['sent']):.1f} µs/req", flush=True)
     return m
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.accuracy import AccuracyRound, AccuracySummary, summarize
+from benchmarks.accuracy import AccuracyRound, AccuracySummary, cpu_us_per_sent, summarize
 from benchmarks.shapes import Measurement, Shape
 
 __all__ = ["CLIENTS", "CPU_RATIO_MAX", "FLOOR", "P99_DEVIATION_MAX", "REFERENCE", "REQ_RATIO_MIN",
@@ -141,10 +141,6 @@ def summarize_shapes(shapes: Sequence[Shape], results: Sequence[Measurement]) ->
     return out
 
 
-def _sent_cpu_us(cpu_s: float, sent: int) -> float:
-    return cpu_s * 1e6 / sent if sent else math.nan
-
-
 def summarize_rates(rounds: Sequence[AccuracyRound],
                     reference: Sequence[Measurement] = ()) -> list[AccuracySummary]:
     """One accuracy summary per target rate, by increasing rate; with ``reference``
@@ -154,10 +150,10 @@ def summarize_rates(rounds: Sequence[AccuracyRound],
     for rate in sorted({r.rate_per_s for r in rounds}):
         mine = [r for r in rounds if r.rate_per_s == rate]
         summary = summarize(mine)
-        theirs = {m.round: _sent_cpu_us(m.cpu_s, int(m.extra["sent"])) for m in reference
+        theirs = {m.round: cpu_us_per_sent(m.cpu_s, int(m.extra["sent"])) for m in reference
                   if m.extra.get("rate_per_s") == rate}
         if theirs:
-            per_round = [_sent_cpu_us(r.cpu_s, r.sent) / theirs[r.round] for r in mine
+            per_round = [cpu_us_per_sent(r.cpu_s, r.sent) / theirs[r.round] for r in mine
                          if r.round in theirs and theirs[r.round] > 0]
             summary = dataclasses.replace(summary,
                                           reference_cpu_us_per_req=median(list(theirs.values())),
