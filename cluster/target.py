@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 import psutil
 
+from rafale.cluster.access_log import AccessLogTally
 from rafale.cluster.target_config import (  # noqa: F401 - re-exported for callers and tests
     BIG_BODY_BYTES,
     DEFAULT_ADDRESSES,
@@ -94,6 +95,7 @@ class Target:
         self.dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._push: subprocess.Popen[bytes] | None = None
+        self._tally: AccessLogTally | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -200,6 +202,7 @@ class Target:
         if self.dir is not None and not self.options.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+            self._tally = None
             self.https_port = self.http_port = 0
 
     def kill(self) -> None:
@@ -229,16 +232,15 @@ class Target:
                 yield from (line for line in lines if line.endswith("\n"))
 
     def count_access_log(self, proto: str | None = None, status: int | None = None) -> int:
-        """Requests logged so far, optionally only one protocol ("HTTP/2.0") or status."""
+        """Requests logged so far, optionally only one protocol ("HTTP/2.0") or status.
+        Each line is parsed once (``AccessLogTally``); 0 once stop() removed the dir."""
         if not self.options.access_log:
             raise RuntimeError("access log is off; start the target with access_log=True")
-        if proto is None and status is None:  # fast path: whole lines only
-            return sum(1 for _ in self._access_log_lines())
-        return sum(
-            1
-            for entry in self.access_log_entries()
-            if proto in (None, entry["request"]["proto"]) and status in (None, entry["status"])
-        )
+        if self.dir is None:
+            return 0
+        if self._tally is None or self._tally.path != self.access_log_path:
+            self._tally = AccessLogTally(self.access_log_path)
+        return self._tally.count(proto, status)
 
     def wait_access_log(self, count: int, proto: str | None = None, timeout_s: float = 5.0) -> int:
         """Poll until at least `count` requests are logged (or timeout); the last count."""

@@ -189,7 +189,11 @@ def caddy_config(
             "logs": {
                 "default": {"exclude": [name]},
                 ACCESS_LOGGER: {
-                    "writer": {"output": "file", "filename": str(access_log_path)},
+                    # No rolling: Caddy's file writer rolls at 100 MiB by default, and the
+                    # counts taken from this log (``access_log.AccessLogTally``) must never
+                    # go down.
+                    "writer": {"output": "file", "filename": str(access_log_path),
+                               "roll": False},
                     "encoder": {"format": "json"},
                     "include": [name],
                 },

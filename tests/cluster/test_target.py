@@ -194,6 +194,47 @@ def test_access_log_is_complete_after_stop(target_factory: Any) -> None:
     shutil.rmtree(target.dir)
 
 
+def test_access_log_never_rolls_so_counts_never_go_down(target_factory: Any) -> None:
+    """Caddy's file writer rolls a log at 100 MiB by default, and a count read after the
+    roll restarted from zero (CI: ``assert -110360 == 12040``). Grow the log past that size,
+    restart Caddy on it (the roll check runs when the file is opened and on every write),
+    and count on."""
+    target = target_factory(access_log=True, keep_dir=True)
+    for _ in range(2):
+        get(target, "/", H2)
+    assert target.wait_access_log(2) == 2
+    line = target.access_log_path.read_bytes().splitlines(keepends=True)[0]
+    target.kill()
+    filler = 101 * 2**20 // len(line) + 1  # just past Caddy's default roll size
+    with target.access_log_path.open("ab") as log:
+        log.write(line * filler)
+    target.start()
+    for _ in range(3):
+        get(target, "/", H2)
+    assert target.wait_access_log(2 + filler + 3) == 2 + filler + 3
+    assert sorted(p.name for p in target.dir.iterdir() if p.name.startswith("access")) == [
+        "access.log"]  # no rolled (renamed, gzipped) file beside it
+    target.stop()
+    shutil.rmtree(target.dir)
+
+
+def test_a_cut_or_replaced_access_log_is_an_error_not_a_smaller_count(target_factory: Any) -> None:
+    target = target_factory(access_log=True)
+    for _ in range(3):
+        get(target, "/", H1)
+    assert target.wait_access_log(3) == 3
+    os.truncate(target.access_log_path, 0)
+    with pytest.raises(RuntimeError, match="truncated after [0-9]+ bytes .now 0 bytes"):
+        target.count_access_log()
+    # What a roll does: the file is renamed and a new one grows at the path, here past the
+    # bytes counted so far, so its size alone would not tell.
+    rolled = target.access_log_path.rename(target.dir / "access-rolled.log")
+    target.access_log_path.write_bytes(b"{}\n" * 1000)
+    assert rolled.exists()
+    with pytest.raises(RuntimeError, match="replaced after"):
+        target.count_access_log()
+
+
 def test_stop_leaves_no_process_port_or_dir(target_factory: Any) -> None:
     target = target_factory()
     pid, directory, port = target.pid, target.dir, target.https_port
