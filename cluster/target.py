@@ -238,7 +238,7 @@ class Target:
             raise RuntimeError("access log is off; start the target with access_log=True")
         if self.dir is None:
             return 0
-        if self._tally is None or self._tally.path != self.access_log_path:
+        if self._tally is None:  # reset by stop() when it removes the dir
             self._tally = AccessLogTally(self.access_log_path)
         return self._tally.count(proto, status)
 
