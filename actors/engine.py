@@ -395,6 +395,11 @@ class Engine:
         while True:
             self.loops += 1
             now = monotonic()
+            # The lease, before anything is sent: a process frozen after the check that
+            # follows the wait below wakes up here, behind, and must not send the requests
+            # that fell due meanwhile (it sent up to the in-flight cap of them).
+            if now >= self._lease_until:
+                self._fence(now)
             if self._commands:
                 while self._commands:
                     self._commands.popleft()()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rafale.actors import engine as engine_module
 from rafale.actors.config import EngineConfig
 from rafale.actors.engine import Engine
 from rafale.actors.pacing import Schedule, StripedPacer, SwitchPacer
@@ -45,6 +46,39 @@ def test_an_engine_not_drained_for_its_lease_stops_sending_and_says_why(target: 
     assert abs(merged["sent"] - 200 * fenced["at_s"]) <= 3, merged["sent"]
     assert merged["intended"] == merged["sent"] + merged["dropped"]
     assert took_s < 4
+
+
+def test_a_loop_frozen_past_its_lease_sends_nothing_when_it_wakes(
+        target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop thread stops for 0.6 s while it collects a response (as a SIGSTOPped or
+    starved process does), from ~0.1 s, across its 0.3 s lease: when it wakes, the 120
+    requests that fell due meanwhile are not sent, not even up to the in-flight cap (found
+    by the parallel test pass: a frozen actor sent 50 on waking, before fencing)."""
+    config = config_for(target, "2", schedule=Schedule.constant(200, 2.0), duration_s=2.0,
+                        lease_s=0.3)
+    engine = Engine(config)
+    frozen: dict[str, int] = {}
+
+    class FreezeOnce(dict[int, str]):
+        """The version names the collect step reads for each response: the first read
+        after 20 sends (~0.1 s in, before the lease runs out) stops the loop thread."""
+
+        def get(self, key: int, default: str | None = None) -> str | None:  # type: ignore[override]
+            if not frozen and engine.sent >= 20:
+                frozen["sent"] = engine.sent
+                time.sleep(0.6)
+            return super().get(key, default)
+
+    monkeypatch.setattr(engine_module, "NEGOTIATED_VERSION",
+                        FreezeOnce(engine_module.NEGOTIATED_VERSION))
+    thread = started(engine)
+    thread.join(timeout=10)
+    assert not thread.is_alive() and frozen
+    fenced = engine.status()["fenced"]
+    assert fenced is not None and fenced["at_s"] == pytest.approx(0.3, abs=0.01), fenced
+    assert engine.sent == frozen["sent"], (engine.sent, frozen)
+    merged = total(engine.drain())
+    assert merged["intended"] == merged["sent"] + merged["dropped"]
 
 
 def test_drains_renew_the_lease(target: Target) -> None:
