@@ -222,14 +222,26 @@ class Target:
 
     # -- access log ----------------------------------------------------------------------
 
-    def access_log_entries(self) -> Iterator[dict[str, Any]]:
-        """Logged requests (JSON lines); empty once stop() removed the dir."""
-        yield from (json.loads(line) for line in self._access_log_lines())
+    def access_log_mark(self) -> int:
+        """Where the access log ends now (bytes): ``access_log_entries(since=mark)`` then
+        reads only the requests logged after this instant, not the whole session's log."""
+        path = self.access_log_path if self.dir is not None else None
+        return path.stat().st_size if path is not None and path.exists() else 0
 
-    def _access_log_lines(self) -> Iterator[str]:
-        if self.dir is not None and self.access_log_path.exists():
-            with self.access_log_path.open() as lines:
-                yield from (line for line in lines if line.endswith("\n"))
+    def access_log_entries(self, since: int = 0) -> Iterator[dict[str, Any]]:
+        """Logged requests (JSON lines), from byte ``since`` on (``access_log_mark()``);
+        empty once stop() removed the dir."""
+        yield from (json.loads(line) for line in self._access_log_lines(since))
+
+    def _access_log_lines(self, since: int) -> Iterator[bytes]:
+        if self.dir is None or not self.access_log_path.exists():
+            return
+        with self.access_log_path.open("rb") as lines:
+            if since > 0:  # a mark taken while a line was being written: from the next one
+                lines.seek(since - 1)
+                if lines.read(1) != b"\n":
+                    lines.readline()
+            yield from (line for line in lines if line.endswith(b"\n"))
 
     def count_access_log(self, proto: str | None = None, status: int | None = None) -> int:
         """Requests logged so far, optionally only one protocol ("HTTP/2.0") or status.

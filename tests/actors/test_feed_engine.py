@@ -34,10 +34,11 @@ def run_feed(target: Target, rows: list[dict[str, Any]], **options: Any
     return engine, engine.drain(), outcomes
 
 
-def logged(target: Target, prefix: str, count: int) -> list[dict[str, Any]]:
-    """Access-log entries whose path starts with ``prefix`` (waiting for ``count``)."""
+def logged(target: Target, since: int, prefix: str, count: int) -> list[dict[str, Any]]:
+    """Access-log entries after the mark ``since`` whose path starts with ``prefix``
+    (waiting for ``count``)."""
     def mine() -> list[dict[str, Any]]:
-        return [e for e in target.access_log_entries()
+        return [e for e in target.access_log_entries(since)
                 if e["request"]["uri"].startswith(prefix)]
 
     target.wait_access_log(0)
@@ -60,12 +61,13 @@ def test_cycle_sends_each_row_as_given(target: Target) -> None:
          "body_b64": "AAEC/w==", "headers": ["X-Row: 2"]},
         {"url": target.url(f"{prefix}/head"), "method": "HEAD"},
     ]
+    mark = target.access_log_mark()
     engine, windows, outcomes = run_feed(target, rows, rate_per_s=200, duration_s=1.0,
                                          headers=("X-Run: default",))
     assert outcomes == {}  # cycle mode has no per-row outcomes
     sums = total(windows)
     assert sums["sent"] == sums["completed"] == 200, sums
-    entries = logged(target, prefix, 200)
+    entries = logged(target, mark, prefix, 200)
     assert len(entries) == 200
     by_path = collections.defaultdict(list)
     for entry in entries:
@@ -91,10 +93,11 @@ def test_once_sends_every_row_once_and_reports_each(target: Target) -> None:
     prefix = f"/echo/{uuid.uuid4().hex[:8]}"
     rows = [{"url": target.url(f"{prefix}/{i}")} for i in range(300)]
     rows[7]["url"] = target.url("/status/500")
+    mark = target.access_log_mark()
     engine, windows, outcomes = run_feed(target, rows, rate_per_s=600, feed_mode="once")
     sums = total(windows)
     assert sums["intended"] == sums["sent"] == 300 and sums["dropped"] == 0, sums
-    entries = logged(target, prefix, 299)
+    entries = logged(target, mark, prefix, 299)
     assert collections.Counter(e["request"]["uri"] for e in entries) == {
         f"{prefix}/{i}": 1 for i in range(300) if i != 7}
     assert sorted(outcomes["row"]) == list(range(300))
@@ -112,6 +115,7 @@ def test_retries_wait_for_retry_after_take_slots_and_are_counted(target: Target)
     rows = [{"url": target.url(f"{prefix}/{i}")} for i in range(20)]
     for i in (3, 11):
         rows[i]["url"] = target.url("/status/429") + f"?row={prefix[6:]}-{i}"
+    mark = target.access_log_mark()
     engine, windows, outcomes = run_feed(target, rows, rate_per_s=40, feed_mode="once",
                                          retry=2)
     sums = total(windows)
@@ -125,7 +129,7 @@ def test_retries_wait_for_retry_after_take_slots_and_are_counted(target: Target)
     # Each retry went out at least Retry-After after the previous answer.
     for i in (3, 11):
         sent = sorted(datetime.fromtimestamp(e["ts"]).timestamp() for e in logged(
-            target, f"/status/429?row={prefix[6:]}-{i}", 3))
+            target, mark, f"/status/429?row={prefix[6:]}-{i}", 3))
         assert len(sent) == 3, sent
         gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
         assert all(gap >= RETRY_AFTER_S - 0.05 for gap in gaps), gaps

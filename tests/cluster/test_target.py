@@ -168,7 +168,7 @@ def test_listens_on_loopback_only(target: Target) -> None:
 def test_access_log_counts_every_request(target: Target) -> None:
     plan = {H1: 3, H2: 4, H2C: 2, H3: 5}
     before = {proto: target.count_access_log(proto) for proto in SERVER_PROTO.values()}
-    total_before = target.count_access_log()
+    total_before, mark = target.count_access_log(), target.access_log_mark()
     for http, count in plan.items():
         for _ in range(count):
             assert get(target, "/status/503", http).status == 503
@@ -179,6 +179,9 @@ def test_access_log_counts_every_request(target: Target) -> None:
     assert target.count_access_log("HTTP/1.1") - before["HTTP/1.1"] == plan[H1]
     assert target.count_access_log("HTTP/2.0") - before["HTTP/2.0"] == plan[H2] + plan[H2C]
     assert target.count_access_log("HTTP/3.0") - before["HTTP/3.0"] == plan[H3]
+    # From a mark, only what was logged after it is read (not the session's whole log).
+    assert [e["status"] for e in target.access_log_entries(mark)] == [503] * total
+    assert list(target.access_log_entries(target.access_log_mark())) == []
 
 
 def test_access_log_is_complete_after_stop(target_factory: Any) -> None:
@@ -290,6 +293,7 @@ def test_options_reject_bad_values(kwargs: dict[str, Any], message: str) -> None
         TargetOptions(**kwargs)
 
 
+@pytest.mark.real
 def test_start_failure_reports_caddy_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(target_module, "caddy_config", lambda *a: {"apps": {"http": {"no": 1}}})
     target = Target()
@@ -299,6 +303,7 @@ def test_start_failure_reports_caddy_stderr(monkeypatch: pytest.MonkeyPatch) -> 
     assert not target.running and target.dir is None
 
 
+@pytest.mark.real
 def test_main_foreground_prints_and_stops_on_sigint() -> None:
     code = "from rafale.cluster.target import main_foreground; raise SystemExit(main_foreground())"
     child = subprocess.Popen(
@@ -323,6 +328,7 @@ def test_main_foreground_prints_and_stops_on_sigint() -> None:
     assert caddy_pids and not any(psutil.pid_exists(pid) for pid in caddy_pids)
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_target_in_the_background_stops_on_a_signal_and_removes_its_dir(
         sig: signal.Signals) -> None:
