@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench target notebooks clean
+.PHONY: demo test test-fast lint bench target notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m rafale.cluster.demo
 
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+# Most tests wait on real time (runs at a set rate), not on a CPU: four workers on two cores.
+WORKERS ?= 4
+
+# Two passes (see tests/conftest.py): everything not `serial` on $(WORKERS) workers, then
+# the `serial` tests alone; then line coverage per room, checked against its floor.
 test: $(STAMP) lint
-	$(PY) -m pytest -q -p no:cacheprovider --durations=30
+	rm -f .coverage .coverage.*
+	$(PYTEST) -n $(WORKERS) --dist loadgroup -m "not serial" --cov --cov-report= --durations=15
+	$(PYTEST) -m serial --cov --cov-append --cov-report= --durations=5
+	$(PY) -m tests.coverage_floor
+
+# The inner loop: no Caddy, no Ray, no notebooks, no rafale processes (a test that starts
+# one without the `real` mark fails here).
+test-fast: $(STAMP)
+	RAFALE_TEST_FAST=1 $(PYTEST) -n $(WORKERS) -m "not slow and not real"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rafale/__init__.py actors cluster analysis tests benchmarks notebooks

@@ -1,4 +1,12 @@
-"""Shared fixtures: the embedded target (a real Caddy on loopback)."""
+"""Shared fixtures (the embedded target, one local Ray, one `ray start` head) and how the
+suite is ordered and split.
+
+`make test` runs the suite in two passes: the tests not marked ``serial`` on several
+workers at once (pytest-xdist; most tests wait on real time, not on a CPU), then the
+``serial`` ones alone (they own the machine: several Ray nodes, network namespaces, busy
+cores). `make test-fast` runs the tests that need none of Caddy, Ray, a notebook kernel or
+a rafale process (not ``real``) and refuses, in that pass, to start Caddy or Ray.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +16,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import ray
 from hypothesis import settings
 
+from rafale.cluster import placement
 from rafale.cluster.target import Target
+from tests.rayhead import RayHead
+
+# Fixtures that start real components: a test that asks for one is `real`.
+REAL_FIXTURES = frozenset({"target", "target_factory", "local_ray", "ray_head"})
+FAST_ONLY = "RAFALE_TEST_FAST"  # set by `make test-fast`
 
 # Property tests never fail CI by chance: under CI (CI=true, as .ci/run runs) hypothesis is
 # derandomized, so a run is repeatable; locally it explores new examples each run, and a
@@ -47,3 +62,63 @@ def target_factory() -> Iterator[Callable[..., Target]]:
         running.stop()
         if kept is not None:
             shutil.rmtree(kept, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what needs real components (``real``) and what must run alone (``serial``:
+    every ``multinode`` test); the tests on the `ray start` head run on one worker (one
+    head in the session, not one per worker); then put ``slow`` tests first, so that the
+    longest start while the others fill the remaining workers (stable: modules stay
+    together)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if REAL_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.real)
+        if "ray_head" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("ray_head"))
+        if item.get_closest_marker("multinode"):
+            item.add_marker(pytest.mark.serial)
+            item.add_marker(pytest.mark.real)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True)
+def _fast_means_no_real_components(request: pytest.FixtureRequest,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """In `make test-fast`, a test that starts Caddy or Ray without being marked ``real``
+    fails, naming the mark it lacks (so the fast pass stays fast and honest)."""
+    if not os.environ.get(FAST_ONLY) or request.node.get_closest_marker("real"):
+        return
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"{request.node.nodeid} starts Caddy or Ray: mark it "
+                           "@pytest.mark.real (make test-fast runs without them)")
+
+    monkeypatch.setattr(Target, "start", refuse)
+    monkeypatch.setattr(ray, "init", refuse)
+
+
+@pytest.fixture(scope="session")
+def _session_ray() -> Iterator[None]:
+    """The local Ray of this test process, started by the first test that needs it (and
+    again after a test that shut it down); shut down at the end of the session."""
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def local_ray(_session_ray: None) -> None:
+    """A local Ray on loopback (rafale's own default: `placement.connect(None)`), shared
+    by the tests of this process: started once (~4 s), not per module."""
+    placement.connect(None)
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[RayHead]:
+    """One `ray start --head` (2 CPUs, worker niceness 0) for the CLI tests that check
+    wiring or output, all on one worker (see pytest_collection_modifyitems): `rafale run
+    --address ADDRESS` with ``env`` joins it in ~1 s instead of starting a Ray of its own
+    (~4 s). Torn down by pid."""
+    with RayHead(num_cpus=2) as head:
+        yield head

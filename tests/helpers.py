@@ -5,15 +5,43 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from rafale.actors.config import EngineConfig, ResolveEntry
 from rafale.actors.pacing import Schedule
 from rafale.analysis.aggregate import Aggregate
 from rafale.cluster.target import Target
+from tests.rayhead import RayHead
 
 Windows = list[dict[str, Any]]
+RAFALE = [sys.executable, "-m", "rafale.cluster.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rafale(*args: str, head: RayHead | None = None, timeout_s: float = 120
+           ) -> subprocess.CompletedProcess[str]:
+    """``rafale ARGS`` in a fresh process, from the repo root, its output captured.
+
+    With ``head`` (the session's ``ray_head``), ``--address`` joins that ``ray start`` head
+    (~1 s) instead of starting a Ray of its own (~4 s): for the tests that check what the
+    CLI wires and prints, not how it starts Ray."""
+    command, env = [*RAFALE, *args], None
+    if head is not None:
+        command += ["--address", head.address]
+        env = head.env
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=timeout_s, check=False)
+
+
+def target_args(target: Target) -> list[str]:
+    """The CLI options that reach the embedded target: its CA and its --resolve lines."""
+    args = ["--cacert", str(target.ca_file)]
+    for entry in target.resolve:
+        args += ["--resolve", entry]
+    return args
 
 
 def target_config(target: Target, http: str, **overrides: Any) -> EngineConfig:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+import ray
 
 from rafale.actors.config import EngineConfig, ResolveEntry
 from rafale.actors.pacing import Schedule
@@ -38,7 +39,9 @@ def config_for_unstarted() -> EngineConfig:
     return EngineConfig(urls=("https://rafale.test:8443/",), duration_s=1.0)
 
 
-def test_where_outside_ray_has_no_node_id() -> None:
+def test_where_outside_ray_has_no_node_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No Ray in this process (another test of this worker may have connected one).
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     where = SenderActor(config_for_unstarted()).where()
     assert where["node_id"] == ""
     assert where["pid"] == os.getpid()

@@ -58,6 +58,7 @@ def test_to_markdown(frame_rows: list[dict[str, object]], expected_lines: int) -
         assert "x\\|y" in text and "---:" in text
 
 
+@pytest.mark.real
 def test_module_runs_without_ray_or_pycurl(small_result: Result, tmp_path: Path) -> None:
     assert small_result.path is not None
     copy = shutil.copytree(small_result.path, tmp_path / "elsewhere" / "copied")

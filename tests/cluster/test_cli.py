@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +18,10 @@ from typer.testing import CliRunner
 from rafale.analysis import store
 from rafale.cluster import cli, placement
 from rafale.cluster.target import Target
-from tests.helpers import follow_stderr
+from tests.helpers import RAFALE, ROOT, follow_stderr, rafale, target_args
+from tests.rayhead import RayHead
 
-RAFALE = [sys.executable, "-m", "rafale.cluster.cli"]
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-cli-token"
-
-
-def target_args(target: Target) -> list[str]:
-    args = ["--cacert", str(target.ca_file)]
-    for entry in target.resolve:
-        args += ["--resolve", entry]
-    return args
-
-
-def rafale(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RAFALE, *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout_s)
 
 
 @pytest.mark.slow
@@ -56,7 +44,9 @@ def test_run_end_to_end(target: Target, tmp_path: Path) -> None:
         assert SECRET.encode() not in path.read_bytes(), path
     first_request_after_s = result.meta["start_at_s"] - began
     print(f"first request {first_request_after_s:.2f} s after `rafale run` started")
-    assert first_request_after_s < 20
+    # Ray's start and the actors' (~5 s quiet): a loose bound, which a busy machine
+    # (the parallel test pass) stretches; it catches a start that waits on a timeout.
+    assert first_request_after_s < 40
 
 
 BAD_ARGS: list[tuple[list[str], str]] = [
@@ -89,6 +79,7 @@ def test_run_bad_input_exits_nonzero(args: list[str], fragment: str,
     assert fragment in result.output
 
 
+@pytest.mark.real
 def test_bad_input_in_a_subprocess_exits_2_fast() -> None:
     began = time.monotonic()
     done = rafale("run", "http://x.test/", "--http", "3", timeout_s=30)
@@ -106,6 +97,7 @@ def test_help_explains_units_and_defaults() -> None:
         assert fragment in text, fragment
 
 
+@pytest.mark.real
 def test_report_does_not_import_ray_or_pycurl(tmp_path: Path) -> None:
     from tests.analysis.windows_factory import make_run
 
@@ -121,10 +113,12 @@ def test_report_does_not_import_ray_or_pycurl(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_matrix_runs_every_valid_combination(target: Target, tmp_path: Path) -> None:
+def test_matrix_runs_every_valid_combination(target: Target, tmp_path: Path,
+                                             ray_head: RayHead) -> None:
     out = tmp_path / "matrix"
     done = rafale("matrix", target.https_url, "--http", "1.1,3,2c", "--dns", "system",
-                  "--duration", "1s", "--rate", "100", "--out", str(out), *target_args(target))
+                  "--duration", "1s", "--rate", "100", "--out", str(out), *target_args(target),
+                  head=ray_head)
     assert done.returncode == 0, done.stderr
     assert "skipped http 2c" in done.stderr
     table = (out / "comparison.md").read_text()
@@ -159,22 +153,26 @@ def test_sigterm_stops_and_saves(target: Target, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_an_unreachable_rate_keeps_the_duration_and_says_so(target: Target,
-                                                            tmp_path: Path) -> None:
-    began = time.monotonic()
+def test_an_unreachable_rate_keeps_the_duration_and_says_so(target: Target, tmp_path: Path,
+                                                            ray_head: RayHead) -> None:
     done = rafale("run", target.https_url, "--rate", "1e9", "--duration", "2s", "--actors", "1",
                   "--timeout", "2s", "--max-in-flight", "50", "--out", str(tmp_path / "fast"),
-                  "--no-charts", *target_args(target))
-    took_s = time.monotonic() - began
+                  "--no-charts", *target_args(target), head=ray_head)
     assert done.returncode == 0, done.stderr
-    assert took_s < 2 + 2.2 + 20, took_s  # duration + in-flight grace + Ray start
     assert "target not reached: achieved" in done.stdout, done.stdout
-    summary = store.load(tmp_path / "fast").summary
+    result = store.load(tmp_path / "fast")
+    summary = result.summary
     assert summary["requests"]["dropped"] > 0 and not summary["target"]["reached"]
     assert summary["target"]["rate_per_s"] == 1e9  # the schedule's rate, not counts / time
+    # It kept its duration: the run's span, as the driver recorded it, is the duration plus
+    # at most the in-flight grace (timeout), plus 1 s for a busy machine.
+    ran_s = (datetime.fromisoformat(result.meta["ended_at"])
+             - datetime.fromisoformat(result.meta["started_at"])).total_seconds()
+    assert 2 <= ran_s < 2 + 2 + 1, ran_s
 
     done = rafale("run", target.https_url, "--rate", "100", "--duration", "3s", "--actors", "1",
-                  "--out", str(tmp_path / "ok"), "--no-charts", *target_args(target))
+                  "--out", str(tmp_path / "ok"), "--no-charts", *target_args(target),
+                  head=ray_head)
     assert done.returncode == 0, done.stderr
     assert "target not reached" not in done.stdout
     summary = store.load(tmp_path / "ok").summary

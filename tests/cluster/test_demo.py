@@ -17,7 +17,7 @@ from rafale.cluster import demo
 def test_the_demo_compares_protocol_ceilings_and_dns_modes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, publish = tmp_path / "demo", tmp_path / "published"
-    code = demo.main(["--duration", "2", "--rate", "300", "--out", str(out),
+    code = demo.main(["--duration", "1", "--rate", "300", "--out", str(out),
                       "--publish", str(publish)])
     printed = capsys.readouterr().out
     assert code == 0, printed

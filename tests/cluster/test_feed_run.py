@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +19,8 @@ import ray
 from rafale.analysis import store
 from rafale.cluster.run import start
 from rafale.cluster.target import Target
+from tests.helpers import rafale
+from tests.rayhead import RayHead
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +35,12 @@ def echo_feed(target: Target, path: Path, rows: int, prefix: str,
     return path
 
 
-def paths_logged(target: Target, prefix: str, at_least: int,
+def paths_logged(target: Target, since: int, prefix: str, at_least: int,
                  timeout_s: float = 10.0) -> collections.Counter[str]:
+    """The paths under ``prefix`` logged after the mark ``since``, once ``at_least`` are."""
     deadline = time.monotonic() + timeout_s
     while True:
-        seen = collections.Counter(e["request"]["uri"] for e in target.access_log_entries()
+        seen = collections.Counter(e["request"]["uri"] for e in target.access_log_entries(since)
                                    if e["request"]["uri"].startswith(prefix + "/"))
         if sum(seen.values()) >= at_least or time.monotonic() > deadline:
             return seen
@@ -53,14 +54,17 @@ def options(target: Target, **changes: Any) -> dict[str, Any]:
 
 def test_once_over_two_actors_sends_every_row_exactly_once(
         target: Target, local_ray: None, tmp_path: Path) -> None:
-    prefix, rows = f"/echo/{uuid.uuid4().hex[:8]}", 20_000
+    # 1,500 req/s over two actors: a rate a busy machine (the parallel test pass) still
+    # holds, so that every row is sent within the run (rows left at its end are unsent).
+    prefix, rows = f"/echo/{uuid.uuid4().hex[:8]}", 6_000
     feed = echo_feed(target, tmp_path / "feed.jsonl", rows, prefix)
     out = tmp_path / "out"
-    run = start(**options(target, feed=str(feed), feed_mode="once", rate_per_s=4000,
+    mark = target.access_log_mark()
+    run = start(**options(target, feed=str(feed), feed_mode="once", rate_per_s=1500,
                           actors=2, out=str(out)))
-    assert run.spec.run_s == pytest.approx(5.0, abs=0.01)
+    assert run.spec.run_s == pytest.approx(4.0, abs=0.01)
     result = run.wait(timeout=60)
-    seen = paths_logged(target, prefix, rows)
+    seen = paths_logged(target, mark, prefix, rows)
     assert len(seen) == rows and set(seen.values()) == {1}
     outcomes = store.load_outcomes(out)
     assert len(outcomes) == rows and list(outcomes["row"]) == list(range(rows))
@@ -71,10 +75,10 @@ def test_once_over_two_actors_sends_every_row_exactly_once(
     assert feed_summary["delivery"] == "at-most-once"
     tags = result.summary["tags"]
     assert {t: v["finished"] for t, v in tags.items()} == {
-        "t0": 6667, "t1": 6667, "t2": 6666}
+        "t0": 2000, "t1": 2000, "t2": 2000}
     # Each tag's latency histogram holds exactly its completed requests.
     assert {t: v["latency_corrected_us"]["count"] for t, v in tags.items()} == {
-        "t0": 6667, "t1": 6667, "t2": 6666}
+        "t0": 2000, "t1": 2000, "t2": 2000}
     # The saved summary says the same, the text summary shows the feed and the tags, and
     # the charts include the per-tag one.
     from rafale.analysis.report import render, summary_text
@@ -82,7 +86,7 @@ def test_once_over_two_actors_sends_every_row_exactly_once(
     saved = store.load(out)
     assert saved.summary["tags"] == tags
     text = summary_text(saved)
-    assert "20,000 rows, once" in text and "tag t0" in text and "ok 20,000" in text
+    assert "6,000 rows, once" in text and "tag t0" in text and "ok 6,000" in text
     assert "tags.png" in [p.name for p in render(out)]
     assert (out / "tags.png").stat().st_size > 10_000
 
@@ -92,6 +96,7 @@ def test_killed_actor_mid_feed_never_sends_a_row_twice_unless_asked(
         target: Target, local_ray: None, tmp_path: Path, resend: bool) -> None:
     prefix, rows = f"/echo/{uuid.uuid4().hex[:8]}", 6000
     feed = echo_feed(target, tmp_path / "feed.jsonl", rows, prefix)
+    mark = target.access_log_mark()
     run = start(**options(target, feed=str(feed), feed_mode="once", rate_per_s=1500,
                           actors=2, resend_unknown=resend))
     time.sleep(max(0.0, run.start_at_s + 1.2 - time.time()))
@@ -108,7 +113,7 @@ def test_killed_actor_mid_feed_never_sends_a_row_twice_unless_asked(
     [lost] = result.meta["lost"]
     outcomes = result.outcome_frame()
     assert list(outcomes["row"]) == list(range(rows))  # together they cover the feed
-    seen = paths_logged(target, prefix, rows - 400, timeout_s=3)
+    seen = paths_logged(target, mark, prefix, rows - 400, timeout_s=3)
     count = pd.Series([seen.get(f"{prefix}/{i}", 0) for i in range(rows)])
     unknown = outcomes["outcome"] == "unknown"
     ok = outcomes["outcome"] == "ok"
@@ -132,31 +137,27 @@ def test_killed_actor_mid_feed_never_sends_a_row_twice_unless_asked(
     assert (outcomes.loc[outcomes["row"] >= rows - 1000, "actor"] == 0).all()
 
 
-def rafale(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rafale.cluster.cli", *args],
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
-
-
-def test_only_failed_resends_just_those_rows_from_the_cli(target: Target,
-                                                          tmp_path: Path) -> None:
+def test_only_failed_resends_just_those_rows_from_the_cli(target: Target, tmp_path: Path,
+                                                          ray_head: RayHead) -> None:
     prefix, rows = f"/echo/{uuid.uuid4().hex[:8]}", 300
     failing = {i: {"url": target.url(f"/status/500?row={prefix[6:]}-{i}")} for i in (4, 150)}
     feed = echo_feed(target, tmp_path / "feed.jsonl", rows, prefix, failing)
     common = ["--rate", "300", "--actors", "1", "--cacert", str(target.ca_file), "--quiet",
               "--no-charts"] + [a for r in target.resolve for a in ("--resolve", r)]
     first = rafale("run", "--feed", str(feed), "--feed-mode", "once", "--out",
-                   str(tmp_path / "first"), *common)
+                   str(tmp_path / "first"), *common, head=ray_head)
     assert first.returncode == 0, first.stderr
     assert "row outcomes" in first.stdout and "failed 2" in first.stdout, first.stdout
     outcomes = store.load_outcomes(tmp_path / "first")
     assert sorted(outcomes.loc[outcomes["outcome"] == "failed", "row"]) == [4, 150]
 
-    before = target.count_access_log()
+    before, mark = target.count_access_log(), target.access_log_mark()
     again = rafale("run", "--feed", str(tmp_path / "first" / "outcomes.parquet"), "--only",
-                   "failed", "--feed-mode", "once", "--out", str(tmp_path / "again"), *common)
+                   "failed", "--feed-mode", "once", "--out", str(tmp_path / "again"), *common,
+                   head=ray_head)
     assert again.returncode == 0, again.stderr
     target.wait_access_log(before + 2)
-    new = list(target.access_log_entries())[before:]
+    new = list(target.access_log_entries(mark))
     assert sorted(e["request"]["uri"] for e in new) == sorted(
         f"/status/500?row={prefix[6:]}-{i}" for i in (4, 150))
     resent = store.load_outcomes(tmp_path / "again")

@@ -38,7 +38,7 @@ def frozen_run(target: Target, tmp_path: Path, gap: str
     ticks: list[float] = []
 
     def on_progress(snapshot: Snapshot) -> None:
-        ticks.append(time.monotonic())
+        ticks.append(time.time())
 
     run = start(**options(target, rate_per_s=RATE, duration_s=DURATION_S, actors=2,
                           lease_s=LEASE_S, gap=gap, out=str(tmp_path / gap)),
@@ -74,9 +74,12 @@ def check_loss(run: Run, ticks: list[float], frozen_at: float, thawed_at: float
     assert lost["came_back_at_s"] >= thawed_at - 0.1
     fenced = lost["fenced"]
     assert fenced and "lease_s" in fenced["why"]
-    # The progress line kept coming every second while the actor was silent.
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-    assert max(gaps) < 1.7, gaps
+    # The progress line kept coming every second while the actor was silent (~4 ticks in
+    # the 4.2 s freeze; a driver waiting on the frozen actor would show none until the
+    # lease ran out): at least 3, so that one tick late on a busy machine is not a failure.
+    during = [t - run.start_at_s for t in ticks
+              if frozen_at < t - run.start_at_s < thawed_at]
+    assert len(during) >= 3, (during, frozen_at, thawed_at)
     # Its windows were drained when it came back and kept: it sent nothing after the
     # freeze (its lease stopped it when it woke, before any send).
     per_actor = sent_by(saved.windows, "actor", "second")

@@ -3,69 +3,33 @@ by the actor when it may, and warned about everywhere when it may not."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from rafale.actors.priority import niceness, renice_process
 from rafale.analysis import store
 from rafale.cluster.target import Target
+from tests.rayhead import RayHead
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-RAY = Path(sys.executable).with_name("ray")
-TAG = "RAFALE_TEST_NICENESS"
 # A Ray node started the default way (`ray start`, no RAY_worker_niceness) by a user who
 # may not lower niceness: root without CAP_SYS_NICE.
 NO_SYS_NICE = ["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def tagged(tag: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            if process.environ().get(TAG) == tag:
-                found.append(process)
-    return found
 
 
 @pytest.fixture
 def default_ray() -> Iterator[tuple[str, dict[str, str]]]:
     """A one-CPU Ray head on loopback started by `ray start` with Ray's default worker
     niceness and no right to lower it; yields (address, the driver's environment). Torn
-    down by process id (every process carrying this test's tag)."""
-    tag = secrets.token_hex(8)
-    port = free_port()
-    env = {**os.environ, TAG: tag, "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_worker_niceness", None)
-    started = subprocess.run(
-        [*NO_SYS_NICE, str(RAY), "start", "--head", "--node-ip-address=127.0.0.1",
-         f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-         "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=120)
-    try:
-        assert started.returncode == 0, started.stderr
-        yield f"127.0.0.1:{port}", env
-    finally:
-        for process in tagged(tag):
-            with contextlib.suppress(psutil.Error):
-                process.kill()
+    down by process id."""
+    with RayHead(num_cpus=1, prefix=NO_SYS_NICE, worker_niceness=None) as head:
+        yield head.address, head.env
 
 
 def test_renice_process_lowers_every_thread_when_allowed() -> None:
@@ -109,6 +73,7 @@ def test_a_sender_that_cannot_lower_its_niceness_is_warned_about(
     assert len(meta["warnings"]) == 1 and expected in meta["warnings"][0]
 
 
+@pytest.mark.serial  # its busy loops and its rate need the cores to themselves
 def test_a_sender_keeps_its_rate_beside_three_busy_loops_on_its_core(target: Target) -> None:
     """The contention benchmark's hardest case through Ray, with loose bounds (its README
     figures come from `python -m benchmarks.contention` on a quiet machine)."""

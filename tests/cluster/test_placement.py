@@ -7,7 +7,6 @@ import ipaddress
 import os
 import socket
 import time
-from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -20,19 +19,6 @@ from rafale.cluster.placement import NodeInfo
 HEAD = NodeInfo("head", "127.0.0.1", "h0", 2, is_head=True)
 W1 = NodeInfo("w1", "127.0.0.2", "h1", 1)
 W2 = NodeInfo("w2", "127.0.0.3", "h2", 4)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_ray() -> Iterator[None]:
-    """This module owns its Ray: none before, none after."""
-    ray.shutdown()
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def local_ray() -> None:
-    placement.connect(None)  # idempotent: started once, kept by the next tests
 
 
 def configs(count: int) -> list[EngineConfig]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,6 @@ from rafale.cluster.spec import RunSpec
 from rafale.cluster.target import Target
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One local Ray for the module (started ~3-4 s); shut down afterwards."""
-    placement.connect(None)
-    yield
-    ray.shutdown()
 
 
 def options(target: Target, **changes: Any) -> dict[str, Any]:

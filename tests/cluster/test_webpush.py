@@ -187,6 +187,7 @@ def test_bad_inputs_are_refused_naming_what_is_wrong(tmp_path: Path) -> None:
         assert not (tmp_path / f"{name}.parquet").exists(), name
 
 
+@pytest.mark.real
 def test_cli_refuses_a_bad_subscription_with_exit_2(tmp_path: Path) -> None:
     (tmp_path / "subs.jsonl").write_text('{"endpoint": "https://p.test/x"}\n')
     pem = tmp_path / "vapid.pem"

@@ -86,14 +86,6 @@ def assert_seconds_contiguous(windows: pd.DataFrame) -> None:
 # ----- ray.kill of one actor (local Ray) ------------------------------------------------------
 
 
-@pytest.fixture
-def local_ray() -> Iterator[None]:
-    ray.shutdown()  # a Ray left by another module: this test owns its own
-    placement.connect(None)
-    yield
-    ray.shutdown()
-
-
 def test_killed_actor_is_saved_in_meta_and_no_drained_second_is_lost(
         target: Target, local_ray: None, tmp_path: Path) -> None:
     rate, duration_s, actors = 400, 6, 2
@@ -166,6 +158,7 @@ def three_nodes() -> Iterator[Cluster]:
         cluster.shutdown()
 
 
+@pytest.mark.multinode
 def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
         target: Target, three_nodes: Cluster, tmp_path: Path) -> None:
     rate, duration_s = 300, 7
@@ -310,11 +303,15 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
     assert signal_s >= 2
     assert_seconds_contiguous(result.windows)
     per_actor = sent_by(result.windows, "actor", "second")
-    # Every whole second that ended before the signal, with a margin: the CLI's own clock
-    # and the actors' differ by a few ms, and the stop's work starts at once on 2 cores.
+    intended = result.windows.groupby(["actor", "second"])["intended"].sum()
+    # Every whole second that ended before the signal is kept, with a margin: the CLI's own
+    # clock and the actors' differ by a few ms, and the stop's work starts at once. Its
+    # schedule is exact (100 per actor); its sends are nearly so (a busy machine may push
+    # a few past the second's end, counted late, in the next second).
     for second in range(math.floor(signal_s - SIGNAL_MARGIN_S)):
         for actor in (0, 1):
-            assert abs(per_actor[(actor, second)] - 100) <= 1, per_actor
+            assert abs(intended[(actor, second)] - 100) <= 1, intended
+            assert per_actor[(actor, second)] >= 90, per_actor
     requests = result.summary["requests"]
     assert requests["sent"] == requests["completed"] + requests["failed"]  # stop let them end
     assert requests["failed"] == 0
@@ -435,7 +432,7 @@ def test_bad_input_exits_2_naming_the_value_without_starting_ray(
          "--resolve", "rafale.test:8443:127.0.0.1", *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started: set[str] = set()
-    while process.poll() is None and time.monotonic() - began < 20:
+    while process.poll() is None and time.monotonic() - began < 60:
         started |= {p.name() for p in tagged_processes(tag) if p.pid != process.pid}
         time.sleep(0.1)
     stdout, stderr = process.communicate(timeout=10)
@@ -443,8 +440,11 @@ def test_bad_input_exits_2_naming_the_value_without_starting_ray(
     assert process.returncode == cli.EXIT_BAD_INPUT, stderr
     assert stderr.startswith("rafale: error: ") and fragment in stderr, stderr
     assert "Traceback" not in stderr and stdout == ""
-    assert took_s < 10, took_s
+    # No Ray started (its processes and its session dir would show it), and no wait on
+    # one: the bound is loose (a busy machine stretches the process's start-up), far below
+    # the ~60 s ray.init spends on an address that does not answer.
     assert not {"raylet", "gcs_server"} & started, started
+    assert took_s < 30, took_s
     assert list(ray_dir.iterdir()) == []
 
 
@@ -458,7 +458,10 @@ def test_address_that_accepts_but_is_not_ray_is_refused_within_seconds(tmp_path:
             done = subprocess.run(
                 [sys.executable, "-m", "rafale.cluster.cli", "run", "https://rafale.test:8443/",
                  "--rate", "5", "--resolve", "rafale.test:8443:127.0.0.1", "--address", address],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=8)
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"rafale run --address {address} still waiting after 8 s")
+            # ray.init waits ~60 s on such an address; the probe answers within 3 s (the
+            # bound is loose: a busy machine stretches the process's start-up).
+            pytest.fail(f"rafale run --address {address} still waiting after 30 s")
     assert done.returncode == cli.EXIT_BAD_INPUT and address in done.stderr, done.stderr
+    assert "does not answer" in done.stderr and "within 3 s" in done.stderr, done.stderr

@@ -8,21 +8,19 @@ only is in tests/cluster/test_placement.py.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 
 from rafale.analysis import store
-from rafale.cluster import placement
 from rafale.cluster.progress import format_line
 from rafale.cluster.run import start
 from rafale.cluster.target import Target
 from tests.faults.misbehaving import LOOPBACK, Misbehaving
 from tests.faults.test_security import CERT_HOST, make_ca, make_server_context
+from tests.helpers import rafale
+from tests.rayhead import RayHead
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +46,7 @@ def tls_server(tmp_path: Path) -> Iterator[Misbehaving]:
 
 
 def test_cli_insecure_warns_and_is_recorded_and_header_values_stay_out(
-        tls_server: Misbehaving, tmp_path: Path) -> None:
+        tls_server: Misbehaving, tmp_path: Path, ray_head: RayHead) -> None:
     out = tmp_path / "secure"
     rate = 20
     args = ["run", tls_server.url("/", host=CERT_HOST), "--http", "1.1", "--rate", str(rate),
@@ -56,8 +54,7 @@ def test_cli_insecure_warns_and_is_recorded_and_header_values_stay_out(
             "--resolve", f"{CERT_HOST}:{tls_server.port}:{LOOPBACK}"]
     for header in HEADERS:
         args += ["-H", header]
-    done = subprocess.run([sys.executable, "-m", "rafale.cluster.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = rafale(*args, head=ray_head)
     assert done.returncode == 0, done.stderr
 
     # insecure: a warning on stderr, and recorded
@@ -88,20 +85,10 @@ def test_cli_insecure_warns_and_is_recorded_and_header_values_stay_out(
     assert names == ["Authorization", "X-Api-Key"]  # names kept, values not
 
 
-@pytest.fixture
-def local_ray() -> Iterator[None]:
-    ray.shutdown()
-    placement.connect(None)
-    yield
-    ray.shutdown()
-
-
 def test_driver_never_returns_header_values(target: Target, local_ray: None) -> None:
     """Run.meta(), repr(spec), repr(run), the progress line, the windows and the result,
     while running and at the end; the embedded target's access log shows they were sent."""
-    lines_before = target.count_access_log()
-    before = sum(1 for e in target.access_log_entries()
-                 if e["request"]["headers"].get("X-Api-Key") == [API_KEY])
+    lines_before, mark = target.count_access_log(), target.access_log_mark()
     with pytest.warns(UserWarning, match="insecure"):
         run = start(urls=target.https_url, resolve=target.resolve, http="2", rate_per_s=50,
                     duration_s=1.5, actors=1, insecure=True, headers=HEADERS)
@@ -124,30 +111,24 @@ def test_driver_never_returns_header_values(target: Target, local_ray: None) -> 
     # Caddy logs request headers (Authorization itself as "REDACTED"): both were sent.
     sent = result.summary["requests"]["sent"]
     target.wait_access_log(lines_before + sent)
-    entries = [e for e in target.access_log_entries()
+    entries = [e for e in target.access_log_entries(mark)
                if e["request"]["headers"].get("X-Api-Key") == [API_KEY]]
-    assert len(entries) - before == sent
-    assert all(e["request"]["headers"].get("Authorization") == ["REDACTED"]
-               for e in entries[before:])
-    assert {e["request"]["proto"] for e in entries[before:]} == {"HTTP/2.0"}
+    assert len(entries) == sent
+    assert all(e["request"]["headers"].get("Authorization") == ["REDACTED"] for e in entries)
+    assert {e["request"]["proto"] for e in entries} == {"HTTP/2.0"}
 
 
 QUERY_SECRET = "q-s3cret-789"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rafale.cluster.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-
-
-def test_url_query_values_reach_the_target_but_no_output_or_file(target: Target,
-                                                                  tmp_path: Path) -> None:
+def test_url_query_values_reach_the_target_but_no_output_or_file(target: Target, tmp_path: Path,
+                                                                  ray_head: RayHead) -> None:
     url = f"{target.https_url}?token={QUERY_SECRET}&page=2"
     options = ["--cacert", str(target.ca_file), *(f"--resolve={r}" for r in target.resolve)]
-    lines_before = target.count_access_log()
+    lines_before, mark = target.count_access_log(), target.access_log_mark()
     out = tmp_path / "query"
-    done = cli("run", url, "--rate", "20", "--duration", "1s", "--actors", "1", "--out",
-               str(out), "--no-charts", *options)
+    done = rafale("run", url, "--rate", "20", "--duration", "1s", "--actors", "1", "--out",
+                  str(out), "--no-charts", *options, head=ray_head)
     assert done.returncode == 0, done.stderr
     assert QUERY_SECRET not in done.stdout + done.stderr
     for path in (p for p in out.rglob("*") if p.is_file()):
@@ -155,17 +136,17 @@ def test_url_query_values_reach_the_target_but_no_output_or_file(target: Target,
     meta = store.load(out).meta
     assert meta["spec"]["urls"] == [f"{target.https_url}?token=<redacted>&page=<redacted>"]
     target.wait_access_log(lines_before + 20)
-    uris = [e["request"]["uri"] for e in list(target.access_log_entries())[lines_before:]]
+    uris = [e["request"]["uri"] for e in target.access_log_entries(mark)]
     assert uris.count(f"/?token={QUERY_SECRET}&page=2") == 20  # sent as given
 
     # A bad-input message names the URL, redacted.
-    bad = cli("run", url.replace("https://", "http://"), "--http", "3", "--duration", "1s")
+    bad = rafale("run", url.replace("https://", "http://"), "--http", "3", "--duration", "1s")
     assert bad.returncode == 2 and "token=<redacted>" in bad.stderr, bad.stderr
     assert QUERY_SECRET not in bad.stderr
 
     # --show-query keeps the query in what is saved.
     shown = tmp_path / "shown"
-    done = cli("run", url, "--rate", "5", "--duration", "1s", "--actors", "1", "--out",
-               str(shown), "--no-charts", "--show-query", *options)
+    done = rafale("run", url, "--rate", "5", "--duration", "1s", "--actors", "1", "--out",
+                  str(shown), "--no-charts", "--show-query", *options, head=ray_head)
     assert done.returncode == 0, done.stderr
     assert store.load(shown).meta["spec"]["urls"] == [url]

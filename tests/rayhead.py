@@ -1,0 +1,80 @@
+"""A Ray head started by `ray start` on loopback, as a user's cluster is, torn down by process id.
+
+Every process of the head carries a tag in its environment (RAFALE_TEST_RAY_HEAD); stop()
+kills exactly the processes with this head's tag, never by name, so several heads (one per
+test worker) and any other Ray on the machine are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+RAY = Path(sys.executable).with_name("ray")
+TAG = "RAFALE_TEST_RAY_HEAD"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RayHead:
+    """`ray start --head` on 127.0.0.1 with token authentication; ``env`` is what a driver
+    (a `rafale` process) needs to join it, ``address`` its GCS address."""
+
+    def __init__(self, *, num_cpus: int = 2, prefix: Sequence[str] = (),
+                 worker_niceness: int | None = 0) -> None:
+        self.tag = secrets.token_hex(8)
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        env = {**os.environ, TAG: self.tag, "RAY_AUTH_MODE": "token",
+               "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0"}
+        env.pop("RAY_ADDRESS", None)
+        if worker_niceness is None:  # Ray's default (15), as `ray start` gives a user
+            env.pop("RAY_worker_niceness", None)
+        else:
+            env["RAY_worker_niceness"] = str(worker_niceness)
+        self.env = env
+        self._command = [*prefix, str(RAY), "start", "--head", "--node-ip-address=127.0.0.1",
+                         f"--port={self.port}", f"--num-cpus={num_cpus}",
+                         "--include-dashboard=false", "--disable-usage-stats"]
+
+    def start(self) -> RayHead:
+        started = subprocess.run(self._command, env=self.env, capture_output=True, text=True,
+                                 timeout=120)
+        if started.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"ray start failed: {started.stderr[-2000:]}")
+        return self
+
+    def processes(self) -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if process.environ().get(TAG) == self.tag:
+                    found.append(process)
+        return found
+
+    def stop(self) -> None:
+        for _ in range(2):  # a worker the raylet forked during the first pass
+            killed = self.processes()
+            for process in killed:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            psutil.wait_procs(killed, timeout=10)
+
+    def __enter__(self) -> RayHead:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
