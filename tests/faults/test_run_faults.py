@@ -303,16 +303,19 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
     assert signal_s >= 2
     assert_seconds_contiguous(result.windows)
     per_actor = sent_by(result.windows, "actor", "second")
+    late = result.windows.groupby(["actor", "second"])["late"].sum()
     # Every whole second that ended before the signal is kept, with a margin: the CLI's own
     # clock and the actors' differ by a few ms, and the stop's work starts at once. Each
     # second has its sends (a lost second would show none); together they are the schedule's
-    # (100 per actor-second), but for the few that a busy machine pushes past the last
-    # second's end (counted late, in the next second; a late roll of the window also moves
-    # a few between neighbouring seconds, so no single second is held exact).
+    # 100 per actor-second, less those a busy machine sent past the last of these seconds,
+    # which are counted late there (no single second is held exact: a late window roll
+    # also moves a few between neighbouring seconds).
     kept = math.floor(signal_s - SIGNAL_MARGIN_S)
     for actor in (0, 1):
         seconds = [per_actor[(actor, second)] for second in range(kept)]
-        assert min(seconds) >= 50 and abs(sum(seconds) - 100 * kept) <= 5, per_actor
+        late_after = sum(n for (a, s), n in late.items() if a == actor and s >= kept)
+        assert min(seconds) >= 50, per_actor
+        assert -1 <= 100 * kept - sum(seconds) <= late_after + 1, (per_actor, late)
     requests = result.summary["requests"]
     assert requests["sent"] == requests["completed"] + requests["failed"]  # stop let them end
     assert requests["failed"] == 0
