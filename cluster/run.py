@@ -36,6 +36,7 @@ import pyarrow as pa
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
 
+from rafale.actors.answers import PollAnswer, SenderStatus
 from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
 from rafale.actors.feed import FeedPlan
@@ -48,7 +49,7 @@ from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
 from rafale.analysis.thresholds import ThresholdWatch, evaluate
 from rafale.cluster import placement
-from rafale.cluster.meta import run_meta
+from rafale.cluster.meta import Ended, run_meta
 from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
 from rafale.cluster.resolve import engine_entries, resolve
@@ -161,7 +162,8 @@ class Run:
         self._lost_nodes: list[str] = []
         self._notes: list[str] = []
         self.warnings = tuple(w for w in (a.warning() for a in actors) if w)
-        self._ended: str | None = None
+        self._ended: Ended | None = None
+        self._ended_at_s: float | None = None
         self._paused = False
         self._abort = threading.Event()
         self._done = threading.Event()
@@ -171,7 +173,7 @@ class Run:
                                         name=f"rafale-drain-{self.run_id}")
 
     def __repr__(self) -> str:
-        state = self._ended or ("paused" if self._paused else "running")
+        state = self._state()
         return (f"Run({self.run_id!r}, {len(self._actors)} actors, {state}, "
                 f"{len(self.log)} windows)")
 
@@ -193,8 +195,17 @@ class Run:
         """Live per-second DataFrame merged over actors, from the windows drained so far."""
         return self.log.per_second()
 
+    def _state(self) -> str:
+        return str(self._ended) if self._ended else ("paused" if self._paused else "running")
+
+    @property
+    def actors(self) -> tuple[dict[str, Any], ...]:
+        """Each actor as meta.json shows it (index, node, hostname, ip, pid, ...) and
+        whether it is still alive (not lost)."""
+        return tuple({**a.info(), "alive": a.alive} for a in self._actors)
+
     def snapshot(self) -> Snapshot:
-        state = self._ended or ("paused" if self._paused else "running")
+        state = self._state()
         return snapshot(self.log, elapsed_s=self.elapsed_s, total_s=self.spec.run_s,
                         state=state, actors_alive=self._alive_count(),
                         actors_total=len(self._actors),
@@ -293,7 +304,7 @@ class Run:
     def stop(self) -> None:
         """End early; in-flight requests finish and everything measured is kept."""
         if self._ended is None:
-            self._ended = "stopped"
+            self._ended = Ended.STOPPED
         self._broadcast("stop")
 
     def wait(self, timeout: float | None = None) -> RunResult:
@@ -310,7 +321,7 @@ class Run:
         return self.result()
 
     def _interrupt(self) -> None:
-        self._ended = "interrupted"
+        self._ended = Ended.INTERRUPTED
         try:
             self.stop()
             self._done.wait(self.spec.timeout_s + 2 * CALL_TIMEOUT_S)
@@ -321,7 +332,7 @@ class Run:
 
     def abort(self) -> None:
         """Stop at once without waiting for in-flight requests; returns when finished."""
-        self._ended = self._ended or "aborted"
+        self._ended = self._ended or Ended.ABORTED
         self._broadcast("stop")
         self._abort.set()
         self._done.wait(3 * CALL_TIMEOUT_S)
@@ -347,7 +358,7 @@ class Run:
         reason = self._watch.abort_reason(elapsed)
         if reason is not None:
             self._notes.append(f"stopped early: {reason}")
-            self._ended = "threshold failed"
+            self._ended = Ended.THRESHOLD_FAILED
             self._broadcast("stop")
 
     def _alive_count(self) -> int:
@@ -380,7 +391,7 @@ class Run:
                 self._abort.wait(max(0.0, self._next_tick(tick) - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the run must still end and save
             self._notes.append(f"driver error: {exc!r}")
-            self._ended = self._ended or "driver error"
+            self._ended = self._ended or Ended.DRIVER_ERROR
         finally:
             self._finish()
 
@@ -432,7 +443,7 @@ class Run:
                 continue
             ref, actor.pending = actor.pending, None
             try:
-                answer = ray.get(ref, timeout=0)
+                answer: PollAnswer = ray.get(ref, timeout=0)
             except ActorUnavailableError:
                 continue  # unreachable for now: asked again next tick, the lease decides
             except RayActorError as exc:
@@ -453,7 +464,7 @@ class Run:
                                                  f"{fenced['why']}")))
         return drained, losses
 
-    def _take(self, actor: _Actor, answer: dict[str, Any]) -> list[dict[str, Any]]:
+    def _take(self, actor: _Actor, answer: PollAnswer) -> list[dict[str, Any]]:
         """One poll's answer: outcomes kept, status noted; its windows returned tagged."""
         windows = self._tag(actor, answer["windows"])
         status = answer["status"]
@@ -471,19 +482,18 @@ class Run:
             self._came_back(actor, status)
         return windows
 
-    def _came_back(self, actor: _Actor, status: dict[str, Any]) -> None:
+    def _came_back(self, actor: _Actor, status: SenderStatus) -> None:
         """A lost (not dead) actor answered: stop it, keep its windows, record it."""
         if not actor.came_back:
             actor.came_back = True
             actor.handle.stop.remote()
             entry = next(x for x in reversed(self._lost) if x["actor"] == actor.index)
             entry["came_back_at_s"] = round(self.elapsed_s, 3)
-            entry["fenced"] = status.get("fenced")
+            fenced = entry["fenced"] = status.get("fenced")
             self._notes.append(
                 f"actor {actor.index} answered again at {self.elapsed_s:.1f} s after it was "
-                f"lost; " + ("it had stopped sending by its lease at "
-                             f"{status['fenced']['at_s']:.1f} s" if status.get("fenced")
-                             else "it was stopped") + "; its windows are kept")
+                f"lost; " + (f"it had stopped sending by its lease at {fenced['at_s']:.1f} s"
+                             if fenced else "it was stopped") + "; its windows are kept")
         if actor.state == "done":
             actor.awaited = False  # everything it measured is drained
 
@@ -607,7 +617,7 @@ class Run:
             self._finish_run()
         except Exception as exc:  # noqa: BLE001 - wait() must return, the CPUs be freed
             self._notes.append(f"driver error at the end: {exc!r}")
-            self._ended = self._ended or "driver error"
+            self._ended = self._ended or Ended.DRIVER_ERROR
             with contextlib.suppress(Exception):
                 placement.kill_all([a.handle for a in self._actors])
         finally:
@@ -638,7 +648,7 @@ class Run:
         self.log.seal_all()
         placement.kill_all([a.handle for a in self._actors])
         if self._ended is None:
-            self._ended = "completed" if live else "all actors lost"
+            self._ended = Ended.COMPLETED if live else Ended.ALL_LOST
         self._ended_at_s = time.time()
         summary = self.summary()
         if not summary["accounted"]:
@@ -696,7 +706,7 @@ class Run:
         """meta.json content (header values redacted by spec.redacted and store.save)."""
         return run_meta(self.spec, self.run_id, self._entries, self._node_infos,
                         [a.info() for a in self._actors], start_at_s=self.start_at_s,
-                        ended=self._ended, ended_at_s=getattr(self, "_ended_at_s", None),
+                        ended=self._ended, ended_at_s=self._ended_at_s,
                         lost=self._lost, lost_nodes=self._lost_nodes, notes=self._notes,
                         warnings=list(self.warnings))
 
