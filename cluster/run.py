@@ -54,10 +54,12 @@ from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec
-from rafale.cluster.stripes import StripeLog, shares
+from rafale.cluster.takeover import RESTRIPE_AHEAD_S, Silent, StripeLog, silent_losses, unknown_rows
+from rafale.cluster.takeover import boundary as takeover_boundary
+from rafale.cluster.takeover import gap as takeover_gap
 from rafale.cluster.targets import target_summary
 
-__all__ = ["Run", "RunResult", "start"]
+__all__ = ["RESTRIPE_AHEAD_S", "Run", "RunResult", "start"]
 
 START_DELAY_S = 0.5          # after every actor answered: time to deliver start() to all
 DRAIN_EVERY_S = 1.0
@@ -67,7 +69,6 @@ END_TICK_S = 0.1             # drain ticks just past the run's planned end...
 END_TICKS_FOR_S = 2.0        # ...for this long at most (in-flight requests may take longer)
 SILENT_NOTICE_S = 1.5        # an actor silent this long is shown in the progress line
 CHECKPOINT_EVERY_S = 5.0
-RESTRIPE_AHEAD_S = 0.5       # new stripes take effect at the row due this far ahead
 _current: Run | None = None
 
 
@@ -416,17 +417,12 @@ class Run:
         now = time.monotonic()
         lease_s = self.spec.lease_s
         losing = {id(a) for a, _ in losses}
-        silent = [a for a in self._actors if a.alive and id(a) not in losing
-                  and now - a.last_answer >= SILENT_NOTICE_S]
+        silent = {a.index: a for a in self._actors if a.alive and id(a) not in losing
+                  and now - a.last_answer >= SILENT_NOTICE_S}
         if silent:
-            alive_nodes = placement.alive_node_ids()
-            for actor in silent:
-                quiet_s = now - actor.last_answer
-                if alive_nodes is not None and actor.node_id not in alive_nodes:
-                    losses.append((actor, ("node", "node removed (Ray reports its node dead)")))
-                elif quiet_s >= lease_s:
-                    losses.append((actor, ("lease", f"lease expired: no answer for "
-                                                    f"{quiet_s:.1f} s (lease_s {lease_s:g})")))
+            quiet = [Silent(a.index, a.node_id, now - a.last_answer) for a in silent.values()]
+            losses += [(silent[index], why) for index, why
+                       in silent_losses(quiet, lease_s, placement.alive_node_ids())]
         if losses:
             self._lose_all(losses)
 
@@ -550,7 +546,7 @@ class Run:
         live = [a for a in self._actors if a.alive]
         boundary = None
         if self._schedule is not None:
-            boundary = self._schedule.count_due(self._sched_now() + RESTRIPE_AHEAD_S)
+            boundary = takeover_boundary(self._schedule, self._sched_now())
             self._stripes.add(boundary, [a.index for a in live])
         from_row = boundary if self.spec.feed is not None else None
         for position, actor in enumerate(live):
@@ -560,28 +556,15 @@ class Run:
         return boundary
 
     def _gap(self, actor: _Actor, boundary: int | None) -> dict[str, Any]:
-        """The requests of ``actor``'s stripe due since its last drained second and before
-        the boundary (its windows for them never arrived): sent late by the live actors
-        (catch-up) or not (skip). With a feed sent once these are slots: the others send
-        their next rows in them (the lost actor's rows are unknown, or sent again with
-        resend_unknown)."""
-        if boundary is None or self._schedule is None:
-            return {"mode": "none (closed model)", "requests": 0}
-        from_s = max(0.0, actor.last_second + 1 - self._paused_s)
-        k_from = self._schedule.count_due(from_s)
-        spans = self._stripes.held(actor.index, k_from, boundary)
-        total = sum(len(r) for r in spans)
-        mode = self.spec.gap
-        if mode == "catch-up" and self._sched_now() >= self._schedule.duration_s:
-            mode = "skip (the schedule had ended)"  # the survivors are done sending
+        """The lost actor's gap (see takeover.gap), handed to the survivors to catch up."""
         live = [a for a in self._actors if a.alive]
-        if mode == "catch-up" and total:
-            for survivor, share in zip(live, shares(spans, len(live)), strict=True):
-                if share:
-                    survivor.handle.catch_up.remote(share)
-        return {"mode": mode, "requests": total, "from_s": round(from_s, 3),
-                "to_s": round(self._schedule.time_of(boundary) if boundary < self._schedule.total()
-                              else self._schedule.duration_s, 3)}
+        record, dealt = takeover_gap(self._schedule, self._stripes, actor.index,
+                                     actor.last_second, self._paused_s, self._sched_now(),
+                                     boundary, self.spec.gap, len(live))
+        for survivor, share in zip(live, dealt, strict=True):
+            if share:
+                survivor.handle.catch_up.remote(share)
+        return record
 
     def owners(self, rows: int) -> np.ndarray:
         """The actor whose stripe held each of the first ``rows`` feed rows."""
@@ -592,10 +575,8 @@ class Run:
         survivors (at-least-once: the lost actor may have sent some of them)."""
         feed = self.spec.feed
         assert feed is not None
-        upto = min(boundary, feed.rows)
-        lost = np.asarray([a.index for a in self._actors if not a.alive])
-        owner = self.owners(upto)
-        rows = np.flatnonzero(np.isin(owner, lost) & ~self._reported[:upto])
+        lost = [a.index for a in self._actors if not a.alive]
+        rows = unknown_rows(self.owners(min(boundary, feed.rows)), lost, self._reported)
         self._reported[rows] = True  # handed over once; the survivors report them
         self._resent += int(rows.size)
         for position, actor in enumerate(live):
