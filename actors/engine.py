@@ -18,6 +18,7 @@ from typing import Any
 
 import pycurl
 
+from rafale.actors.answers import EngineStatus, Fence
 from rafale.actors.checks import check_index, check_number, check_rate
 from rafale.actors.config import EngineConfig
 from rafale.actors.feed import FeedReader
@@ -84,7 +85,7 @@ class Engine:
         # The lease: every drain renews it; once it runs out the engine stops sending
         # (fenced) and says why in status(). Monotonic seconds; set when the loop starts.
         self._lease_until = math.inf
-        self.fenced: dict[str, Any] | None = None
+        self.fenced: Fence | None = None
         # Requests of a lost actor's stripe handed to this one (catch-up): ranges of global
         # request indices, already due; they are sent first, late, and counted as intended.
         self._catch_up: deque[range] = deque()
@@ -169,7 +170,7 @@ class Engine:
         return {str(code): body.decode("utf-8", "replace")
                 for code, body in sorted(self.answers.items())}
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> EngineStatus:
         return {
             "state": self._state,
             "elapsed_s": self._sched_now(time.monotonic()) if self._start else 0.0,
@@ -282,7 +283,7 @@ class Engine:
         """When the next caught-up request is due (schedule seconds)."""
         return self._schedule.time_of(self._catch_up[0][0])  # type: ignore[union-attr]
 
-    def _lease_ran_out(self, now: float) -> dict[str, Any] | None:
+    def _lease_ran_out(self, now: float) -> Fence | None:
         """The fence record once the lease has run out (at its expiry: from then on the
         engine sends nothing), None before. status() reports it even when the loop thread,
         thawed, has not turned yet to fence itself (it will before any send)."""

@@ -17,6 +17,7 @@ import socket
 import threading
 from typing import Any
 
+from rafale.actors.answers import PollAnswer, SenderStatus
 from rafale.actors.checks import check_rate
 from rafale.actors.config import EngineConfig
 from rafale.actors.engine import Engine
@@ -122,7 +123,7 @@ class SenderActor:
         """Finished windows since the last drain, as plain data."""
         return self._engine.drain()
 
-    def poll(self) -> dict[str, Any]:
+    def poll(self) -> PollAnswer:
         """The driver's one call per second: the finished windows, the status and (``once``
         feeds) the outcomes since the last poll; renews the lease (see Engine.renew)."""
         return {"windows": self.drain(), "status": self.status(),
@@ -136,11 +137,10 @@ class SenderActor:
         """Outcomes of the feed rows finished since the last call (``once`` feeds), or None."""
         return self._engine.drain_outcomes()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> SenderStatus:
         """Engine status plus ``error`` (repr of an exception that ended the loop, or "")."""
-        status = self._engine.status()
-        status["error"] = "" if self._error is None else repr(self._error)
-        return status
+        return {**self._engine.status(),
+                "error": "" if self._error is None else repr(self._error)}
 
     # Once the engine has finished, control calls are no-ops: its wake-up fd is closed.
 

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import typer
 
 from rafale.analysis.redact import redact_text
+from rafale.cluster.meta import Ended
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -41,8 +42,8 @@ def show_warnings() -> None:
 
 def exit_code(ended: str, thresholds_passed: bool = True) -> int:
     """130 interrupted, 99 a threshold failed, 0 completed or stopped, 1 otherwise."""
-    if ended == "interrupted":
+    if ended == Ended.INTERRUPTED:
         return EXIT_INTERRUPTED
     if not thresholds_passed:
         return EXIT_THRESHOLDS
-    return 0 if ended in ("completed", "stopped") else EXIT_FAILED
+    return 0 if ended in (Ended.COMPLETED, Ended.STOPPED) else EXIT_FAILED

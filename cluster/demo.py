@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rafale.cluster.matrix import Case, plan, run_matrix
+from rafale.cluster.meta import Ended
 
 VERSIONS_TLS = ("1.1", "2", "3")
 VERSIONS_CLEAR = ("2c",)
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _publish(out, Path(args.publish), {**info, **tables})
         print(f"published to {args.publish}")
     print(f"demo took {time.monotonic() - began:.0f} s")
-    return 0 if all(r.meta.get("ended") == "completed" for r in maximum + latency) else 1
+    return 0 if all(r.meta.get("ended") == Ended.COMPLETED for r in maximum + latency) else 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from rafale.cluster.meta import Ended
 from rafale.cluster.spec import RunSpec, normalize_http
 
 __all__ = ["Case", "plan", "run_matrix", "split_list"]
@@ -99,6 +100,6 @@ def run_matrix(cases: Sequence[Case], out: str | Path,
         results.append(result)
         if on_run is not None:
             on_run(case, result)
-        if result.meta.get("ended") == "interrupted":
+        if result.meta.get("ended") == Ended.INTERRUPTED:
             break
     return results, compare.write_comparison(out, results)

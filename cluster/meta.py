@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +15,22 @@ if TYPE_CHECKING:
     from rafale.cluster.spec import RunSpec
 
 
+class Ended(StrEnum):
+    """How a run ended: ``meta["ended"]`` (a plain string in the saved JSON)."""
+
+    RUNNING = "running"                    # not ended yet
+    COMPLETED = "completed"                # the schedule (or the feed) ran to its end
+    STOPPED = "stopped"                    # stop() (or the CLI's stop)
+    INTERRUPTED = "interrupted"            # Ctrl-C or SIGTERM
+    ABORTED = "aborted"                    # abort(), or a new run started in this process
+    THRESHOLD_FAILED = "threshold failed"  # an :abort threshold failed
+    DRIVER_ERROR = "driver error"          # the driver failed; what it drained is kept
+    ALL_LOST = "all actors lost"           # no sender left
+
+
 def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
              nodes: list[dict[str, Any]], actors: list[dict[str, Any]], *, start_at_s: float,
-             ended: str | None, ended_at_s: float | None, lost: list[dict[str, Any]],
+             ended: Ended | None, ended_at_s: float | None, lost: list[dict[str, Any]],
              lost_nodes: list[str], notes: list[str],
              warnings: list[str] | None = None) -> dict[str, Any]:
     """meta.json content; header values are redacted (spec.redacted, then store.save)."""
@@ -41,7 +55,7 @@ def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
         "versions": versions(next((str(a["libcurl"]) for a in actors if a.get("libcurl")),
                                   "unknown")),
         "started_at": iso(start_at_s), "start_at_s": start_at_s,
-        "ended": ended or "running", "ended_at": iso(ended_at_s) if ended_at_s else None,
+        "ended": str(ended or Ended.RUNNING), "ended_at": iso(ended_at_s) if ended_at_s else None,
         "lost": list(lost), "lost_actors": [x["actor"] for x in lost],
         "lost_nodes": list(lost_nodes), "insecure": spec.insecure,
         "notes": list(notes),

@@ -36,6 +36,7 @@ import pyarrow as pa
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
 
+from rafale.actors.answers import PollAnswer, SenderStatus
 from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
 from rafale.actors.feed import FeedPlan
@@ -48,15 +49,17 @@ from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
 from rafale.analysis.thresholds import ThresholdWatch, evaluate
 from rafale.cluster import placement
-from rafale.cluster.meta import run_meta
+from rafale.cluster.meta import Ended, run_meta
 from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec
-from rafale.cluster.stripes import StripeLog, shares
+from rafale.cluster.takeover import RESTRIPE_AHEAD_S, Silent, StripeLog, silent_losses, unknown_rows
+from rafale.cluster.takeover import boundary as takeover_boundary
+from rafale.cluster.takeover import gap as takeover_gap
 from rafale.cluster.targets import target_summary
 
-__all__ = ["Run", "RunResult", "start"]
+__all__ = ["RESTRIPE_AHEAD_S", "Run", "RunResult", "start"]
 
 START_DELAY_S = 0.5          # after every actor answered: time to deliver start() to all
 DRAIN_EVERY_S = 1.0
@@ -66,7 +69,6 @@ END_TICK_S = 0.1             # drain ticks just past the run's planned end...
 END_TICKS_FOR_S = 2.0        # ...for this long at most (in-flight requests may take longer)
 SILENT_NOTICE_S = 1.5        # an actor silent this long is shown in the progress line
 CHECKPOINT_EVERY_S = 5.0
-RESTRIPE_AHEAD_S = 0.5       # new stripes take effect at the row due this far ahead
 _current: Run | None = None
 
 
@@ -161,7 +163,8 @@ class Run:
         self._lost_nodes: list[str] = []
         self._notes: list[str] = []
         self.warnings = tuple(w for w in (a.warning() for a in actors) if w)
-        self._ended: str | None = None
+        self._ended: Ended | None = None
+        self._ended_at_s: float | None = None
         self._paused = False
         self._abort = threading.Event()
         self._done = threading.Event()
@@ -171,7 +174,7 @@ class Run:
                                         name=f"rafale-drain-{self.run_id}")
 
     def __repr__(self) -> str:
-        state = self._ended or ("paused" if self._paused else "running")
+        state = self._state()
         return (f"Run({self.run_id!r}, {len(self._actors)} actors, {state}, "
                 f"{len(self.log)} windows)")
 
@@ -193,8 +196,17 @@ class Run:
         """Live per-second DataFrame merged over actors, from the windows drained so far."""
         return self.log.per_second()
 
+    def _state(self) -> str:
+        return str(self._ended) if self._ended else ("paused" if self._paused else "running")
+
+    @property
+    def actors(self) -> tuple[dict[str, Any], ...]:
+        """Each actor as meta.json shows it (index, node, hostname, ip, pid, ...) and
+        whether it is still alive (not lost)."""
+        return tuple({**a.info(), "alive": a.alive} for a in self._actors)
+
     def snapshot(self) -> Snapshot:
-        state = self._ended or ("paused" if self._paused else "running")
+        state = self._state()
         return snapshot(self.log, elapsed_s=self.elapsed_s, total_s=self.spec.run_s,
                         state=state, actors_alive=self._alive_count(),
                         actors_total=len(self._actors),
@@ -293,7 +305,7 @@ class Run:
     def stop(self) -> None:
         """End early; in-flight requests finish and everything measured is kept."""
         if self._ended is None:
-            self._ended = "stopped"
+            self._ended = Ended.STOPPED
         self._broadcast("stop")
 
     def wait(self, timeout: float | None = None) -> RunResult:
@@ -310,7 +322,7 @@ class Run:
         return self.result()
 
     def _interrupt(self) -> None:
-        self._ended = "interrupted"
+        self._ended = Ended.INTERRUPTED
         try:
             self.stop()
             self._done.wait(self.spec.timeout_s + 2 * CALL_TIMEOUT_S)
@@ -321,7 +333,7 @@ class Run:
 
     def abort(self) -> None:
         """Stop at once without waiting for in-flight requests; returns when finished."""
-        self._ended = self._ended or "aborted"
+        self._ended = self._ended or Ended.ABORTED
         self._broadcast("stop")
         self._abort.set()
         self._done.wait(3 * CALL_TIMEOUT_S)
@@ -347,7 +359,7 @@ class Run:
         reason = self._watch.abort_reason(elapsed)
         if reason is not None:
             self._notes.append(f"stopped early: {reason}")
-            self._ended = "threshold failed"
+            self._ended = Ended.THRESHOLD_FAILED
             self._broadcast("stop")
 
     def _alive_count(self) -> int:
@@ -380,7 +392,7 @@ class Run:
                 self._abort.wait(max(0.0, self._next_tick(tick) - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the run must still end and save
             self._notes.append(f"driver error: {exc!r}")
-            self._ended = self._ended or "driver error"
+            self._ended = self._ended or Ended.DRIVER_ERROR
         finally:
             self._finish()
 
@@ -405,17 +417,12 @@ class Run:
         now = time.monotonic()
         lease_s = self.spec.lease_s
         losing = {id(a) for a, _ in losses}
-        silent = [a for a in self._actors if a.alive and id(a) not in losing
-                  and now - a.last_answer >= SILENT_NOTICE_S]
+        silent = {a.index: a for a in self._actors if a.alive and id(a) not in losing
+                  and now - a.last_answer >= SILENT_NOTICE_S}
         if silent:
-            alive_nodes = placement.alive_node_ids()
-            for actor in silent:
-                quiet_s = now - actor.last_answer
-                if alive_nodes is not None and actor.node_id not in alive_nodes:
-                    losses.append((actor, ("node", "node removed (Ray reports its node dead)")))
-                elif quiet_s >= lease_s:
-                    losses.append((actor, ("lease", f"lease expired: no answer for "
-                                                    f"{quiet_s:.1f} s (lease_s {lease_s:g})")))
+            quiet = [Silent(a.index, a.node_id, now - a.last_answer) for a in silent.values()]
+            losses += [(silent[index], why) for index, why
+                       in silent_losses(quiet, lease_s, placement.alive_node_ids())]
         if losses:
             self._lose_all(losses)
 
@@ -432,7 +439,7 @@ class Run:
                 continue
             ref, actor.pending = actor.pending, None
             try:
-                answer = ray.get(ref, timeout=0)
+                answer: PollAnswer = ray.get(ref, timeout=0)
             except ActorUnavailableError:
                 continue  # unreachable for now: asked again next tick, the lease decides
             except RayActorError as exc:
@@ -453,7 +460,7 @@ class Run:
                                                  f"{fenced['why']}")))
         return drained, losses
 
-    def _take(self, actor: _Actor, answer: dict[str, Any]) -> list[dict[str, Any]]:
+    def _take(self, actor: _Actor, answer: PollAnswer) -> list[dict[str, Any]]:
         """One poll's answer: outcomes kept, status noted; its windows returned tagged."""
         windows = self._tag(actor, answer["windows"])
         status = answer["status"]
@@ -471,19 +478,18 @@ class Run:
             self._came_back(actor, status)
         return windows
 
-    def _came_back(self, actor: _Actor, status: dict[str, Any]) -> None:
+    def _came_back(self, actor: _Actor, status: SenderStatus) -> None:
         """A lost (not dead) actor answered: stop it, keep its windows, record it."""
         if not actor.came_back:
             actor.came_back = True
             actor.handle.stop.remote()
             entry = next(x for x in reversed(self._lost) if x["actor"] == actor.index)
             entry["came_back_at_s"] = round(self.elapsed_s, 3)
-            entry["fenced"] = status.get("fenced")
+            fenced = entry["fenced"] = status.get("fenced")
             self._notes.append(
                 f"actor {actor.index} answered again at {self.elapsed_s:.1f} s after it was "
-                f"lost; " + ("it had stopped sending by its lease at "
-                             f"{status['fenced']['at_s']:.1f} s" if status.get("fenced")
-                             else "it was stopped") + "; its windows are kept")
+                f"lost; " + (f"it had stopped sending by its lease at {fenced['at_s']:.1f} s"
+                             if fenced else "it was stopped") + "; its windows are kept")
         if actor.state == "done":
             actor.awaited = False  # everything it measured is drained
 
@@ -540,7 +546,7 @@ class Run:
         live = [a for a in self._actors if a.alive]
         boundary = None
         if self._schedule is not None:
-            boundary = self._schedule.count_due(self._sched_now() + RESTRIPE_AHEAD_S)
+            boundary = takeover_boundary(self._schedule, self._sched_now())
             self._stripes.add(boundary, [a.index for a in live])
         from_row = boundary if self.spec.feed is not None else None
         for position, actor in enumerate(live):
@@ -550,28 +556,15 @@ class Run:
         return boundary
 
     def _gap(self, actor: _Actor, boundary: int | None) -> dict[str, Any]:
-        """The requests of ``actor``'s stripe due since its last drained second and before
-        the boundary (its windows for them never arrived): sent late by the live actors
-        (catch-up) or not (skip). With a feed sent once these are slots: the others send
-        their next rows in them (the lost actor's rows are unknown, or sent again with
-        resend_unknown)."""
-        if boundary is None or self._schedule is None:
-            return {"mode": "none (closed model)", "requests": 0}
-        from_s = max(0.0, actor.last_second + 1 - self._paused_s)
-        k_from = self._schedule.count_due(from_s)
-        spans = self._stripes.held(actor.index, k_from, boundary)
-        total = sum(len(r) for r in spans)
-        mode = self.spec.gap
-        if mode == "catch-up" and self._sched_now() >= self._schedule.duration_s:
-            mode = "skip (the schedule had ended)"  # the survivors are done sending
+        """The lost actor's gap (see takeover.gap), handed to the survivors to catch up."""
         live = [a for a in self._actors if a.alive]
-        if mode == "catch-up" and total:
-            for survivor, share in zip(live, shares(spans, len(live)), strict=True):
-                if share:
-                    survivor.handle.catch_up.remote(share)
-        return {"mode": mode, "requests": total, "from_s": round(from_s, 3),
-                "to_s": round(self._schedule.time_of(boundary) if boundary < self._schedule.total()
-                              else self._schedule.duration_s, 3)}
+        record, dealt = takeover_gap(self._schedule, self._stripes, actor.index,
+                                     actor.last_second, self._paused_s, self._sched_now(),
+                                     boundary, self.spec.gap, len(live))
+        for survivor, share in zip(live, dealt, strict=True):
+            if share:
+                survivor.handle.catch_up.remote(share)
+        return record
 
     def owners(self, rows: int) -> np.ndarray:
         """The actor whose stripe held each of the first ``rows`` feed rows."""
@@ -582,10 +575,8 @@ class Run:
         survivors (at-least-once: the lost actor may have sent some of them)."""
         feed = self.spec.feed
         assert feed is not None
-        upto = min(boundary, feed.rows)
-        lost = np.asarray([a.index for a in self._actors if not a.alive])
-        owner = self.owners(upto)
-        rows = np.flatnonzero(np.isin(owner, lost) & ~self._reported[:upto])
+        lost = [a.index for a in self._actors if not a.alive]
+        rows = unknown_rows(self.owners(min(boundary, feed.rows)), lost, self._reported)
         self._reported[rows] = True  # handed over once; the survivors report them
         self._resent += int(rows.size)
         for position, actor in enumerate(live):
@@ -607,7 +598,7 @@ class Run:
             self._finish_run()
         except Exception as exc:  # noqa: BLE001 - wait() must return, the CPUs be freed
             self._notes.append(f"driver error at the end: {exc!r}")
-            self._ended = self._ended or "driver error"
+            self._ended = self._ended or Ended.DRIVER_ERROR
             with contextlib.suppress(Exception):
                 placement.kill_all([a.handle for a in self._actors])
         finally:
@@ -638,7 +629,7 @@ class Run:
         self.log.seal_all()
         placement.kill_all([a.handle for a in self._actors])
         if self._ended is None:
-            self._ended = "completed" if live else "all actors lost"
+            self._ended = Ended.COMPLETED if live else Ended.ALL_LOST
         self._ended_at_s = time.time()
         summary = self.summary()
         if not summary["accounted"]:
@@ -696,7 +687,7 @@ class Run:
         """meta.json content (header values redacted by spec.redacted and store.save)."""
         return run_meta(self.spec, self.run_id, self._entries, self._node_infos,
                         [a.info() for a in self._actors], start_at_s=self.start_at_s,
-                        ended=self._ended, ended_at_s=getattr(self, "_ended_at_s", None),
+                        ended=self._ended, ended_at_s=self._ended_at_s,
                         lost=self._lost, lost_nodes=self._lost_nodes, notes=self._notes,
                         warnings=list(self.warnings))
 

@@ -16,7 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rafale.analysis import store
-from rafale.cluster import cli, placement
+from rafale.cluster import cli, cli_common, placement
+from rafale.cluster.meta import Ended
 from rafale.cluster.target import Target
 from tests.helpers import RAFALE, ROOT, follow_stderr, rafale, target_args
 from tests.rayhead import RayHead
@@ -178,3 +179,19 @@ def test_an_unreachable_rate_keeps_the_duration_and_says_so(target: Target, tmp_
     summary = store.load(tmp_path / "ok").summary
     assert summary["requests"]["dropped"] == 0 and summary["target"]["reached"]
     assert summary["requests"]["sent"] == summary["target"]["scheduled"] == 300
+
+
+@pytest.mark.parametrize(("ended", "passed", "code"), [
+    (Ended.COMPLETED, True, 0), (Ended.STOPPED, True, 0),
+    (Ended.INTERRUPTED, True, cli_common.EXIT_INTERRUPTED),
+    (Ended.INTERRUPTED, False, cli_common.EXIT_INTERRUPTED),
+    (Ended.COMPLETED, False, cli_common.EXIT_THRESHOLDS),
+    (Ended.THRESHOLD_FAILED, False, cli_common.EXIT_THRESHOLDS),
+    (Ended.ABORTED, True, cli_common.EXIT_FAILED),
+    (Ended.DRIVER_ERROR, True, cli_common.EXIT_FAILED),
+    (Ended.ALL_LOST, True, cli_common.EXIT_FAILED),
+])
+def test_every_end_has_its_exit_code(ended: Ended, passed: bool, code: int) -> None:
+    assert cli_common.exit_code(ended, passed) == code
+    # As meta.json holds it (a plain string once saved and loaded), the same code.
+    assert cli_common.exit_code(json.loads(json.dumps(ended)), passed) == code

@@ -43,7 +43,7 @@ def frozen_run(target: Target, tmp_path: Path, gap: str
     run = start(**options(target, rate_per_s=RATE, duration_s=DURATION_S, actors=2,
                           lease_s=LEASE_S, gap=gap, out=str(tmp_path / gap)),
                 on_progress=on_progress)
-    pid = run._actors[1].pid
+    pid = run.actors[1]["pid"]
     wait_until_elapsed(run, FREEZE_AT_S)
     os.kill(pid, signal.SIGSTOP)
     frozen_at = time.time() - run.start_at_s

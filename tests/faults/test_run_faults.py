@@ -97,7 +97,7 @@ def test_killed_actor_is_saved_in_meta_and_no_drained_second_is_lost(
     wait_until_elapsed(run, 1.2)
     drained_before = wait_until_drained(run, 1, 0)
     assert (1, 0) in drained_before
-    ray.kill(run._actors[1].handle, no_restart=True)
+    os.kill(run.actors[1]["pid"], signal.SIGKILL)  # a crash of its process
     killed_at_s = time.time() - run.start_at_s
     result = run.wait(timeout=60)
 
@@ -109,7 +109,7 @@ def test_killed_actor_is_saved_in_meta_and_no_drained_second_is_lost(
     print(f"actor 1 killed at {killed_at_s:.2f} s, recorded at {lost['at_s']:.2f} s "
           f"(+{detect_s:.2f} s), in flight lost {lost['in_flight_lost']}, {lost['reason']}")
     assert lost["actor"] == 1 and meta["lost_actors"] == [1]
-    assert lost["node"] == run._actors[1].node_id and lost["pid"] == run._actors[1].pid
+    assert lost["node"] == run.actors[1]["node"] and lost["pid"] == run.actors[1]["pid"]
     assert isinstance(lost["in_flight_lost"], int) and 0 <= lost["in_flight_lost"] <= 50
     assert "died" in lost["reason"]
     assert 0 <= detect_s <= 2.5
@@ -170,14 +170,14 @@ def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
                 if n is not None}
     assert shape["node_count"] == 3 and shape["actors"] == 3
     assert shape["actors_per_node"] == dict.fromkeys(node_ids, 1)
-    assert {a.node_id for a in run._actors} == node_ids
+    assert {a["node"] for a in run.actors} == node_ids
 
     assert three_nodes.head_node is not None
-    victim = next(a for a in run._actors if a.node_id != three_nodes.head_node.node_id)
-    node = next(n for n in three_nodes.worker_nodes if n.node_id == victim.node_id)
+    victim = next(a for a in run.actors if a["node"] != three_nodes.head_node.node_id)
+    node = next(n for n in three_nodes.worker_nodes if n.node_id == victim["node"])
     wait_until_elapsed(run, 2.1)
-    drained_before = wait_until_drained(run, victim.index, 1)
-    assert (victim.index, 1) in drained_before
+    drained_before = wait_until_drained(run, victim["actor"], 1)
+    assert (victim["actor"], 1) in drained_before
     removed_at_s = time.time() - run.start_at_s
     three_nodes.remove_node(node, allow_graceful=False)  # as if the host died
     result = run.wait(timeout=60)
@@ -187,11 +187,11 @@ def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
     assert meta["ended"] == "completed", meta["notes"]
     [lost] = meta["lost"]
     detect_s = lost["at_s"] - removed_at_s
-    print(f"node of actor {victim.index} removed at {removed_at_s:.2f} s, recorded at "
+    print(f"node of actor {victim['actor']} removed at {removed_at_s:.2f} s, recorded at "
           f"{lost['at_s']:.2f} s (+{detect_s:.2f} s), in flight lost "
           f"{lost['in_flight_lost']}, {lost['reason']}")
-    assert lost["actor"] == victim.index and lost["node"] == victim.node_id
-    assert meta["lost_nodes"] == [victim.node_id]
+    assert lost["actor"] == victim["actor"] and lost["node"] == victim["node"]
+    assert meta["lost_nodes"] == [victim["node"]]
     assert 0 <= detect_s <= 6
     assert meta["cluster"]["node_count"] == 3  # the shape the run started with
     assert saved.summary["requests"] == result.summary["requests"]
@@ -202,7 +202,7 @@ def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
     per_actor = sent_by(saved.windows, "actor", "second")
     # Every second before the removal (all the survivors', the drained ones of the lost
     # actor): 3 x 100 (±1).
-    before = drained_before | {(a.index, s) for a in run._actors if a is not victim
+    before = drained_before | {(a["actor"], s) for a in run.actors if a["actor"] != victim["actor"]
                                for s in range(math.floor(removed_at_s))}
     for key in sorted(before):
         assert abs(per_actor[key] - rate / 3) <= 1, (key, per_actor)
@@ -215,7 +215,7 @@ def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
     for second in after:  # the two survivors carry the whole target rate
         assert abs(per_second[second] - rate) <= 0.10 * rate, dict(per_second)
         assert set(saved.windows[saved.windows["second"] == second]["actor"]) == (
-            {0, 1, 2} - {victim.index})
+            {0, 1, 2} - {victim["actor"]})
 
 
 # ----- Ctrl-C / SIGTERM of the CLI driver ------------------------------------------------------
