@@ -4,7 +4,13 @@ suite is ordered and split.
 `make test` runs the suite in two passes: the tests not marked ``serial`` on several
 workers at once (pytest-xdist; most tests wait on real time, not on a CPU), then the
 ``serial`` ones alone (they own the machine: several Ray nodes, network namespaces, busy
-cores). `make test-fast` runs the tests that need none of Caddy, Ray, a notebook kernel or
+cores). In the parallel pass, the tests that start a Ray of their own in another process
+(a rafale process without --address, a notebook's kernel, the demo) are in two xdist
+groups, ``own_ray_a`` and ``own_ray_b``, so that at most two such starts overlap: Ray
+gives a starting node 30 s to register, which a burst of starts on two busy cores
+exceeded (CI: "The current node timed out during startup").
+
+`make test-fast` runs the tests that need none of Caddy, Ray, a notebook kernel or
 a rafale process (not ``real``) and refuses, in that pass, to start Caddy or Ray.
 """
 

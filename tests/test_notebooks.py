@@ -135,6 +135,7 @@ def test_notebook_matches_its_source(name: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("own_ray_b")  # starts a Ray of its own: see tests/conftest.py
 def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "quickstart"
     nb = execute("quickstart", {
@@ -153,6 +154,7 @@ def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
 def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "matrix"
     nb = execute("protocols_and_dns", {
@@ -174,6 +176,7 @@ def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("own_ray_b")  # starts a Ray of its own: see tests/conftest.py
 def test_webpush(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "webpush"
     nb = execute("webpush", {

@@ -26,6 +26,7 @@ SECRET = "s3cret-cli-token"
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
 def test_run_end_to_end(target: Target, tmp_path: Path) -> None:
     out = tmp_path / "run"
     began = time.time()
@@ -131,6 +132,7 @@ def test_matrix_runs_every_valid_combination(target: Target, tmp_path: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
 def test_sigterm_stops_and_saves(target: Target, tmp_path: Path) -> None:
     out = tmp_path / "term"
     process = subprocess.Popen(

@@ -14,6 +14,7 @@ from rafale.cluster import demo
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
 def test_the_demo_compares_protocol_ceilings_and_dns_modes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, publish = tmp_path / "demo", tmp_path / "published"

@@ -258,6 +258,7 @@ def start_tagged_run(target: Target, out: Path, tag: str,
                             start_new_session=True, **popen)
 
 
+@pytest.mark.xdist_group("own_ray_b")  # starts a Ray of its own: see tests/conftest.py
 @pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
 def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path: Path,
                                                          how: str) -> None:
@@ -322,6 +323,7 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
     assert requests["sent"] < 200 * (signal_s + 2)
 
 
+@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
 def test_sigkilled_driver_leaves_a_result_loadable_up_to_the_last_checkpoint(
         target: Target, tmp_path: Path) -> None:
     """SIGKILL gives the driver no chance to save: what the append-only checkpoints wrote
@@ -359,6 +361,7 @@ def test_sigkilled_driver_leaves_a_result_loadable_up_to_the_last_checkpoint(
 # ----- results that cannot be saved ------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("own_ray_b")  # starts a Ray of its own: see tests/conftest.py
 def test_out_replaced_by_a_file_mid_run_fails_loudly_but_the_run_goes_on(
         target: Target, tmp_path: Path) -> None:
     """The first checkpoint fails: the run goes on to the end. The final save fails too: the
