@@ -16,8 +16,9 @@ demo: $(STAMP)
 	$(PY) -m rafale.cluster.demo
 
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
-# Most tests wait on real time (runs at a set rate), not on a CPU: four workers on two cores.
-WORKERS ?= 4
+# Most tests wait on real time (runs at a set rate), not on a CPU: three workers on two
+# cores (four made Ray node starts, which Ray gives 30 s, time out now and then).
+WORKERS ?= 3
 
 # Two passes (see tests/conftest.py): everything not `serial` on $(WORKERS) workers, then
 # the `serial` tests alone; then line coverage per room, checked against its floor.
