@@ -48,15 +48,13 @@ from rafale.analysis.redact import redact_meta, redact_text
 from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
 from rafale.analysis.thresholds import ThresholdWatch, evaluate
-from rafale.cluster import placement
+from rafale.cluster import placement, takeover
 from rafale.cluster.meta import Ended, run_meta
 from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec
-from rafale.cluster.takeover import RESTRIPE_AHEAD_S, Silent, StripeLog, silent_losses, unknown_rows
-from rafale.cluster.takeover import boundary as takeover_boundary
-from rafale.cluster.takeover import gap as takeover_gap
+from rafale.cluster.takeover import RESTRIPE_AHEAD_S, Silent, StripeLog
 from rafale.cluster.targets import target_summary
 
 __all__ = ["RESTRIPE_AHEAD_S", "Run", "RunResult", "start"]
@@ -201,7 +199,7 @@ class Run:
 
     @property
     def actors(self) -> tuple[dict[str, Any], ...]:
-        """Each actor as meta.json shows it (index, node, hostname, ip, pid, ...) and
+        """Each actor as meta.json shows it (actor, node, hostname, ip, pid, ...) and
         whether it is still alive (not lost)."""
         return tuple({**a.info(), "alive": a.alive} for a in self._actors)
 
@@ -422,7 +420,7 @@ class Run:
         if silent:
             quiet = [Silent(a.index, a.node_id, now - a.last_answer) for a in silent.values()]
             losses += [(silent[index], why) for index, why
-                       in silent_losses(quiet, lease_s, placement.alive_node_ids())]
+                       in takeover.silent_losses(quiet, lease_s, placement.alive_node_ids())]
         if losses:
             self._lose_all(losses)
 
@@ -546,7 +544,7 @@ class Run:
         live = [a for a in self._actors if a.alive]
         boundary = None
         if self._schedule is not None:
-            boundary = takeover_boundary(self._schedule, self._sched_now())
+            boundary = takeover.boundary(self._schedule, self._sched_now())
             self._stripes.add(boundary, [a.index for a in live])
         from_row = boundary if self.spec.feed is not None else None
         for position, actor in enumerate(live):
@@ -558,7 +556,7 @@ class Run:
     def _gap(self, actor: _Actor, boundary: int | None) -> dict[str, Any]:
         """The lost actor's gap (see takeover.gap), handed to the survivors to catch up."""
         live = [a for a in self._actors if a.alive]
-        record, dealt = takeover_gap(self._schedule, self._stripes, actor.index,
+        record, dealt = takeover.gap(self._schedule, self._stripes, actor.index,
                                      actor.last_second, self._paused_s, self._sched_now(),
                                      boundary, self.spec.gap, len(live))
         for survivor, share in zip(live, dealt, strict=True):
@@ -576,7 +574,7 @@ class Run:
         feed = self.spec.feed
         assert feed is not None
         lost = [a.index for a in self._actors if not a.alive]
-        rows = unknown_rows(self.owners(min(boundary, feed.rows)), lost, self._reported)
+        rows = takeover.unknown_rows(self.owners(min(boundary, feed.rows)), lost, self._reported)
         self._reported[rows] = True  # handed over once; the survivors report them
         self._resent += int(rows.size)
         for position, actor in enumerate(live):
