@@ -7,9 +7,22 @@ and the driver that reads them agree on every key. The windows themselves are de
 
 from __future__ import annotations
 
+import enum
 from typing import Any, TypedDict
 
-__all__ = ["EngineStatus", "Fence", "PollAnswer", "SenderStatus"]
+__all__ = ["EngineStatus", "Fence", "Phase", "PollAnswer", "SenderStatus"]
+
+
+class Phase(enum.StrEnum):
+    """Where an engine's run stands. Sending happens only while ``RUNNING`` (a pause is a
+    pause within it); the three ends then give the requests in flight ``grace_s``."""
+
+    IDLE = "idle"          # made, not run yet
+    RUNNING = "running"    # sending what falls due
+    ENDING = "ending"      # the schedule (or the duration) ended, or every feed row is done
+    STOPPED = "stopped"    # stop() was called
+    FENCED = "fenced"      # the lease ran out: the driver gave this stripe to the others
+    DONE = "done"          # the loop returned: nothing in flight, windows all closed
 
 
 class Fence(TypedDict):
@@ -22,7 +35,7 @@ class Fence(TypedDict):
 class EngineStatus(TypedDict):
     """An engine's state and counters (``Engine.status()``), readable from any thread."""
 
-    state: str                 # idle, running, paused, done
+    state: str                 # a Phase's value, or "paused" (while running)
     elapsed_s: float           # schedule seconds (pauses left out)
     sent: int
     completed: int

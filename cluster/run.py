@@ -36,7 +36,7 @@ import pyarrow as pa
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
 
-from rafale.actors.answers import PollAnswer, SenderStatus
+from rafale.actors.answers import Phase, PollAnswer, SenderStatus
 from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
 from rafale.actors.feed import FeedPlan
@@ -375,7 +375,7 @@ class Run:
                     self._report()
                     self._check_thresholds()
                 live = [a for a in self._actors if a.alive]
-                if not live or all(a.state == "done" for a in live):
+                if not live or all(a.state == Phase.DONE for a in live):
                     break
                 if self._checkpoints and time.monotonic() >= next_checkpoint:
                     began = time.monotonic()
@@ -488,7 +488,7 @@ class Run:
                 f"actor {actor.index} answered again at {self.elapsed_s:.1f} s after it was "
                 f"lost; " + (f"it had stopped sending by its lease at {fenced['at_s']:.1f} s"
                              if fenced else "it was stopped") + "; its windows are kept")
-        if actor.state == "done":
+        if actor.state == Phase.DONE:
             actor.awaited = False  # everything it measured is drained
 
     def _add_outcomes(self, columns: dict[str, list[Any]] | None) -> None:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from rafale.actors import engine as engine_module
 from rafale.actors.config import EngineConfig
-from rafale.actors.engine import Engine
+from rafale.actors.engine import Engine, Phase
 from rafale.actors.pacing import Schedule, StripedPacer, SwitchPacer
+from rafale.actors.slots import Slots
 from rafale.cluster.target import Target
 from tests.helpers import target_config as config_for
 from tests.helpers import total
@@ -27,25 +28,6 @@ def started(engine: Engine) -> threading.Thread:
 
 
 # ----- the lease ----------------------------------------------------------------------------
-
-
-def test_an_engine_not_drained_for_its_lease_stops_sending_and_says_why(target: Target) -> None:
-    config = config_for(target, "2", schedule=Schedule.constant(200, 6.0), duration_s=6.0,
-                        lease_s=2.0)
-    engine = Engine(config)
-    began = time.monotonic()
-    thread = started(engine)
-    thread.join(timeout=10)
-    took_s = time.monotonic() - began
-    assert not thread.is_alive()
-    fenced = engine.status()["fenced"]
-    assert fenced is not None and "lease_s" in fenced["why"]
-    assert 2.0 <= fenced["at_s"] <= 2.1, fenced
-    merged = total(engine.drain())
-    # It sent the requests due before the lease ran out, then none: the run ended early.
-    assert abs(merged["sent"] - 200 * fenced["at_s"]) <= 3, merged["sent"]
-    assert merged["intended"] == merged["sent"] + merged["dropped"]
-    assert took_s < 4
 
 
 def test_a_loop_frozen_past_its_lease_sends_nothing_when_it_wakes(
@@ -81,20 +63,6 @@ def test_a_loop_frozen_past_its_lease_sends_nothing_when_it_wakes(
     assert merged["intended"] == merged["sent"] + merged["dropped"]
 
 
-def test_drains_renew_the_lease(target: Target) -> None:
-    config = config_for(target, "2", schedule=Schedule.constant(100, 4.0), duration_s=4.0,
-                        lease_s=2.0)
-    engine = Engine(config)
-    thread = started(engine)
-    windows = []
-    while thread.is_alive():
-        windows += engine.drain()
-        thread.join(0.5)
-    windows += engine.drain()
-    assert engine.status()["fenced"] is None
-    assert total(windows)["sent"] == 400
-
-
 # ----- the stripe switch ----------------------------------------------------------------------
 
 
@@ -126,38 +94,7 @@ def test_a_switch_at_a_common_request_sends_every_request_once(
     assert missing == {k for k in range(boundary) if k % count == victim}
 
 
-def test_an_engine_switches_stripe_at_the_boundary_it_is_given(target: Target) -> None:
-    schedule = Schedule.constant(200, 2.0)
-    config = config_for(target, "2", schedule=schedule, duration_s=2.0, actor_index=1,
-                        actor_count=2)
-    engine = Engine(config)
-    thread = started(engine)
-    time.sleep(0.5)
-    engine.set_stripe(0, 1, None, 200)  # the only actor from request 200 (due at 1.0 s) on
-    thread.join(timeout=10)
-    merged = total(engine.drain())
-    assert merged["sent"] == 100 + 200  # odd requests before 200, every one from 200
-    assert engine.late_switches == 0
-
-
 # ----- catch-up -------------------------------------------------------------------------------
-
-
-def test_caught_up_requests_are_sent_late_and_counted_as_intended(target: Target) -> None:
-    schedule = Schedule.constant(100, 3.0)
-    config = config_for(target, "2", schedule=schedule, duration_s=3.0, actor_index=0,
-                        actor_count=2, max_in_flight=50)
-    engine = Engine(config)
-    thread = started(engine)
-    time.sleep(1.2)
-    engine.catch_up([(1, 101, 2)])  # actor 1's first second: 50 requests, all due
-    thread.join(timeout=10)
-    merged = total(engine.drain())
-    assert merged["intended"] == 150 + 50
-    assert merged["sent"] == merged["completed"] == 200
-    assert merged["late"] >= 50  # sent 0.2 s to 1.2 s after they were due
-    assert merged["dropped"] == 0
-    assert engine.status()["catch_up_left"] == 0
 
 
 @pytest.mark.parametrize("step", [0, -2])
@@ -168,40 +105,36 @@ def test_a_bad_catch_up_is_refused(step: int) -> None:
         engine.catch_up([(0, 10, step)])
 
 
-
 @given(switches=st.integers(1, 30), data=st.data())
 def test_stripe_switches_settle_instead_of_nesting(switches: int, data: st.DataObject) -> None:
     """Many restripes, each heard before its boundary and passed before the next one (as
     restripes a second apart with a boundary 0.5 s ahead are): the pacer never nests more
     than one switch deep, and every request is sent once, in order."""
-    schedule = Schedule.constant(1000, 600.0)
-    engine = Engine(EngineConfig(urls=("https://rafale.test/",), schedule=schedule,
-                                 duration_s=600.0, actor_index=0, actor_count=2))
+    slots = Slots(Schedule.constant(1000, 600.0), 0, 2)
     sent: list[int] = []
 
     def send() -> None:
-        sent.append(engine._pacer.global_k(engine._j))
-        engine._j += 1
+        sent.append(slots.pacer.global_k(slots.j))
+        slots.advance()
 
     for _ in range(switches):
-        boundary = engine._pacer.global_k(engine._j) + data.draw(st.integers(0, 40))
-        engine._do_set_stripe(0, data.draw(st.integers(1, 3)), None, boundary)
-        depth, pacer = 0, engine._pacer
+        boundary = slots.pacer.global_k(slots.j) + data.draw(st.integers(0, 40))
+        assert slots.set_stripe(0, data.draw(st.integers(1, 3)), boundary, 0.0, len(sent))
+        depth, pacer = 0, slots.pacer
         while isinstance(pacer, SwitchPacer):
             depth, pacer = depth + 1, pacer.old
         assert depth <= 1
-        while engine._pacer.global_k(engine._j) < boundary:
+        while slots.pacer.global_k(slots.j) < boundary:
             send()
         for _ in range(data.draw(st.integers(0, 5))):
             send()
     assert sent == sorted(sent) and len(set(sent)) == len(sent)
 
 
-
 def test_a_gap_handed_to_an_engine_past_its_end_counts_as_intended_and_dropped() -> None:
     engine = Engine(EngineConfig(urls=("https://rafale.test/",),
                                  schedule=Schedule.constant(10, 1.0)))
-    engine._ending = True  # the loop thread sets it when sending is over
+    engine.phase = Phase.ENDING  # the loop thread sets it when sending is over
     engine._do_catch_up([range(0, 40, 2)])
     engine.recorder.roll(1, in_flight=0, cpu_s_total=0.0, loops_total=0)
     [window] = engine.drain()
