@@ -383,10 +383,11 @@ class Engine:
 
     def _collect(self, transfers: Transfers, done_at: float) -> None:
         answered, failed = transfers.finished()
+        settle = self._settle
         for easy in answered:
-            self._settle(easy, done_at, 0)
+            settle(easy, done_at, 0)
         for easy, code in failed:
-            self._settle(easy, done_at, code)
+            settle(easy, done_at, code)
 
     def _settle(self, easy: Any, done_at: float, code: int) -> None:
         """One finished transfer, answered (``code`` 0) or failed (curl's error code): its

@@ -20,6 +20,8 @@ class Slots:
 
     def __init__(self, schedule: Schedule | None, index: int, count: int) -> None:
         self.schedule = schedule
+        # No schedule: the closed model (send as fast as the in-flight cap allows).
+        self.closed = schedule is None
         self.pacer: Pacer = self._make_pacer(index, count, 0)
         self.j = 0  # local index of the next slot of the current pacer
         self.next_due_s = self.pacer.due_s(0)  # schedule seconds; inf: none left
@@ -34,11 +36,6 @@ class Slots:
     def __repr__(self) -> str:
         return (f"Slots(j={self.j}, next_due_s={self.next_due_s:.6f}, "
                 f"catch_up_left={self.catch_up_left})")
-
-    @property
-    def closed(self) -> bool:
-        """No schedule: the closed model (send as fast as the in-flight cap allows)."""
-        return self.schedule is None
 
     def _make_pacer(self, index: int, count: int, start_k: int) -> Pacer:
         if self.schedule is None:
@@ -105,7 +102,7 @@ class Slots:
         if self.schedule is None:
             rest = max(duration_s - sched_t, 1e-3)
             stages = (Stage(max(sched_t, 1e-9), 0.0, 0.0), Stage(rest, rate_per_s, rate_per_s))
-            self.schedule = Schedule(stages)
+            self.schedule, self.closed = Schedule(stages), False
             self.swap(self._make_pacer(index, count, 0), 0, sched_t, sent)
             return
         self.schedule = self.schedule.with_rate_from(sched_t, rate_per_s)
