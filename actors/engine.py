@@ -382,8 +382,7 @@ class Engine:
         return cap_full
 
     def _collect(self, transfers: Transfers, done_at: float) -> None:
-        answered, failed = transfers.finished()
-        settle = self._settle
+        (answered, failed), settle = transfers.finished(), self._settle
         for easy in answered:
             settle(easy, done_at, 0)
         for easy, code in failed:
