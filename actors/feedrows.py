@@ -14,7 +14,7 @@ import pycurl
 from rafale.actors.config import EngineConfig
 from rafale.actors.feed import FeedPlan, FeedReader
 from rafale.actors.handles import apply_row, row_pins
-from rafale.actors.outcomes import OutcomeBuffer
+from rafale.actors.outcome_buffer import OutcomeBuffer
 from rafale.actors.rows import RowSource
 from rafale.actors.stats import Recorder
 

@@ -16,7 +16,7 @@ An expression is ``METRIC[SCOPE][WINDOW] OP VALUE[UNIT][:abort][:abort-after=DUR
 e.g. ``p99<250ms``, ``error_rate<1%``, ``p99[tag=checkout][10s]<400ms``, ``rate>=99%``,
 ``share[address=127.0.0.3]>=40%``, ``p99<250ms:abort:abort-after=5s``. Evaluated on merged
 HdrHistograms and summed counters (never averaged percentiles), so a verdict over several
-hosts is exact. ``cluster/thresholds.py`` parses the expressions (a bad one raises
+hosts is exact. ``cluster/threshold_syntax.py`` parses the expressions (a bad one raises
 ValueError with the position of the error); this module evaluates them.
 """
 
@@ -43,7 +43,7 @@ from rafale.analysis.latency import mean, percentiles
 __all__ = ["HISTS", "RATES", "SCOPES", "STAT", "STATUS_RATE", "Threshold", "ThresholdWatch",
            "evaluate"]
 
-# The metrics (the parser in cluster/thresholds.py reads expressions into Thresholds).
+# The metrics (the parser in cluster/threshold_syntax.py reads expressions into Thresholds).
 HISTS = {"latency": LATENCY_CORRECTED, "latency_raw": LATENCY_RAW, "send_lag": SEND_LAG}
 RATES = ("error_rate", "late_rate", "rate", "share")
 # The dimensions a threshold may be scoped to (the windows count responses per key).

@@ -30,8 +30,8 @@ from typing import Any
 from benchmarks import driver_scale
 from rafale.cluster import placement
 from rafale.cluster.target import PushOptions, Target
-from rafale.cluster.webpush import prepare, send
-from rafale.cluster.webpush_crypto import new_subscription, new_vapid_pem
+from rafale.cluster.webpush.crypto import new_subscription, new_vapid_pem
+from rafale.cluster.webpush.prepare import prepare, send
 
 PER_CORE_TARGET = 8000.0
 SPEEDUP_TARGET = 1.7
@@ -80,8 +80,8 @@ def encoder_costs(subs: Path, count: int = 400, repeat: int = 7) -> dict[str, fl
     and the P-256 floor under both."""
     from pywebpush import WebPusher
 
-    from rafale.cluster.webpush import read_subscriptions
-    from rafale.cluster.webpush_crypto import encrypt_rows, origin_of
+    from rafale.cluster.webpush.crypto import encrypt_rows, origin_of
+    from rafale.cluster.webpush.prepare import read_subscriptions
 
     lines = subs.read_text().splitlines()[:count]
     infos = [json.loads(line) for line in lines]

@@ -52,10 +52,10 @@ from rafale.cluster import placement, takeover
 from rafale.cluster.meta import Ended, run_meta
 from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
+from rafale.cluster.rate_summary import target_summary
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.takeover import RESTRIPE_AHEAD_S, Silent, StripeLog
-from rafale.cluster.targets import target_summary
 
 __all__ = ["RESTRIPE_AHEAD_S", "Run", "RunResult", "start"]
 

@@ -42,7 +42,7 @@ from rafale.cluster.options import (
     parse_stages,
     planned_connections,
 )
-from rafale.cluster.thresholds import parse_thresholds
+from rafale.cluster.threshold_syntax import parse_thresholds
 
 __all__ = ["RunSpec", "normalize_http", "parse_duration", "parse_stages", "planned_connections"]
 

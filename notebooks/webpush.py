@@ -55,8 +55,8 @@ import rafale
 from rafale.analysis import plots
 from rafale.analysis.report import summary_text
 from rafale.cluster.target import PushOptions
-from rafale.cluster.webpush import prepare, send
-from rafale.cluster.webpush_crypto import decrypt, new_subscription, new_vapid_pem
+from rafale.cluster.webpush.crypto import decrypt, new_subscription, new_vapid_pem
+from rafale.cluster.webpush.prepare import prepare, send
 
 out = Path(OUT_DIR)
 out.mkdir(parents=True, exist_ok=True)

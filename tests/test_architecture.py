@@ -131,7 +131,7 @@ MAX_FUNCTION_LINES = 80
 # entry that has come under its limit must go: the list holds only what is still over.
 OVER: dict[str, tuple[int, str]] = {
     "cluster/run.py": (760, "the driver in three parts (issue 22): handle, drain, takeover"),
-    "cluster/cli.py::run": (90, "options defined once (issue 22): generated from RunSpec"),
+    "cluster/cli/main.py::run": (90, "options defined once (issue 22): generated from RunSpec"),
 }
 
 

@@ -16,7 +16,7 @@ from rafale.actors.config import ResolveEntry
 from rafale.actors.engine import Engine
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.target import Target
-from rafale.cluster.target_config import ECHO_BODY_FIELD, RETRY_AFTER_S
+from rafale.cluster.target.config import ECHO_BODY_FIELD, RETRY_AFTER_S
 from tests.helpers import total
 
 

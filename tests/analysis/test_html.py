@@ -15,7 +15,7 @@ from benchmarks.h2load import ensure_tool
 from rafale.analysis import html, store
 from rafale.analysis.summary import aggregate_frames
 from rafale.analysis.thresholds import evaluate
-from rafale.cluster.thresholds import parse_thresholds
+from rafale.cluster.threshold_syntax import parse_thresholds
 from tests.analysis.conftest import SECRET_API_KEY, SECRET_TOKEN, SaveRun
 from tests.analysis.windows_factory import RunShape
 

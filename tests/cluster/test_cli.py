@@ -16,7 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rafale.analysis import store
-from rafale.cluster import cli, cli_common, placement
+from rafale.cluster import cli, placement
+from rafale.cluster.cli import common as cli_common
 from rafale.cluster.meta import Ended
 from rafale.cluster.target import Target
 from tests.helpers import RAFALE, ROOT, follow_stderr, rafale, target_args

@@ -20,8 +20,8 @@ import psutil
 import pycurl
 import pytest
 
-from rafale.cluster import target as target_module
 from rafale.cluster.target import BIG_BODY_BYTES, Target, TargetOptions
+from rafale.cluster.target import server as target_module
 from tests.helpers import default_sigint
 
 H1, H2, H2C, H3 = "1.1", "2", "2c", "3"
@@ -309,7 +309,7 @@ def test_main_foreground_prints_and_stops_on_sigint() -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", code],
         preexec_fn=default_sigint,
-        cwd=Path(target_module.__file__).parents[1],
+        cwd=Path(target_module.__file__).parents[2],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

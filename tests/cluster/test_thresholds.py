@@ -20,7 +20,7 @@ from rafale.analysis.log import WindowLog
 from rafale.analysis.thresholds import ThresholdWatch, evaluate
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.target import Target
-from rafale.cluster.thresholds import parse_threshold
+from rafale.cluster.threshold_syntax import parse_threshold
 from tests.analysis.windows_factory import RunShape, make_run, make_window
 from tests.helpers import rafale, target_args
 from tests.rayhead import RayHead

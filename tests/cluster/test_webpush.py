@@ -23,8 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from rafale.cluster.target import PushOptions, Target
-from rafale.cluster.webpush import GONE_FILE, prepare, send
-from rafale.cluster.webpush_crypto import (
+from rafale.cluster.webpush.crypto import (
     MAX_PAYLOAD_BYTES,
     Subscription,
     decode_b64url,
@@ -34,6 +33,7 @@ from rafale.cluster.webpush_crypto import (
     new_subscription,
     new_vapid_pem,
 )
+from rafale.cluster.webpush.prepare import GONE_FILE, prepare, send
 
 SUBJECT = "mailto:ops@rafale.test"
 
@@ -285,7 +285,7 @@ def test_the_push_emulator_answers_as_a_push_service(push_id: str, headers: dict
                                                      size: int, expected: int) -> None:
     import io
 
-    from rafale.cluster.push_emulator import PushService
+    from rafale.cluster.target.push_emulator import PushService
 
     service = PushService(io.StringIO(), gone=frozenset({"gone1"}),
                           known=frozenset({"abc", "gone1"}))
@@ -295,7 +295,7 @@ def test_the_push_emulator_answers_as_a_push_service(push_id: str, headers: dict
 def test_the_push_emulator_throttles_a_share_of_ids_once() -> None:
     import io
 
-    from rafale.cluster.push_emulator import PushService
+    from rafale.cluster.target.push_emulator import PushService
 
     service = PushService(io.StringIO(), throttle_share=0.1, retry_after_s=2)
     first = {f"id{i}": service.answer(f"id{i}", GOOD_HEADERS, b"x") for i in range(2000)}

@@ -17,7 +17,7 @@ ACCESS_LOGGER = "rafale"
 
 @dataclass(frozen=True)
 class PushOptions:
-    """The push-service mode (``cluster/push_emulator.py``): ids answered 410 (gone), the
+    """The push-service mode (``cluster/target/push_emulator.py``): ids answered 410 (gone), the
     known ids (others 404; None: every id is known), the share of ids throttled once with
     429, its Retry-After, and how many delivered bodies the log keeps."""
 

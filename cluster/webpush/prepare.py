@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rafale.cluster.webpush_crypto import (
+from rafale.cluster.webpush.crypto import (
     MAX_PAYLOAD_BYTES,
     URGENCIES,
     Subscription,

@@ -1,4 +1,4 @@
-"""``rafale webpush prepare`` and ``rafale webpush send``: the CLI of cluster/webpush.py."""
+"""``rafale webpush prepare`` and ``rafale webpush send``: the CLI of cluster/webpush/prepare.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from rafale.cluster.cli_common import (
+from rafale.cluster.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     exit_code,
@@ -51,7 +51,7 @@ def prepare(
         help="Ray tasks at a time (default: every CPU of the cluster; 0: no Ray).")] = None,
 ) -> None:
     """Encrypt the payload for every subscription (spread over the Ray cluster)."""
-    from rafale.cluster.webpush import prepare as run_prepare
+    from rafale.cluster.webpush.prepare import prepare as run_prepare
 
     show_warnings()
     try:
@@ -90,7 +90,7 @@ def send(
     """Send a prepared feed once: delivered, gone (gone.jsonl), too large, throttled."""
     from rafale.analysis.report import summary_text
     from rafale.cluster.progress import ProgressPrinter
-    from rafale.cluster.webpush import send as run_send
+    from rafale.cluster.webpush.prepare import send as run_send
 
     show_warnings()
     sigterm_as_interrupt()

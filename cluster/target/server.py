@@ -37,8 +37,8 @@ from typing import Any, TextIO
 
 import psutil
 
-from rafale.cluster.access_log import AccessLogTally
-from rafale.cluster.target_config import (  # noqa: F401 - re-exported for callers and tests
+from rafale.cluster.target.access_log import AccessLogTally
+from rafale.cluster.target.config import (  # noqa: F401 - re-exported for callers and tests
     BIG_BODY_BYTES,
     DEFAULT_ADDRESSES,
     DEFAULT_HOST,
@@ -283,7 +283,7 @@ class Target:
         home = self._dir()
         address = self.addresses[0]
         port = free_port((address,), exclude=(self.https_port, self.http_port))
-        command = [sys.executable, "-m", "rafale.cluster.push_emulator",
+        command = [sys.executable, "-m", "rafale.cluster.target.push_emulator",
                    "--listen", f"{address}:{port}", "--log", str(self.push_log_path),
                    "--throttle-share", str(push.throttle_share),
                    "--retry-after-s", str(push.retry_after_s),

@@ -7,13 +7,12 @@ Ray, pycurl and the driver are imported inside the commands that need them, so
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from rafale.cluster.cli_common import (  # noqa: F401 - EXIT_* re-exported for callers
+from rafale.cluster.cli.common import (  # noqa: F401 - EXIT_* re-exported for callers
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -22,8 +21,8 @@ from rafale.cluster.cli_common import (  # noqa: F401 - EXIT_* re-exported for c
     show_warnings,
     sigterm_as_interrupt,
 )
-from rafale.cluster.cli_webpush import app as webpush_app
 from rafale.cluster.spec import RunSpec
+from rafale.cluster.webpush.cli import app as webpush_app
 
 app = typer.Typer(
     name="rafale", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -423,6 +422,3 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ server on loopback, which answers as a push service does (RFC 8030):
 Every request is logged as one JSON line (id, status, bytes, time; the body in base64 for
 the first ``keep_bodies`` delivered ones, so a test or notebook can decrypt what arrived).
 
-    python -m rafale.cluster.push_emulator --listen 127.0.0.2:PORT --log FILE
+    python -m rafale.cluster.target.push_emulator --listen 127.0.0.2:PORT --log FILE
         [--gone FILE] [--known FILE] [--throttle-share 0.05] [--retry-after-s 1]
 """
 
@@ -113,7 +113,7 @@ async def _serve(service: PushService, host: str, port: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rafale.cluster.push_emulator")
+    parser = argparse.ArgumentParser(prog="python -m rafale.cluster.target.push_emulator")
     parser.add_argument("--listen", required=True, help="HOST:PORT on loopback")
     parser.add_argument("--log", required=True, help="JSON Lines log of every request")
     parser.add_argument("--gone", help="file of ids answered 410 (one per line)")

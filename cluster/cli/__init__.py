@@ -1,0 +1,9 @@
+"""The ``rafale`` command: ``main.py`` (run, matrix, report, target, doctor, and webpush from
+cluster/webpush/cli.py), ``common.py`` (exit codes, errors, warnings, signals)."""
+
+from __future__ import annotations
+
+from rafale.cluster.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
+from rafale.cluster.cli.main import app, main
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "app", "main"]
