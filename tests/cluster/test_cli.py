@@ -168,11 +168,16 @@ def test_an_unreachable_rate_keeps_the_duration_and_says_so(target: Target, tmp_
     summary = result.summary
     assert summary["requests"]["dropped"] > 0 and not summary["target"]["reached"]
     assert summary["target"]["rate_per_s"] == 1e9  # the schedule's rate, not counts / time
-    # It kept its duration: the run's span, as the driver recorded it, is the duration plus
-    # at most the in-flight grace (timeout), plus 1 s for a busy machine.
+    # It kept its duration, by what it counted (not by the wall clock, which a loaded
+    # machine stretches with the last drain): the engine sends only while the schedule
+    # runs: every request went out in seconds 0 and 1 of the 2 s run, but for the loop turn
+    # that crossed the end (it sends what was due before it, up to the in-flight cap of 50).
+    sent = result.windows.groupby("second")["sent"].sum()
+    assert set(sent[sent > 0].index) <= {0, 1, 2} and sent.get(0, 0) > 0, sent
+    assert sent.get(2, 0) <= 50, sent
     ran_s = (datetime.fromisoformat(result.meta["ended_at"])
              - datetime.fromisoformat(result.meta["started_at"])).total_seconds()
-    assert 2 <= ran_s < 2 + 2 + 1, ran_s
+    assert ran_s >= 2, ran_s
 
     done = rafale("run", target.https_url, "--rate", "100", "--duration", "3s", "--actors", "1",
                   "--out", str(tmp_path / "ok"), "--no-charts", *target_args(target),
