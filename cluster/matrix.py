@@ -73,7 +73,7 @@ def plan(base: dict[str, Any], urls: Iterable[str], http_versions: Iterable[str]
                     if len(url_list) > 1:
                         label = f"{scheme}-{label}"
                     target = None if out is None else str(Path(out) / label)
-                    spec = RunSpec(**{**base, "urls": (url,), "http": normalized, "dns": dns,
+                    spec = RunSpec.parse(**{**base, "urls": (url,), "http": normalized, "dns": dns,
                                       "actors": count, "out": target, "label": label})
                     cases.append(Case(label, spec))
     if not cases:

@@ -404,7 +404,7 @@ def start(*, spec: RunSpec | None = None,
     global _current
     if spec is None:
         try:
-            spec = RunSpec(**options)
+            spec = RunSpec.parse(**options)
         except TypeError as exc:
             raise ValueError(unknown_option_message(options, str(exc))) from None
     elif options:

@@ -1,58 +1,37 @@
-"""The run spec: one frozen, validated description of a run, shared by the CLI and the API.
+"""The run spec: one frozen description of a run, shared by the CLI and the API.
 
 Every field has the same name as its CLI option (``--rate`` is ``rate_per_s`` here, with
-units in the name). ``__post_init__`` normalizes convenient inputs (a single URL string,
-"K: V" header strings, "10s" durations, "10s:100,20s:500" stages, "host:port:addr" resolve
-strings) and rejects bad values before any traffic, with a ``ValueError`` that names the
-value and what would be valid. Header values never appear in ``repr`` or ``redacted()``.
+units in the name; ``tests/cluster/test_options.py`` holds the two together).
+:meth:`RunSpec.parse` takes user input (a single URL string, "K: V" header strings, "10s"
+durations, "10s:100,20s:500" stages, "host:port:addr" resolve strings; see
+cluster/spec_parse.py) and rejects bad values before any traffic, with a ``ValueError`` that
+names the value and what would be valid. The dataclass holds parsed values only (its
+``__post_init__`` checks each field's type). Header values never appear in ``repr`` or
+``redacted()``.
 """
 
 from __future__ import annotations
 
-import math
-import resource
-import warnings
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
+import functools
+import types
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from rafale.actors.checks import (
-    check_dns,
-    check_duration,
-    check_number,
-    check_rate,
-    check_url,
-    normalize_http,
-    parse_duration,
-)
+from rafale.actors.checks import normalize_http, parse_duration
 from rafale.actors.config import EngineConfig, ResolveEntry, url_host_port
 from rafale.actors.feed import FeedPlan
 from rafale.actors.pacing import Schedule, Stage
 from rafale.actors.rows import RetryPolicy
 from rafale.analysis.redact import redact_url
 from rafale.analysis.thresholds import Threshold
-from rafale.cluster.feeds import Feed, check_mode, load_feed, select_rows
-from rafale.cluster.options import (
-    FD_OVERHEAD,
-    GAP_MODES,
-    check_lease,
-    check_writable,
-    parse_headers,
-    parse_resolve,
-    parse_stages,
-    planned_connections,
-)
-from rafale.cluster.threshold_syntax import parse_thresholds
+from rafale.cluster.options import parse_stages, planned_connections
+from rafale.cluster.spec_parse import Draft, ResourceRiskWarning, parse_fields
 
-__all__ = ["RunSpec", "normalize_http", "parse_duration", "parse_stages", "planned_connections"]
+__all__ = ["ResourceRiskWarning", "RunSpec", "normalize_http", "parse_duration", "parse_stages",
+           "planned_connections"]
 
-DEFAULT_DURATION_S = 10.0
 ONCE_SLACK_S = 1.0  # slots past the end of a feed sent once (rows taken over, late rows)
-PEM_MARKER = "-----BEGIN CERTIFICATE-----"
-
-
-class ResourceRiskWarning(RuntimeWarning):
-    """The run may hit a resource limit (e.g. open files) but is not certain to."""
 
 
 # ----------------------------------------------------------------------------- the spec
@@ -105,52 +84,28 @@ class RunSpec:
     gap: str = "catch-up"
 
     def __post_init__(self) -> None:
-        put = object.__setattr__
-        http = normalize_http(self.http)
-        put(self, "http", http)
-        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls or ())
-        self._check_feed(urls)
-        if self.feed is not None:
-            urls = self.feed.origins
-        if not urls:
-            raise ValueError("no target URL given; expected at least one http(s) URL or a feed")
-        put(self, "urls", urls)
-        check_dns(self.dns)
-        for url in urls:
-            check_url(url, http)
-        method = str(self.method).strip().upper()
-        if not method.isalpha():
-            raise ValueError(f"method {self.method!r} is not an HTTP method, e.g. GET or POST")
-        put(self, "method", method)
-        put(self, "headers", parse_headers(self.headers))
-        if isinstance(self.body, str):
-            put(self, "body", self.body.encode())
-        given_duration = self.duration_s
-        self._check_schedule()
-        if self.feed is not None and self.feed_mode == "once":
-            self._check_once(given_duration)
-        put(self, "resolve", parse_resolve(self.resolve))
-        if self.nameserver is not None and not str(self.nameserver).strip():
-            raise ValueError("nameserver '' is empty; expected an IP address like 127.0.0.53")
-        self._check_limits()
-        self._check_files()
-        put(self, "retry", check_number("retry", self.retry, "retries", zero_ok=True,
-                                        integer=True, parse_text=True))
-        keep = tuple(self.keep_answers or ())
-        for code in keep:
-            if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
-                raise ValueError(f"keep_answers {code!r} is not an HTTP status (100..599)")
-        put(self, "keep_answers", keep)
-        thresholds = parse_thresholds(self.thresholds)
-        if self.abort_on_fail:
-            thresholds = tuple(replace(t, abort=True) for t in thresholds)
-        put(self, "thresholds", thresholds)
-        put(self, "lease_s", check_lease(self.lease_s))
-        if self.gap not in GAP_MODES:
-            raise ValueError(f"gap {self.gap!r} is not a gap mode; expected one of "
-                             f"{', '.join(GAP_MODES)}")
-        if self.feed is None and (self.retry or self.resend_unknown):
-            raise ValueError("retry and resend_unknown need a feed (they act on its rows)")
+        """Holds parsed values only: each field of its declared type (``parse`` makes them
+        from user input); a raw value here is a caller's bug, named with the way out."""
+        for name, hint in _hints().items():
+            value = getattr(self, name)
+            if not _holds(value, hint):
+                raise TypeError(f"RunSpec.{name} = {value!r} is not a parsed value ({hint}); "
+                                f"build specs from user input with RunSpec.parse(...)")
+
+    @classmethod
+    def parse(cls, urls: Any = (), **options: Any) -> RunSpec:
+        """A spec from user input, as ``start(**options)``, the CLI and :meth:`replace` give
+        it: a single URL string, "K: V" header strings, "10s" durations, "10s:100,20s:500"
+        stages, "host:port:addr" resolve strings, numbers as text, threshold expressions, a
+        feed as a path or rows. Bad values raise ``ValueError`` naming the value and what
+        would be valid, before any traffic; an unknown option raises ``TypeError``."""
+        unknown = [name for name in options if name not in cls.__dataclass_fields__]
+        if unknown:
+            raise TypeError(f"RunSpec.parse() got unexpected options {', '.join(unknown)}")
+        draft = Draft(**{f.name: f.default for f in fields(cls)})
+        vars(draft).update(options, urls=urls)
+        parse_fields(draft)
+        return cls(**vars(draft))
 
     def __repr__(self) -> str:
         """The fields that differ from their defaults; header values never shown."""
@@ -169,150 +124,6 @@ class RunSpec:
             elif f.name not in ("headers", "body", "feed") and value != f.default:
                 shown.append(f"{f.name}={value!r}")
         return f"RunSpec({', '.join(shown)})"
-
-    # ----- validation helpers ------------------------------------------------------------
-
-    def _check_feed(self, urls: tuple[str, ...]) -> None:
-        put = object.__setattr__
-        only = (self.only,) if isinstance(self.only, str) else tuple(self.only or ())
-        only = tuple(k.strip() for part in only for k in str(part).split(",") if k.strip())
-        put(self, "only", only)
-        if self.feed is None:
-            for name in ("only", "feed_format"):
-                if getattr(self, name):
-                    raise ValueError(f"{name} {getattr(self, name)!r} needs a feed")
-            if self.feed_mode != "cycle":
-                raise ValueError(f"feed_mode {self.feed_mode!r} needs a feed")
-            return
-        if urls:
-            raise ValueError("give either URLs or a feed, not both (a feed has a url column)")
-        check_mode(self.feed_mode)
-        if only and not isinstance(self.feed, Feed):
-            if not isinstance(self.feed, str | Path):
-                raise ValueError("only needs an outcomes file path as the feed "
-                                 "(outcomes.parquet of a run)")
-            put(self, "feed", select_rows(self.feed, only, http=self.http,
-                                          feed_format=self.feed_format))
-        else:
-            put(self, "feed", load_feed(self.feed, http=self.http,
-                                        feed_format=self.feed_format))
-
-    def _check_once(self, given_duration: float | None) -> None:
-        """A feed sent once ends when its last row is due: the schedule must reach it."""
-        rows = self.feed.rows
-        if self.rate_per_s is None and not self.stages:
-            raise ValueError("feed_mode 'once' needs a rate or stages (the speed to send the "
-                             "feed at), e.g. --rate 1000")
-        if self.stages:
-            full = Schedule.from_stages(self.stages)
-        elif given_duration is not None:
-            full = Schedule.ramp_then_constant(self.rate_per_s or 0.0, self.ramp_s, self.run_s)
-        else:
-            assert self.rate_per_s is not None
-            long_s = self.ramp_s + rows / self.rate_per_s + 1.0
-            full = Schedule.ramp_then_constant(self.rate_per_s, self.ramp_s, long_s)
-        if full.total() < rows:
-            given = "stages" if self.stages else f"duration {given_duration!r}"
-            raise ValueError(f"feed_mode 'once': {given} sends {full.total()} requests, fewer "
-                             f"than the feed's {rows} rows; leave the duration out (the run "
-                             "ends when the feed is done) or make the stages longer")
-        last, after = full.time_of(rows - 1), full.time_of(rows)
-        # Half-way to the next request: the schedule then holds exactly ``rows`` requests.
-        end_s = full.duration_s if after == math.inf else (last + after) / 2
-        object.__setattr__(self, "duration_s", max(end_s, 1e-3))
-
-    def _check_schedule(self) -> None:
-        put = object.__setattr__
-        stages = parse_stages(self.stages) if self.stages not in ((), [], "", None) else ()
-        put(self, "stages", stages)
-        given_ramp = self.ramp_s
-        ramp_s = check_duration("ramp", given_ramp or 0.0, zero_ok=True)
-        put(self, "ramp_s", ramp_s)
-        if self.rate_per_s is not None:
-            try:
-                put(self, "rate_per_s", check_rate(self.rate_per_s))
-            except ValueError as exc:
-                raise ValueError(f"{exc}; leave it out for the closed model") from None
-        if stages and self.rate_per_s is not None:
-            raise ValueError("give either rate or stages, not both (stages set their own rates)")
-        if stages and ramp_s:
-            raise ValueError("give either ramp or stages, not both (a stage ramps by itself)")
-        if ramp_s and self.rate_per_s is None:
-            raise ValueError(f"ramp {given_ramp!r} needs a rate to ramp up to")
-        total_s = sum(d for d, _ in stages)
-        if self.duration_s is None:
-            duration_s = total_s if stages else DEFAULT_DURATION_S
-        else:
-            duration_s = check_duration("duration", self.duration_s)
-        if stages and not math.isclose(duration_s, total_s):
-            raise ValueError(f"duration {self.duration_s!r} differs from the stages' total "
-                             f"{total_s:g} s; leave duration out when giving stages")
-        if ramp_s > duration_s:
-            raise ValueError(f"ramp {given_ramp!r} ({ramp_s:g} s) is longer than the duration "
-                             f"({duration_s:g} s); expected ramp <= duration")
-        put(self, "duration_s", duration_s)
-        if stages and not any(rate > 0 for _, rate in stages):
-            raise ValueError(f"stages {self.stages!r} never send: every target rate is 0")
-
-    def _check_limits(self) -> None:
-        put = object.__setattr__
-        actors = self.actors
-        if isinstance(actors, str) and actors.strip().lower() == "auto":
-            put(self, "actors", "auto")
-        else:
-            try:
-                put(self, "actors", check_number("actors", actors, "count", integer=True,
-                                                 parse_text=True))
-            except ValueError:
-                raise ValueError(f"actors {actors!r} must be 'auto' (one per CPU) or an "
-                                 "integer >= 1") from None
-        units = {"max_in_flight": "requests per actor", "in_flight_step": "requests",
-                 "streams_per_connection": "streams"}
-        if self.max_connections is not None:
-            units["max_connections"] = "connections per actor"
-        for name, unit in units.items():
-            put(self, name, check_number(name, getattr(self, name), unit, integer=True,
-                                         parse_text=True))
-        put(self, "timeout_s", check_duration("timeout", self.timeout_s))
-        put(self, "late_after_s", check_duration("late_after", self.late_after_s,
-                                                 zero_ok=True))
-        self._check_open_files()
-
-    def _check_open_files(self) -> None:
-        addresses = max((len(e.addresses) for e in self.resolve), default=1)
-        planned = planned_connections(self.http, self.max_in_flight, self.streams_per_connection,
-                                      self.max_connections, addresses) * len(self.urls)
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft == resource.RLIM_INFINITY:
-            return
-        advice = (f"raise it with `ulimit -n {2 * (planned + FD_OVERHEAD)}` (and the nofile "
-                  "limit of the Ray nodes), or lower max_in_flight / max_connections")
-        if planned > soft:
-            raise ValueError(f"max_in_flight {self.max_in_flight} plans up to {planned} "
-                             f"connections per actor, above the open-files limit {soft}; "
-                             + advice)
-        if planned + FD_OVERHEAD > soft:
-            warnings.warn(f"up to {planned} connections per actor come close to the "
-                          f"open-files limit {soft}; " + advice, ResourceRiskWarning,
-                          stacklevel=4)
-
-    def _check_files(self) -> None:
-        if self.cacert is not None:
-            path = Path(str(self.cacert)).expanduser()
-            if not path.is_file():
-                raise ValueError(f"cacert {str(self.cacert)!r} does not exist or is not a file; "
-                                 "expected a PEM CA certificate file")
-            try:
-                text = path.read_text(encoding="ascii", errors="replace")
-            except OSError as exc:
-                raise ValueError(f"cacert {str(self.cacert)!r} cannot be read: {exc}") from None
-            if PEM_MARKER not in text:
-                raise ValueError(f"cacert {str(self.cacert)!r} is not a PEM certificate (no "
-                                 f"{PEM_MARKER!r} line); expected a PEM CA certificate file")
-            object.__setattr__(self, "cacert", str(path))
-        if self.out is not None:
-            check_writable(str(self.out))
-            object.__setattr__(self, "out", str(Path(str(self.out)).expanduser()))
 
     # ----- what the run uses -------------------------------------------------------------
 
@@ -404,4 +215,31 @@ class RunSpec:
             if self.feed_mode == "once" and "duration_s" not in changes:
                 values["duration_s"] = None  # the feed's end, under the new schedule
         values.update(changes)
-        return RunSpec(**values)
+        return RunSpec.parse(**values)
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(RunSpec)
+
+
+def _holds(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the type ``hint`` (the few forms RunSpec's fields use)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (types.UnionType, typing.Union):
+        return any(_holds(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_holds(item, args[0]) for item in value)
+        return len(value) == len(args) and all(map(_holds, value, args))
+    if hint is float:
+        return isinstance(value, float)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return value is None if hint is type(None) else isinstance(value, hint)

@@ -166,22 +166,39 @@ def _body(data: str | None) -> bytes:
     return data.encode()
 
 
-def _common(*, rate: str | None, ramp: str | None, duration: str | None, resolve: list[str] | None,
-            nameserver: str | None, max_in_flight: int, in_flight_step: int,
-            max_connections: int | None, streams: int, cacert: str | None, insecure: bool,
-            timeout: str, late_after: str, header: list[str] | None, method: str,
-            data: str | None,
-            address: str | None, reserve_driver_cpu: bool) -> dict[str, Any]:
-    return {
-        "rate_per_s": rate, "ramp_s": ramp or 0.0, "duration_s": duration,
-        "resolve": tuple(resolve or ()), "nameserver": nameserver,
-        "max_in_flight": max_in_flight, "in_flight_step": in_flight_step,
-        "max_connections": max_connections, "streams_per_connection": streams,
-        "cacert": cacert, "insecure": insecure, "timeout_s": timeout,
-        "late_after_s": late_after,
-        "headers": tuple(header or ()), "method": method, "body": _body(data),
-        "address": address, "reserve_driver_cpu": reserve_driver_cpu,
-    }
+KeepAnswer = Annotated[list[int] | None, typer.Option(
+    "--keep-answer", metavar="STATUS", show_default=False,
+    help="Keep the first answer body of this HTTP status (e.g. 503) and show it in the "
+         "summary (redacted); repeatable.")]
+
+# Every `rafale run` option and the RunSpec field it sets (its value goes to RunSpec.parse
+# as given). tests/cluster/test_options.py proves that every field has exactly one, that
+# their defaults agree and that durations and rates carry their unit in the metavar.
+RUN_FIELDS: dict[str, str] = {
+    "urls": "urls", "feed": "feed", "feed_format": "feed_format", "feed_mode": "feed_mode",
+    "only": "only", "retry": "retry", "resend_unknown": "resend_unknown",
+    "threshold": "thresholds", "abort_on_fail": "abort_on_fail", "rate": "rate_per_s",
+    "ramp": "ramp_s", "stages": "stages", "lease": "lease_s", "gap": "gap",
+    "duration": "duration_s", "http": "http", "dns": "dns", "resolve": "resolve",
+    "nameserver": "nameserver", "actors": "actors", "reserve_driver_cpu": "reserve_driver_cpu",
+    "max_in_flight": "max_in_flight", "in_flight_step": "in_flight_step",
+    "max_connections": "max_connections", "streams": "streams_per_connection",
+    "cacert": "cacert", "insecure": "insecure", "timeout": "timeout_s",
+    "late_after": "late_after_s", "header": "headers", "method": "method", "data": "body",
+    "address": "address", "out": "out", "label": "label", "show_query": "show_query",
+    "keep_answer": "keep_answers",
+}
+RUN_ONLY = ("charts", "progress", "html")  # what `rafale run` does with the result
+
+
+def spec_options(params: dict[str, Any]) -> dict[str, Any]:
+    """RunSpec.parse options from a command's parameters: those named in RUN_FIELDS and
+    given (None and empty lists take the field's default); ``--data @FILE`` read."""
+    options = {RUN_FIELDS[name]: value for name, value in params.items()
+               if name in RUN_FIELDS and value not in (None, [])}
+    if "body" in options:
+        options["body"] = _body(options["body"])
+    return options
 
 
 # ----- commands ----------------------------------------------------------------------------
@@ -189,6 +206,7 @@ def _common(*, rate: str | None, ramp: str | None, duration: str | None, resolve
 
 @app.command()
 def run(
+    ctx: typer.Context,
     urls: FeedUrls = None, feed: FeedOption = None, feed_format: FeedFormat = None,
     feed_mode: FeedMode = "cycle", only: Only = None, retry: Retry = 0,
     resend_unknown: ResendUnknown = False, threshold: Thresholds = None,
@@ -219,26 +237,12 @@ def run(
         "--progress/--quiet", help="Print a progress line every second (stderr).")] = True,
     html: Html = False,
     reserve_driver_cpu: ReserveCpu = False,
+    keep_answer: KeepAnswer = None,
 ) -> None:
     """Send requests at --rate for --duration (or a feed's rows) and print a summary."""
     show_warnings()
     try:
-        options: dict[str, Any] = {"urls": tuple(urls or ()), "stages": stages or (),
-                                   "http": http, "dns": dns, "actors": actors, "out": out,
-                                   "label": label, "show_query": show_query, "feed": feed,
-                                   "feed_format": feed_format, "feed_mode": feed_mode,
-                                   "only": only or (), "retry": retry,
-                                   "resend_unknown": resend_unknown,
-                                   "thresholds": tuple(threshold or ()),
-                                   "abort_on_fail": abort_on_fail,
-                                   "lease_s": lease, "gap": gap}
-        spec = RunSpec(**options, **_common(
-                rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
-                max_in_flight=max_in_flight, in_flight_step=in_flight_step,
-                max_connections=max_connections, streams=streams, cacert=cacert,
-                insecure=insecure, timeout=timeout, late_after=late_after, header=header,
-                method=method, data=data,
-                address=address, reserve_driver_cpu=reserve_driver_cpu))
+        spec = RunSpec.parse(**spec_options(ctx.params))
     except ValueError as exc:
         fail(str(exc))
     sigterm_as_interrupt()
@@ -281,6 +285,7 @@ def run(
 
 @app.command()
 def matrix(
+    ctx: typer.Context,
     urls: Urls,
     out: Annotated[str, typer.Option(
         "--out", metavar="DIR", help="One subdirectory per run, and the comparison.")],
@@ -304,12 +309,9 @@ def matrix(
 
     show_warnings()
     try:
-        base = _common(
-            rate=rate, ramp=ramp, duration=duration, resolve=resolve, nameserver=nameserver,
-            max_in_flight=max_in_flight, in_flight_step=in_flight_step,
-            max_connections=max_connections, streams=streams, cacert=cacert, insecure=insecure,
-            timeout=timeout, late_after=late_after, header=header, method=method, data=data,
-            address=address, reserve_driver_cpu=reserve_driver_cpu)
+        # Every RunSpec option but those the matrix varies (given as lists here).
+        base = spec_options({name: value for name, value in ctx.params.items()
+                             if name not in ("urls", "http", "dns", "actors", "out")})
         cases, notes = plan(base, urls, split_list(http, "http"), split_list(dns, "dns"),
                             split_list(actors, "actors"), out)
     except ValueError as exc:

@@ -64,7 +64,7 @@ def test_configs_from_a_checked_spec_hold_the_invariants(http: str) -> None:
         "urls": f"{'http' if http == '2c' else 'https'}://rafale.test:{port}/", "http": http,
         "dns": "pinned", "resolve": f"rafale.test:{port}:127.0.0.2", "rate_per_s": "50",
         "max_connections": "2", "timeout_s": "2s"}
-    spec = RunSpec(**options)
+    spec = RunSpec.parse(**options)
     configs = [spec.engine_config(i, 2, spec.resolve) for i in range(2)]
     assert [c.actor_index for c in configs] == [0, 1]
     assert all(c.http == http and c.max_connections == 2 and c.timeout_s == 2.0

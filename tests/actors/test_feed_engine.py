@@ -23,7 +23,7 @@ from tests.helpers import total
 def run_feed(target: Target, rows: list[dict[str, Any]], **options: Any
              ) -> tuple[Engine, list[dict[str, Any]], dict[str, list[Any]]]:
     """Run one engine over ``rows`` (actor 0 of 1); its windows and drained outcomes."""
-    spec = RunSpec(feed=rows, resolve=target.resolve, cacert=str(target.ca_file),
+    spec = RunSpec.parse(feed=rows, resolve=target.resolve, cacert=str(target.ca_file),
                    max_in_flight=50, timeout_s=3, **options)
     assert spec.feed is not None
     config = spec.engine_config(0, 1, tuple(ResolveEntry.parse(r) for r in target.resolve),
@@ -139,7 +139,7 @@ def test_connect_errors_retry_with_backoff_then_fail(target: Target) -> None:
     closed = f"https://{target.options.host}:9/closed"  # port 9 (discard): nothing listens
     rows = [{"url": closed}, {"url": target.url("/")}]
     spec_resolve = (*target.resolve, f"{target.options.host}:9:127.0.0.2")
-    spec = RunSpec(feed=rows, resolve=spec_resolve, cacert=str(target.ca_file),
+    spec = RunSpec.parse(feed=rows, resolve=spec_resolve, cacert=str(target.ca_file),
                    rate_per_s=20, feed_mode="once", retry=2, timeout_s=2)
     assert spec.feed is not None
     engine = Engine(spec.engine_config(

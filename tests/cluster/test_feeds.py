@@ -195,7 +195,7 @@ MANY = [{"url": f"https://rafale.test/secret-{i}", "tag": f"t{i % 2}"} for i in 
     {"rate_per_s": 100, "ramp_s": 10},  # the feed ends inside the ramp
 ])
 def test_once_ends_with_the_last_row(options: dict[str, Any]) -> None:
-    spec = RunSpec(feed=MANY, feed_mode="once", **options)
+    spec = RunSpec.parse(feed=MANY, feed_mode="once", **options)
     schedule = spec.schedule()
     assert schedule is not None
     assert schedule.count_due(spec.run_s) == len(MANY)
@@ -227,12 +227,12 @@ SPEC_BAD: list[tuple[str, dict[str, Any], str]] = [
                          ids=[c[0] for c in SPEC_BAD])
 def test_spec_refuses_bad_feed_options(options: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValueError) as caught:
-        RunSpec(**options)
+        RunSpec.parse(**options)
     assert fragment in str(caught.value)
 
 
 def test_spec_targets_are_the_feed_origins_and_redacted_has_no_paths() -> None:
-    spec = RunSpec(feed=ROWS, feed_mode="once", rate_per_s=100, retry=2)
+    spec = RunSpec.parse(feed=ROWS, feed_mode="once", rate_per_s=100, retry=2)
     assert spec.urls == ORIGINS == spec.feed.origins
     summary = spec.redacted()["feed"]
     assert {k: summary[k] for k in ("source", "rows", "mode", "tags")} == {
@@ -243,12 +243,12 @@ def test_spec_targets_are_the_feed_origins_and_redacted_has_no_paths() -> None:
 
 
 def test_redacted_feed_origins_hide_passwords() -> None:
-    spec = RunSpec(feed=[{"url": "https://user:s3cret@rafale.test/x"}])
+    spec = RunSpec.parse(feed=[{"url": "https://user:s3cret@rafale.test/x"}])
     assert "s3cret" not in json.dumps(spec.redacted())
 
 
 def test_replace_recomputes_the_end_of_a_once_feed() -> None:
-    spec = RunSpec(feed=MANY, feed_mode="once", rate_per_s=100)
+    spec = RunSpec.parse(feed=MANY, feed_mode="once", rate_per_s=100)
     faster = spec.replace(rate_per_s=200)
     assert faster.run_s == pytest.approx(spec.run_s / 2)
     schedule = faster.schedule()
@@ -299,7 +299,7 @@ def test_select_rows_by_outcome(only: tuple[str, ...], rows: list[int], tmp_path
 def test_spec_only_sends_the_selected_rows(tmp_path: Path) -> None:
     outcomes = make_run(tmp_path)
     given: dict[str, Any] = {"only": "failed, unknown"}  # text, as the CLI gives it
-    spec = RunSpec(feed=str(outcomes), feed_mode="once", rate_per_s=10, **given)
+    spec = RunSpec.parse(feed=str(outcomes), feed_mode="once", rate_per_s=10, **given)
     assert spec.only == ("failed", "unknown") and spec.feed.rows == 3
     assert spec.redacted()["feed"]["selection"].startswith("only failed,unknown of ")
     schedule = spec.schedule()

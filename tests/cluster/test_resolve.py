@@ -52,19 +52,20 @@ def nameserver() -> Iterator[str]:
 
 
 def test_static_entries_win_and_need_no_dns() -> None:
-    spec = RunSpec("https://rafale.test:8443/", resolve="rafale.test:8443:127.0.0.2,127.0.0.3")
+    spec = RunSpec.parse("https://rafale.test:8443/",
+                         resolve="rafale.test:8443:127.0.0.2,127.0.0.3")
     assert resolve(spec) == (ResolveEntry("rafale.test", 8443, ("127.0.0.2", "127.0.0.3")),)
 
 
 def test_system_resolver_for_localhost() -> None:
-    entries = resolve(RunSpec("http://localhost:8080/", http="1.1"))
+    entries = resolve(RunSpec.parse("http://localhost:8080/", http="1.1"))
     assert [(e.host, e.port) for e in entries] == [("localhost", 8080)]
     assert "127.0.0.1" in entries[0].addresses or "::1" in entries[0].addresses
 
 
 def test_unresolvable_host_is_named() -> None:
     with pytest.raises(ValueError, match="nonexistent.invalid"):
-        resolve(RunSpec("https://nonexistent.invalid/"))
+        resolve(RunSpec.parse("https://nonexistent.invalid/"))
 
 
 @pytest.mark.parametrize(("dns_mode", "expected"), [
@@ -72,11 +73,11 @@ def test_unresolvable_host_is_named() -> None:
     ("pinned", (ResolveEntry("127.0.0.2", 8080, ("127.0.0.2",)),)),
 ])
 def test_literal_ip_needs_no_entry(dns_mode: str, expected: tuple[ResolveEntry, ...]) -> None:
-    assert resolve(RunSpec("http://127.0.0.2:8080/", http="1.1", dns=dns_mode)) == expected
+    assert resolve(RunSpec.parse("http://127.0.0.2:8080/", http="1.1", dns=dns_mode)) == expected
 
 
 def test_one_entry_per_host_and_port() -> None:
-    spec = RunSpec(["http://localhost:8080/a", "http://localhost:8080/b", "http://localhost:9090/"],
+    spec = RunSpec.parse(["http://localhost:8080/a", "http://localhost:8080/b", "http://localhost:9090/"],
                    http="1.1")
     assert [(e.host, e.port) for e in resolve(spec)] == [("localhost", 8080), ("localhost", 9090)]
 
@@ -84,8 +85,8 @@ def test_one_entry_per_host_and_port() -> None:
 def test_engine_entries_per_dns_mode() -> None:
     static = "rafale.test:8443:127.0.0.2"
     urls = ["https://rafale.test:8443/", "https://localhost:8443/"]
-    system = RunSpec(urls, resolve=static)
-    pinned = RunSpec(urls, resolve=static, dns="pinned")
+    system = RunSpec.parse(urls, resolve=static)
+    pinned = RunSpec.parse(urls, resolve=static, dns="pinned")
     # system mode: libcurl resolves what it can itself; only the static entry is handed over
     assert [e.host for e in engine_entries(system, resolve(system))] == ["rafale.test"]
     assert [e.host for e in engine_entries(pinned, resolve(pinned))] == ["rafale.test",
@@ -93,7 +94,8 @@ def test_engine_entries_per_dns_mode() -> None:
 
 
 def test_nameserver_gives_every_address(nameserver: str) -> None:
-    spec = RunSpec(["https://rafale.test:8443/", "https://v6.rafale.test/"], nameserver=nameserver)
+    spec = RunSpec.parse(["https://rafale.test:8443/", "https://v6.rafale.test/"],
+                         nameserver=nameserver)
     assert resolve(spec) == (ResolveEntry("rafale.test", 8443, ("127.0.0.2", "127.0.0.3")),
                              ResolveEntry("v6.rafale.test", 443, ("::1",)))
     assert engine_entries(spec, resolve(spec)) == resolve(spec)  # libcurl can't ask it
@@ -101,14 +103,14 @@ def test_nameserver_gives_every_address(nameserver: str) -> None:
 
 def test_nameserver_unknown_host_is_named(nameserver: str) -> None:
     with pytest.raises(ValueError, match="nowhere.rafale.test") as info:
-        resolve(RunSpec("https://nowhere.rafale.test/", nameserver=nameserver))
+        resolve(RunSpec.parse("https://nowhere.rafale.test/", nameserver=nameserver))
     assert nameserver in str(info.value)
 
 
 @pytest.mark.parametrize("bad", ["not-an-ip", "example.com:53"])
 def test_nameserver_must_be_an_address(bad: str) -> None:
     with pytest.raises(ValueError, match=bad):
-        resolve(RunSpec("https://rafale.test/", nameserver=bad))
+        resolve(RunSpec.parse("https://rafale.test/", nameserver=bad))
 
 
 def test_silent_nameserver_fails_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,6 +120,6 @@ def test_silent_nameserver_fails_quickly(monkeypatch: pytest.MonkeyPatch) -> Non
     address = f"127.0.0.1:{silent.getsockname()[1]}"
     try:
         with pytest.raises(ValueError, match="did not answer"):
-            resolve(RunSpec("https://rafale.test/", nameserver=address))
+            resolve(RunSpec.parse("https://rafale.test/", nameserver=address))
     finally:
         silent.close()

@@ -41,7 +41,7 @@ def full_seconds(begin_s: float, end_s: float) -> list[int]:
 
 def test_two_actors_hold_the_schedule_and_share_it(target: Target, local_ray: None,
                                                     tmp_path: Path) -> None:
-    spec = RunSpec(**options(target, rate_per_s=1000, duration_s=4, actors=2, dns="pinned",
+    spec = RunSpec.parse(**options(target, rate_per_s=1000, duration_s=4, actors=2, dns="pinned",
                              out=str(tmp_path / "run")))
     result = start(spec=spec).wait(timeout=60)
     expected = spec.schedule().total()  # type: ignore[union-attr]
@@ -88,7 +88,7 @@ def test_pause_sends_nothing_and_resume_does_not_burst(target: Target, local_ray
     after = math.ceil(resume_at)
     assert seconds.loc[after, "sent"] <= rate * 1.10
     # the schedule froze while paused: every request of it was still sent, none twice
-    expected = RunSpec(**options(target, rate_per_s=rate, duration_s=4)).schedule()
+    expected = RunSpec.parse(**options(target, rate_per_s=rate, duration_s=4)).schedule()
     assert expected is not None
     assert abs(result.summary["requests"]["sent"] - expected.total()) <= 0.02 * expected.total()
 

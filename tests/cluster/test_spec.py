@@ -107,19 +107,19 @@ def test_bad_input_names_the_value(options: dict[str, Any], fragment: str, a_fil
                for k, v in options.items()}
     fragment = fragment.replace("<file>", a_file)
     with pytest.raises(ValueError) as info:
-        RunSpec(**options)
+        RunSpec.parse(**options)
     assert fragment in str(info.value)
 
 
 def test_cacert_not_pem(not_pem: str) -> None:
     with pytest.raises(ValueError, match="not a PEM certificate") as info:
-        RunSpec(URL, cacert=not_pem)
+        RunSpec.parse(URL, cacert=not_pem)
     assert not_pem in str(info.value)
 
 
 def test_open_files_risk_warns() -> None:
     with pytest.warns(ResourceRiskWarning, match="ulimit -n"):
-        RunSpec(URL, http="1.1", max_in_flight=SOFT_NOFILE - 10)
+        RunSpec.parse(URL, http="1.1", max_in_flight=SOFT_NOFILE - 10)
 
 
 @pytest.mark.parametrize(("options", "fragment"), [
@@ -146,7 +146,7 @@ def test_start_rejects_bad_input_before_ray(options: dict[str, Any], fragment: s
 
 
 def test_normalizes_convenient_inputs() -> None:
-    spec = RunSpec(URL, http=2.0, headers={"Authorization": "Bearer s3cret"}, body="hi",
+    spec = RunSpec.parse(URL, http=2.0, headers={"Authorization": "Bearer s3cret"}, body="hi",
                    resolve=RESOLVE, duration_s="2m", ramp_s="500ms", rate_per_s="100",
                    actors="3")
     assert spec.urls == (URL,)
@@ -158,7 +158,7 @@ def test_normalizes_convenient_inputs() -> None:
 
 
 def test_repr_and_redacted_never_show_header_values() -> None:
-    spec = RunSpec("https://user:pw@rafale.test/", headers=["Authorization: Bearer s3cret",
+    spec = RunSpec.parse("https://user:pw@rafale.test/", headers=["Authorization: Bearer s3cret",
                                                             "X-Plain: also-hidden"])
     assert "s3cret" not in repr(spec) and "also-hidden" not in repr(spec)
     redacted = str(spec.redacted())
@@ -176,20 +176,20 @@ def test_parse_duration(text: str | int, seconds: float) -> None:
 
 def test_stages_and_schedules() -> None:
     assert parse_stages("10s:100,20s:500") == ((10.0, 100.0), (20.0, 500.0))
-    staged = RunSpec(URL, stages="10s:100,20s:500")
+    staged = RunSpec.parse(URL, stages="10s:100,20s:500")
     assert staged.duration_s == 30
     schedule = staged.schedule()
     assert isinstance(schedule, Schedule)
     assert schedule.total() == Schedule.from_stages([(10, 100), (20, 500)]).total()
-    ramped = RunSpec(URL, rate_per_s=100, ramp_s=2, duration_s=10).schedule()
+    ramped = RunSpec.parse(URL, rate_per_s=100, ramp_s=2, duration_s=10).schedule()
     assert ramped is not None and ramped.total() == 900  # 100 ramp + 800 constant
-    assert RunSpec(URL).schedule() is None  # closed model
+    assert RunSpec.parse(URL).schedule() is None  # closed model
     with pytest.raises(ValueError, match="differs from the stages"):
-        RunSpec(URL, stages="10s:100", duration_s=20)
+        RunSpec.parse(URL, stages="10s:100", duration_s=20)
 
 
 def test_engine_config_stripes_and_offsets() -> None:
-    spec = RunSpec(URL, rate_per_s=100, dns="pinned", resolve=RESOLVE, max_in_flight=7)
+    spec = RunSpec.parse(URL, rate_per_s=100, dns="pinned", resolve=RESOLVE, max_in_flight=7)
     configs = [spec.engine_config(i, 3, spec.resolve) for i in range(3)]
     assert [(c.actor_index, c.actor_count) for c in configs] == [(0, 3), (1, 3), (2, 3)]
     assert all(c.max_in_flight == 7 and c.dns == "pinned" for c in configs)
@@ -199,7 +199,7 @@ def test_engine_config_stripes_and_offsets() -> None:
 def test_no_warning_for_defaults() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        RunSpec(URL)
+        RunSpec.parse(URL)
 
 
 @pytest.mark.parametrize(("given", "meant"), [

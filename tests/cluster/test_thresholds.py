@@ -78,7 +78,7 @@ def test_bad_expressions_name_the_position(text: str, position: int, message: st
 
 def test_a_bad_expression_is_refused_by_the_spec() -> None:
     with pytest.raises(ValueError, match="threshold 'p99<<1ms'"):
-        RunSpec(urls="https://rafale.test/", rate_per_s=10, thresholds=("p99<<1ms",))
+        RunSpec.parse(urls="https://rafale.test/", rate_per_s=10, thresholds=("p99<<1ms",))
 
 
 def aggregate(windows: list[dict[str, Any]]) -> Aggregate:
