@@ -321,14 +321,14 @@ class Engine:
                         break
                     slots.skip()
                     continue
-            self._send(transfers, now, now if closed else base + slot_s, item)
+            self._send(transfers, now, now if closed else base + slot_s, item, closed)
             if not caught:
                 slots.advance()
         if self._cap < cfg.max_in_flight:
             self._cap = min(self._cap + cfg.in_flight_step, cfg.max_in_flight)
 
     def _send(self, transfers: Transfers, now: float, intended: float,
-              item: tuple[int, int] | None) -> None:
+              item: tuple[int, int] | None, closed: bool) -> None:
         """Prepare a handle for this slot (its feed row, if any) and start it."""
         easy = transfers.take()
         if item is not None:
@@ -343,7 +343,7 @@ class Engine:
         transfers.start(easy)
         self.in_flight += 1
         self.sent += 1
-        self.recorder.on_sent(None if self.slots.closed else int((now - intended) * 1e6),
+        self.recorder.on_sent(None if closed else int((now - intended) * 1e6),
                               intended <= self._cap_full_at)
 
     def _end_sending(self, now: float) -> None:

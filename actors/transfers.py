@@ -80,7 +80,8 @@ class CurlTransfers:
 
     def __init__(self, config: EngineConfig, wake_fd: int, answers: dict[int, bytes],
                  clock: Clock = SYSTEM_CLOCK) -> None:
-        self._config, self._answers, self._clock = config, answers, clock
+        self._config, self._answers = config, answers
+        self._monotonic = clock.monotonic  # bound once: read on every wake-up
         self.sockets = SocketWatch(wake_fd)
         self.multi = new_multi(config)
         self.timer_s = math.inf  # when curl wants its timeout action (monotonic seconds)
@@ -90,7 +91,7 @@ class CurlTransfers:
         self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
 
     def _on_timer(self, timeout_ms: int) -> None:
-        self.timer_s = math.inf if timeout_ms < 0 else self._clock.monotonic() + timeout_ms / 1e3
+        self.timer_s = math.inf if timeout_ms < 0 else self._monotonic() + timeout_ms / 1e3
 
     def take(self) -> pycurl.Curl:
         return self.free.pop() if self.free else new_easy(self._config, self._answers)
@@ -101,13 +102,13 @@ class CurlTransfers:
 
     def wait(self, until_s: float) -> list[tuple[int, int]]:
         # One wake-up, to the microsecond (see SocketWatch.poll).
-        return self.sockets.poll(min(until_s, self.timer_s) - self._clock.monotonic())
+        return self.sockets.poll(min(until_s, self.timer_s) - self._monotonic())
 
     def act(self, ready: list[tuple[int, int]]) -> None:
         socket_action = self.multi.socket_action
         for fd, mask in ready:
             socket_action(fd, mask)
-        if self.timer_s <= self._clock.monotonic():
+        if self.timer_s <= self._monotonic():
             self.timer_s = math.inf
             socket_action(pycurl.SOCKET_TIMEOUT, 0)
 
