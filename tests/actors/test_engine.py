@@ -62,8 +62,13 @@ def test_pinned_spreads_and_system_uses_one_address(target: Target, http: str) -
     )
     shares = pinned["address"]
     assert set(shares) == set(target.addresses)
-    for count in shares.values():
-        assert abs(count - 200) <= 20  # ±10 %
+    # What pinning guarantees: request k goes to address k mod 2 in send order (a fresh
+    # clone once saw 179/221: ±10 % is not a guarantee on a loaded machine). So the shares
+    # of completed requests differ by at most one, plus the sent requests that did not
+    # complete (failed, or open at the end), which may all have been on one side.
+    completed, unfinished = pinned["completed"], pinned["sent"] - pinned["completed"]
+    assert sum(shares.values()) == completed >= 300, pinned
+    assert max(shares.values()) - min(shares.values()) <= 1 + unfinished, pinned
     system = total(run_in_process(config_for(target, http, dns="system")))
     assert len(system["address"]) == 1
 
