@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from rafale.cluster.cli.common import (  # noqa: F401 - EXIT_* re-exported for callers
     EXIT_BAD_INPUT,
@@ -24,6 +25,23 @@ from rafale.cluster.cli.common import (  # noqa: F401 - EXIT_* re-exported for c
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.webpush.cli import app as webpush_app
 
+
+def _show_types_plainly() -> None:
+    """In --help, flags show as flags and arguments by their metavar: typer 0.29 prints
+    ``<bool>`` beside every flag (``--help`` included) and ``<list[str]>`` beside URL."""
+    for cls in (typer.core.TyperOption, typer.core.TyperArgument):
+        shown = cls.display_type_rich
+
+        def display(self: Any, ctx: Any, shown: Any = shown) -> str | None:
+            if getattr(self, "is_flag", False) or isinstance(self, typer.core.TyperArgument):
+                return None
+            return self.metavar if self.metavar is not None else shown(self, ctx)
+
+        cls.display_type_rich = display  # type: ignore[method-assign]
+
+
+_show_types_plainly()
+
 app = typer.Typer(
     name="rafale", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Send HTTP requests at a controlled, near-constant rate from one libcurl sender per "
@@ -35,124 +53,148 @@ app = typer.Typer(
 
 # ----- shared options --------------------------------------------------------------------
 
+# The --help panels, in the order `rafale run --help` shows them (every RunSpec field's
+# option is in exactly one: tests/cluster/test_options.py).
+TARGET, RATE, PROTOCOL, CONNECTIONS = ("Target and request", "Rate and schedule",
+                                       "Protocol and DNS", "Connections")
+FEED, VERDICTS, CLUSTER, OUTPUT = "Feed", "Verdicts", "Cluster", "Output"
+PANELS = (TARGET, RATE, PROTOCOL, CONNECTIONS, FEED, VERDICTS, CLUSTER, OUTPUT)
+
 Urls = Annotated[list[str], typer.Argument(
     help="Target URL(s), http:// or https://. Several URLs are used round-robin.",
-    show_default=False)]
+    show_default=False, metavar="URL")]
 FeedUrls = Annotated[list[str] | None, typer.Argument(
     help="Target URL(s), http:// or https://. Several URLs are used round-robin. Leave out "
-         "with --feed.", show_default=False)]
+         "with --feed.", show_default=False, metavar="URL")]
 FeedOption = Annotated[str | None, typer.Option(
     "--feed", metavar="FILE", show_default=False,
     help="A table of requests, one per row (JSON Lines, CSV or Parquet): url (required), "
          "method, headers (list of 'Name: value' or a JSON object), body, body_b64 or "
          "body_file, tag. Request k of the schedule sends row k. Missing columns take "
-         "--method, -H and --data.")]
+         "--method, -H and --data.", rich_help_panel=FEED)]
 FeedFormat = Annotated[str | None, typer.Option(
     "--feed-format", metavar="jsonl|csv|parquet", show_default=False,
-    help="The feed's format, when its extension does not say.")]
+    help="The feed's format, when its extension does not say.", rich_help_panel=FEED)]
 FeedMode = Annotated[str, typer.Option(
     "--feed-mode", metavar="cycle|once",
     help="cycle: request k sends row k mod rows, for --duration; once: every row is sent "
          "exactly once at --rate (or --stages) and the run ends when the feed is done "
-         "(no --duration needed); each row's outcome goes to outcomes.parquet in --out.")]
+         "(no --duration needed); each row's outcome goes to outcomes.parquet in --out.",
+    rich_help_panel=FEED)]
 Only = Annotated[str | None, typer.Option(
     "--only", metavar="OUTCOMES", show_default=False,
     help="With --feed RUN/outcomes.parquet: re-send only the rows of the original feed with "
-         "these outcomes, e.g. failed,unknown (of ok, failed, unknown, unsent).")]
+         "these outcomes, e.g. failed,unknown (of ok, failed, unknown, unsent).",
+    rich_help_panel=FEED)]
 Retry = Annotated[int, typer.Option(
     "--retry", metavar="N",
     help="Retry a feed row up to N times after a connect/timeout/recv error or a 429/503 "
          "answer, after its Retry-After (else a capped exponential backoff from 0.5 s). A "
-         "retry takes a slot of the schedule: the rate holds.")]
+         "retry takes a slot of the schedule: the rate holds.", rich_help_panel=FEED)]
 Thresholds = Annotated[list[str] | None, typer.Option(
     "--threshold", metavar="EXPR", show_default=False,
     help="A pass/fail check over the merged results of every actor and host, e.g. "
-         "'p99<250ms', 'error_rate<1%', 'p99[tag=api][10s]<400ms' (every rolling 10 s "
-         "window), 'rate>=99%', 'share[address=IP]>=40%', 'send_lag.p99<5ms'; ':abort' "
+         "'p99<250ms', 'error_rate<1%', 'p99\\[tag=api]\\[10s]<400ms' (every rolling 10 s "
+         "window), 'rate>=99%', 'share\\[address=IP]>=40%', 'send_lag.p99<5ms'; ':abort' "
          "stops the run when it fails (':abort-after=5s' waits that long). Repeatable. Exit "
-         "99 when any fails.")]
+         "99 when any fails.", rich_help_panel=VERDICTS)]
 AbortOnFail = Annotated[bool, typer.Option(
-    "--abort-on-fail", help="Every --threshold stops the run when it fails.")]
+    "--abort-on-fail", help="Every --threshold stops the run when it fails.",
+    rich_help_panel=VERDICTS)]
 ResendUnknown = Annotated[bool, typer.Option(
     "--resend-unknown",
     help="Rows that a lost actor may have sent (outcome unknown) are sent again by the "
-         "survivors: at-least-once instead of at-most-once.")]
+         "survivors: at-least-once instead of at-most-once.", rich_help_panel=FEED)]
 Lease = Annotated[str, typer.Option(
     "--lease", metavar="DURATION",
     help="An actor not drained by the driver for this long stops sending (its host lost "
          "the driver), and the driver, not hearing from it as long, gives its stripe to "
-         "the others: never both send it. At least 2s.")]
+         "the others: never both send it. At least 2s.", rich_help_panel=CLUSTER)]
 Gap = Annotated[str, typer.Option(
     "--gap", metavar="catch-up|skip",
     help="When an actor is lost, the requests of its stripe due since its last drained "
          "second: sent late by the others (catch-up: the run's total follows the schedule) "
-         "or not sent (skip: no burst; the summary counts them).")]
+         "or not sent (skip: no burst; the summary counts them).", rich_help_panel=CLUSTER)]
 Rate = Annotated[str | None, typer.Option(
     "--rate", metavar="REQ/S", show_default=False,
     help="Target rate in requests per second, over all actors together. Leave out for the "
-         "closed model: as fast as --max-in-flight allows.")]
+         "closed model: as fast as --max-in-flight allows.", rich_help_panel=RATE)]
 Ramp = Annotated[str | None, typer.Option(
     "--ramp", metavar="DURATION", show_default=False,
-    help="Ramp the rate linearly from 0 to --rate over this time (e.g. 5s). Default: none.")]
+    help="Ramp the rate linearly from 0 to --rate over this time (e.g. 5s). Default: none.",
+    rich_help_panel=RATE)]
 Stages = Annotated[str | None, typer.Option(
     "--stages", metavar="D:R,...", show_default=False,
     help="k6-like stages instead of --rate: DURATION:RATE pairs, each a linear ramp from the "
-         "previous rate (from 0), e.g. 10s:100,20s:500.")]
+         "previous rate (from 0), e.g. 10s:100,20s:500.", rich_help_panel=RATE)]
 Duration = Annotated[str | None, typer.Option(
     "--duration", metavar="DURATION", show_default=False,
-    help="Run length: 10, 10s, 500ms, 2m or 1h. Default: 10s, or the total of --stages.")]
+    help="Run length: 10, 10s, 500ms, 2m or 1h. Default: 10s, or the total of --stages.",
+    rich_help_panel=RATE)]
 Http = Annotated[str, typer.Option(
     "--http", metavar="VERSION",
     help="HTTP version: 1.1; 2 (h2 over TLS, https:// only); 2c (cleartext h2 with prior "
-         "knowledge, http:// only); 3 (QUIC, https:// only).")]
+         "knowledge, http:// only); 3 (QUIC, https:// only).", rich_help_panel=PROTOCOL)]
 Dns = Annotated[str, typer.Option(
     "--dns", metavar="MODE",
     help="system: libcurl resolves and keeps one address; pinned: rafale resolves every "
-         "A/AAAA address and pins connections round-robin over all of them.")]
+         "A/AAAA address and pins connections round-robin over all of them.",
+    rich_help_panel=PROTOCOL)]
 Resolve = Annotated[list[str] | None, typer.Option(
     "--resolve", metavar="HOST:PORT:ADDR[,ADDR]", show_default=False,
-    help="Static name mapping like curl's --resolve; wins over DNS. Repeatable.")]
+    help="Static name mapping like curl's --resolve; wins over DNS. Repeatable.",
+    rich_help_panel=PROTOCOL)]
 Nameserver = Annotated[str | None, typer.Option(
     "--nameserver", metavar="IP[:PORT]", show_default=False,
-    help="Resolve target names through this DNS server instead of the system resolver.")]
+    help="Resolve target names through this DNS server instead of the system resolver.",
+    rich_help_panel=PROTOCOL)]
 MaxInFlight = Annotated[int, typer.Option(
-    "--max-in-flight", metavar="N", help="Most requests open at once, per actor.")]
+    "--max-in-flight", metavar="N", help="Most requests open at once, per actor.",
+    rich_help_panel=CONNECTIONS)]
 InFlightStep = Annotated[int, typer.Option(
     "--in-flight-step", metavar="N",
     help="The in-flight cap ramps up by this many per event-loop turn, so that connections "
-         "open gradually.")]
+         "open gradually.", rich_help_panel=CONNECTIONS)]
 MaxConnections = Annotated[int | None, typer.Option(
     "--max-connections", metavar="N", show_default=False,
-    help="Most connections per actor (libcurl MAX_TOTAL_CONNECTIONS). Default: no limit.")]
+    help="Most connections per actor (libcurl MAX_TOTAL_CONNECTIONS). Default: no limit.",
+    rich_help_panel=CONNECTIONS)]
 Streams = Annotated[int, typer.Option(
-    "--streams", metavar="N", help="Most concurrent HTTP/2 or HTTP/3 streams per connection.")]
+    "--streams", metavar="N", help="Most concurrent HTTP/2 or HTTP/3 streams per connection.",
+    rich_help_panel=CONNECTIONS)]
 Cacert = Annotated[str | None, typer.Option(
     "--cacert", metavar="FILE", show_default=False,
-    help="PEM CA certificate(s) to verify the target's TLS certificate with.")]
+    help="PEM CA certificate(s) to verify the target's TLS certificate with.",
+    rich_help_panel=PROTOCOL)]
 Insecure = Annotated[bool, typer.Option(
-    "--insecure", help="Do not verify TLS certificates (recorded in meta.json).")]
+    "--insecure", help="Do not verify TLS certificates (recorded in meta.json).",
+    rich_help_panel=PROTOCOL)]
 Timeout = Annotated[str, typer.Option(
-    "--timeout", metavar="DURATION", help="Per-request timeout (e.g. 10s).")]
+    "--timeout", metavar="DURATION", help="Per-request timeout (e.g. 10s).",
+    rich_help_panel=CONNECTIONS)]
 LateAfter = Annotated[str, typer.Option(
     "--late-after", metavar="DURATION",
     help="A request sent more than this after its intended time counts as late (e.g. 1ms, "
-         "5ms); recorded in meta.json.")]
+         "5ms); recorded in meta.json.", rich_help_panel=CONNECTIONS)]
 Header = Annotated[list[str] | None, typer.Option(
     "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
-    help="Request header; repeatable. Values are never printed or saved.")]
-Method = Annotated[str, typer.Option("--method", "-X", help="HTTP method.")]
+    help="Request header; repeatable. Values are never printed or saved.", rich_help_panel=TARGET)]
+Method = Annotated[str, typer.Option("--method", "-X", metavar="METHOD", help="HTTP method.",
+                                     rich_help_panel=TARGET)]
 Data = Annotated[str | None, typer.Option(
     "--data", "-d", metavar="TEXT|@FILE", show_default=False,
-    help="Request body, or @FILE to read it from a file.")]
+    help="Request body, or @FILE to read it from a file.", rich_help_panel=TARGET)]
 Address = Annotated[str | None, typer.Option(
     "--address", metavar="HOST:PORT", show_default=False,
     help="Ray cluster to run on (HOST:PORT or ray://HOST:PORT). Default: start a local Ray "
-         "on loopback.")]
+         "on loopback.", rich_help_panel=CLUSTER)]
 Html = Annotated[bool, typer.Option(
     "--html", help="Also write report.html: one self-contained page (summary, thresholds, "
-                   "every chart inline, the spec) to share or attach to a CI job.")]
+                   "every chart inline, the spec) to share or attach to a CI job.",
+    rich_help_panel=OUTPUT)]
 ReserveCpu = Annotated[bool, typer.Option(
-    "--reserve-driver-cpu", help="Keep one CPU of the head node free for the driver.")]
+    "--reserve-driver-cpu", help="Keep one CPU of the head node free for the driver.",
+    rich_help_panel=CLUSTER)]
 
 
 def _body(data: str | None) -> bytes:
@@ -169,7 +211,7 @@ def _body(data: str | None) -> bytes:
 KeepAnswer = Annotated[list[int] | None, typer.Option(
     "--keep-answer", metavar="STATUS", show_default=False,
     help="Keep the first answer body of this HTTP status (e.g. 503) and show it in the "
-         "summary (redacted); repeatable.")]
+         "summary (redacted); repeatable.", rich_help_panel=OUTPUT)]
 
 # Every `rafale run` option and the RunSpec field it sets (its value goes to RunSpec.parse
 # as given). tests/cluster/test_options.py proves that every field has exactly one, that
@@ -207,37 +249,40 @@ def spec_options(params: dict[str, Any]) -> dict[str, Any]:
 @app.command()
 def run(
     ctx: typer.Context,
-    urls: FeedUrls = None, feed: FeedOption = None, feed_format: FeedFormat = None,
-    feed_mode: FeedMode = "cycle", only: Only = None, retry: Retry = 0,
-    resend_unknown: ResendUnknown = False, threshold: Thresholds = None,
-    abort_on_fail: AbortOnFail = False, rate: Rate = None, ramp: Ramp = None,
-    stages: Stages = None, lease: Lease = "3s", gap: Gap = "catch-up",
-    duration: Duration = None, http: Http = "2", dns: Dns = "system", resolve: Resolve = None,
-    nameserver: Nameserver = None,
-    actors: Annotated[str, typer.Option(
-        "--actors", metavar="auto|N",
-        help="Number of sender actors: auto = one per CPU on every node.")] = "auto",
+    urls: FeedUrls = None, method: Method = "GET", header: Header = None, data: Data = None,
+    rate: Rate = None, ramp: Ramp = None, stages: Stages = None, duration: Duration = None,
+    http: Http = "2", dns: Dns = "system", resolve: Resolve = None,
+    nameserver: Nameserver = None, cacert: Cacert = None, insecure: Insecure = False,
     max_in_flight: MaxInFlight = 100, in_flight_step: InFlightStep = 50,
-    max_connections: MaxConnections = None, streams: Streams = 100, cacert: Cacert = None,
-    insecure: Insecure = False, timeout: Timeout = "10s", late_after: LateAfter = "1ms",
-    header: Header = None,
-    method: Method = "GET", data: Data = None, address: Address = None,
+    max_connections: MaxConnections = None, streams: Streams = 100, timeout: Timeout = "10s",
+    late_after: LateAfter = "1ms",
+    feed: FeedOption = None, feed_format: FeedFormat = None, feed_mode: FeedMode = "cycle",
+    only: Only = None, retry: Retry = 0, resend_unknown: ResendUnknown = False,
+    threshold: Thresholds = None, abort_on_fail: AbortOnFail = False,
+    actors: Annotated[str, typer.Option(
+        "--actors", metavar="auto|N", rich_help_panel=CLUSTER,
+        help="Number of sender actors: auto = one per CPU on every node.")] = "auto",
+    address: Address = None, reserve_driver_cpu: ReserveCpu = False, lease: Lease = "3s",
+    gap: Gap = "catch-up",
     out: Annotated[str | None, typer.Option(
-        "--out", metavar="DIR", show_default=False,
+        "--out", metavar="DIR", show_default=False, rich_help_panel=OUTPUT,
         help="Save results here (windows.parquet, counts.parquet, meta.json, summary.json, "
              "charts); checkpointed every few seconds.")] = None,
     label: Annotated[str | None, typer.Option(
-        "--label", show_default=False, help="A name for this run in comparisons.")] = None,
+        "--label", metavar="TEXT", show_default=False, rich_help_panel=OUTPUT,
+        help="A name for this run in comparisons.")] = None,
     show_query: Annotated[bool, typer.Option(
-        "--show-query", help="Keep URL query values in meta.json and output (by default "
-                             "?token=abc is shown and saved as ?token=<redacted>).")] = False,
-    charts: Annotated[bool, typer.Option(
-        "--charts/--no-charts", help="Write the charts into --out at the end.")] = True,
-    progress: Annotated[bool, typer.Option(
-        "--progress/--quiet", help="Print a progress line every second (stderr).")] = True,
-    html: Html = False,
-    reserve_driver_cpu: ReserveCpu = False,
+        "--show-query", rich_help_panel=OUTPUT,
+        help="Keep URL query values in meta.json and output (by default ?token=abc is "
+             "shown and saved as ?token=<redacted>).")] = False,
     keep_answer: KeepAnswer = None,
+    charts: Annotated[bool, typer.Option(
+        "--charts/--no-charts", rich_help_panel=OUTPUT,
+        help="Write the charts into --out at the end.")] = True,
+    progress: Annotated[bool, typer.Option(
+        "--progress/--quiet", rich_help_panel=OUTPUT,
+        help="Print a progress line every second (stderr).")] = True,
+    html: Html = False,
 ) -> None:
     """Send requests at --rate for --duration (or a feed's rows) and print a summary."""
     show_warnings()

@@ -138,3 +138,27 @@ def test_parse_names_an_unknown_option() -> None:
         RunSpec.parse(URL, keep_answers=("abc",))
     with pytest.raises(ValueError, match="insecure 'yes' is not a boolean"):
         RunSpec.parse(URL, insecure="yes")
+
+
+def test_help_groups_every_option_in_one_panel_in_a_readers_order() -> None:
+    """Each option of a RunSpec field sits in exactly one of the named panels (target and
+    request first, output last); flags show as flags, URL by its name, never `<bool>`."""
+    from rafale.cluster.cli.main import PANELS
+
+    command = run_command()
+    options = [p for p in command.params if p.param_type_name == "option"]
+    assert {p.name: p.rich_help_panel for p in options if p.rich_help_panel not in PANELS} == {}
+    order = list(dict.fromkeys(p.rich_help_panel for p in options))
+    assert order == list(PANELS), "run()'s parameters follow the panels' order"
+    context = command.make_context("run", [URL])
+    shown = {p.name: p.display_type_rich(context) for p in command.params}
+    assert all(not (t or "").startswith("<") for t in shown.values()), shown
+    assert shown["insecure"] is None and shown["rate"] == "REQ/S"
+
+
+def test_help_text_keeps_its_square_brackets() -> None:
+    """Help texts go through rich markup: a threshold's '[tag=api]' must be escaped to show."""
+    from typer.testing import CliRunner
+
+    shown = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert "p99[tag=api][10s]<400ms" in shown and "share[address=IP]>=40%" in shown
