@@ -41,7 +41,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
 target: $(STAMP)
-	$(VENV)/bin/rafale target
+	$(VENV)/bin/rafale target $(ARGS)
 
 # Sync each notebooks/NAME.py with NAME.ipynb (the newer one's cells win), then run both
 # notebooks in place with their default parameters, keeping the outputs (a few minutes).

@@ -21,7 +21,7 @@ __all__ = [
     "normalize_http", "number_ok", "parse_duration",
 ]
 
-HttpVersion = Literal["1.1", "2", "2c", "3"]
+HttpVersion = Literal["auto", "1.1", "2", "2c", "3"]
 DnsMode = Literal["system", "pinned"]
 HTTP_VERSIONS: tuple[str, ...] = get_args(HttpVersion)
 DNS_MODES: tuple[str, ...] = get_args(DnsMode)
@@ -134,7 +134,9 @@ def check_duration(name: str, value: object, *, zero_ok: bool = False) -> float:
 
 
 def normalize_http(value: object) -> str:
-    """``2``, ``"2.0"``, ``"http/2"`` -> ``"2"``; ``"h2c"`` -> ``"2c"``; else ValueError."""
+    """``2``, ``"2.0"``, ``"http/2"`` -> ``"2"``; ``"h2c"`` -> ``"2c"``; ``"auto"`` (HTTP/2
+    by ALPN over TLS with HTTP/1.1 as the server's choice, HTTP/1.1 for http://); else
+    ValueError."""
     http = str(value).strip().lower().removeprefix("http/").removeprefix("http")
     http = _HTTP_ALIASES.get(http, http)
     if http not in HTTP_VERSIONS:
@@ -163,7 +165,8 @@ def check_url(url: str, http: str) -> None:
     if not parts.hostname:
         raise ValueError(f"URL {url!r} has no host; expected e.g. https://example.test/")
     if http in _TLS_ONLY and parts.scheme != "https":
-        raise ValueError(f"http {http} needs an https:// URL, got {url!r} (use 1.1 or 2c)")
+        raise ValueError(f"http {http} needs an https:// URL, got {url!r} (use auto, 1.1 "
+                         "or 2c)")
     if http in _CLEARTEXT_ONLY and parts.scheme != "http":
         raise ValueError(f"http 2c is cleartext and needs an http:// URL, got {url!r}")
 

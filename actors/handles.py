@@ -15,8 +15,12 @@ import pycurl
 from rafale.actors.config import EngineConfig
 
 CURL_HTTP_VERSION = {
+    # auto: HTTP/2 by ALPN over TLS, HTTP/1.1 if the server picks it; HTTP/1.1 for http://.
+    "auto": pycurl.CURL_HTTP_VERSION_2TLS,
     "1.1": pycurl.CURL_HTTP_VERSION_1_1,
-    "2": pycurl.CURL_HTTP_VERSION_2TLS,
+    # 2 is strict: over TLS, libcurl >= 8.10 offers only h2 in ALPN with this value, so a
+    # server without HTTP/2 fails the request instead of answering in HTTP/1.1.
+    "2": pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE,
     "2c": pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE,
     "3": pycurl.CURL_HTTP_VERSION_3ONLY,
 }

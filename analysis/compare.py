@@ -67,7 +67,8 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 # The columns a terminal shows (the full table stays in comparison.md and .csv).
-TERMINAL_COLUMNS = {"label": "run", "achieved_per_s": "req/s", "p50_corrected_us": "p50 ms",
+TERMINAL_COLUMNS = {"label": "run", "achieved_per_s": "req/s", "held_per_s": "held/s",
+                    "p50_corrected_us": "p50 ms",
                     "p99_corrected_us": "p99 ms", "error_share": "errors",
                     "late_share": "late", "addresses_used": "addrs"}
 
@@ -76,21 +77,24 @@ def to_terminal(df: pd.DataFrame, width: int = 120) -> str:
     """The key columns as a plain table that fits ``width`` columns (run labels cut)."""
     if df.empty:
         return "no runs\n"
+    # "held/s" (the rate after the ramp) only when some run ramped up to a rate.
+    shown = [c for c in TERMINAL_COLUMNS if c != "held_per_s"
+             or ("held_per_s" in df and df["held_per_s"].notna().any())]
     rows = []
     for record in df.to_dict("records"):
         row = []
-        for column in TERMINAL_COLUMNS:
+        for column in shown:
             value = record.get(column)
             if column.endswith("_us"):
                 row.append("-" if value is None or pd.isna(value) else f"{value / 1000:,.2f}")
             elif column.endswith("_share"):
                 row.append(f"{float(value or 0):.1%}")
-            elif column == "achieved_per_s":
-                row.append(f"{float(value or 0):,.0f}")
+            elif column in ("achieved_per_s", "held_per_s"):
+                row.append("-" if value is None or pd.isna(value) else f"{float(value):,.0f}")
             else:
                 row.append(str(value))
         rows.append(row)
-    header = list(TERMINAL_COLUMNS.values())
+    header = [TERMINAL_COLUMNS[c] for c in shown]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     room = width - sum(widths[1:]) - 2 * (len(widths) - 1)
     widths[0] = max(8, min(widths[0], room))

@@ -112,11 +112,14 @@ def per_second(source: Source, pcts: Sequence[float] = FRAME_PERCENTILES) -> pd.
     """Totals over actors for each run second, gaps filled with zeros.
 
     Columns: second, the counters, actors (windows seen), achieved_per_s (completed that
-    second), and p50_corrected_us … p99_raw_us from the merged histograms of that second.
-    A run's result answers from its window log; saved results merge their windows here.
+    second), and p50_corrected_us … p99_raw_us from the merged histograms of that second;
+    for a result, ``partial`` (see :func:`mark_partial`). A run's result answers from its
+    window log; saved results merge their windows here.
     """
+    duration_s = (((source.meta or {}).get("schedule") or {}).get("duration_s")
+                  if isinstance(source, Result) else None)
     if isinstance(source, Result) and source.log is not None:
-        return source.log.per_second(pcts)
+        return mark_partial(source.log.per_second(pcts), duration_s)
     windows, _ = split_source(source)
     rows = []
     for second, group in windows.groupby("second", sort=True):
@@ -124,7 +127,19 @@ def per_second(source: Source, pcts: Sequence[float] = FRAME_PERCENTILES) -> pd.
         for window in group.to_dict("records"):
             agg.add_window(window)
         rows.append({"second": int(second), **agg.row(pcts)})
-    return second_frame(rows, pcts)
+    frame = second_frame(rows, pcts)
+    return mark_partial(frame, duration_s) if isinstance(source, Result) else frame
+
+
+def mark_partial(frame: pd.DataFrame, duration_s: float | None) -> pd.DataFrame:
+    """Add ``partial``: True for a second the schedule did not cover whole (the one it ends
+    in, and the grace after it, when requests in flight finish): its counts are not a rate
+    over a full second, so charts draw it apart instead of as a fall to zero."""
+    if duration_s is None:
+        frame["partial"] = False
+    else:
+        frame["partial"] = frame["second"] + 1 > float(duration_s) + 1e-9
+    return frame
 
 
 def per_actor(source: Source, pcts: Sequence[float] = (50.0, 99.0)) -> pd.DataFrame:
@@ -269,6 +284,7 @@ def run_row(result: Result) -> dict[str, Any]:
         "failed": failed,
         "late": int(requests.get("late", 0)),
         "achieved_per_s": summary.get("rate_per_s", {}).get("completed", 0.0),
+        "held_per_s": (summary.get("target") or {}).get("held_per_s"),
         "p50_corrected_us": corrected.get("p50"),
         "p99_corrected_us": corrected.get("p99"),
         "p50_raw_us": raw.get("p50"),

@@ -60,7 +60,7 @@ def run_title(result: Result) -> str:
     row = frames.run_row(result)
     parts = [str(row["label"] or row["run_id"] or "run")]
     if row["http"]:
-        parts.append(f"HTTP/{row['http']}")
+        parts.append(_http_label(row["http"]))
     if row["dns"]:
         parts.append(f"DNS {row['dns']}")
     if row["actors"]:
@@ -93,9 +93,24 @@ def throughput(result: Result) -> Figure:
         _no_data(ax, "no windows recorded")
     else:
         x = ps["second"].to_numpy()
-        ax.plot(x, ps["intended"], color="gray", lw=4, alpha=0.45, label="target (intended)")
-        ax.plot(x, ps["sent"], color="tab:blue", ls="--", lw=1.5, label="sent")
-        ax.plot(x, ps["completed"], color="tab:green", lw=1.5, label="completed")
+        partial = (ps["partial"].to_numpy(dtype=bool) if "partial" in ps
+                   else np.zeros(len(ps), dtype=bool))
+        whole = np.flatnonzero(~partial)
+        end = int(whole[-1]) + 1 if whole.size else 0  # the partial seconds come last
+        for column, style in (("intended", {"color": "gray", "lw": 4, "alpha": 0.45,
+                                            "label": "target (intended)"}),
+                              ("sent", {"color": "tab:blue", "ls": "--", "lw": 1.5,
+                                        "label": "sent"}),
+                              ("completed", {"color": "tab:green", "lw": 1.5,
+                                             "label": "completed"})):
+            values = ps[column].to_numpy()
+            ax.plot(x[:end], values[:end], **style)
+            if end < len(x):  # dotted from the last whole second: not a rate, not a fall
+                ax.plot(x[max(end - 1, 0):], values[max(end - 1, 0):], color=style["color"],
+                        ls=":", lw=1.0, alpha=0.7)
+        if end < len(x):
+            ax.axvspan(x[end] - 0.5, x[-1] + 0.5, color="0.85", alpha=0.5,
+                       label="partial second (the run's end: not a full-second rate)")
         ax.legend(loc="lower right")
         peak = float(ps[list(RATES)].to_numpy().max())
         ax.set_ylim(0, max(peak, 1.0) * 1.1)
@@ -246,6 +261,9 @@ def _config_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _http_label(http: str) -> str:
+    """'HTTP/2', 'HTTP auto' (negotiated per connection), 'HTTP ?'."""
+    if http == "auto":
+        return "HTTP auto"
     return f"HTTP/{http}" if http else "HTTP ?"
 
 

@@ -65,6 +65,16 @@ def _shares(counts: Mapping[str, Any], total: int | None = None) -> str:
     )
 
 
+def _held(held: float | None) -> str:
+    """The rate held after a ramp, beside the means that the ramp pulls down."""
+    return "" if held is None else f"; held after the ramp: {held:,.1f} completed/s"
+
+
+def _versions(asked: str, counts: Mapping[str, Any]) -> str:
+    """What was asked (auto: negotiated per connection) and what answered."""
+    return f"{asked} (negotiated: {_shares(counts)})" if asked else _shares(counts)
+
+
 def _table(rows: Sequence[tuple[str, str]]) -> list[str]:
     width = max(len(name) for name, _ in rows)
     return [f"  {name.ljust(width)}  {value}" for name, value in rows]
@@ -158,13 +168,14 @@ def summary_text(result: Result) -> str:
                    f"dropped {req.get('dropped', 0):,}"),
         *_target_lines(s.get("target") or {}, req),
         ("req/s (mean)", f"due {rate.get('intended', 0):,.1f}  sent {rate.get('sent', 0):,.1f}"
-                         f"  completed {rate.get('completed', 0):,.1f}"),
+                         f"  completed {rate.get('completed', 0):,.1f}"
+                         + _held((s.get("target") or {}).get("held_per_s"))),
         ("errors", f"{s.get('error_share', 0):.2%} of sent (failed, or open at the end); by "
                    "kind: " + _shares(s.get("error_kinds", {}))),
         ("error codes", _shares(s.get("errors", {}))),
         ("statuses", _shares(s.get("status", {}))),
         ("addresses", _shares(s.get("address", {}))),
-        ("HTTP versions", _shares(s.get("version", {}))),
+        ("HTTP versions", _versions(str(result.meta.get("http") or ""), s.get("version", {}))),
         ("connections", f"{s.get('new_connections', 0):,} opened; CPU {s.get('cpu_s', 0):,.2f} s"),
         *_feed_lines(s),
     ] + lost

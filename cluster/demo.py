@@ -41,7 +41,10 @@ def _describe(case: Case, result: Any) -> None:
     lat = s.get("latency_corrected_us", {})
     p99 = "-" if lat.get("p99") is None else f"{lat['p99'] / 1000:.2f} ms"
     shares = ", ".join(f"{a} {v:.0%}" for a, v in sorted(s.get("address_share", {}).items()))
-    print(f"  {case.label:<26} {s.get('rate_per_s', {}).get('completed', 0):9,.0f} req/s  "
+    held = (s.get("target") or {}).get("held_per_s")
+    rate = f"{s.get('rate_per_s', {}).get('completed', 0):9,.0f} req/s" + (
+        "" if held is None else f" ({held:,.0f} held)")
+    print(f"  {case.label:<26} {rate}  "
           f"p99 {p99:>9}  failed {s.get('requests', {}).get('failed', 0):,}  "
           f"addresses {shares or '-'}", flush=True)
 

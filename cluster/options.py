@@ -95,9 +95,10 @@ def _split_resolve(text: str) -> list[str]:
 
 def planned_connections(http: str, max_in_flight: int, streams_per_connection: int,
                         max_connections: int | None, addresses: int = 1) -> int:
-    """Most connections one sender may open: one per request for HTTP/1.1, else enough
-    streams for the in-flight cap (at least one per pinned address)."""
-    if http == "1.1":
+    """Most connections one sender may open: one per request for HTTP/1.1 (and for auto,
+    whose server may choose it), else enough streams for the in-flight cap (at least one
+    per pinned address)."""
+    if http in ("1.1", "auto"):
         planned = max_in_flight
     else:
         planned = max(math.ceil(max_in_flight / streams_per_connection), addresses)

@@ -16,7 +16,10 @@ REACHED_RATIO = 0.99  # sent / scheduled at or above this, and nothing dropped: 
 
 def target_summary(spec: RunSpec, summary: dict[str, Any],
                    per_second: pd.DataFrame) -> dict[str, Any]:
-    """{'model', 'rate_per_s', 'scheduled', 'sent', 'ratio', 'reached', 'stages'}."""
+    """{'model', 'rate_per_s', 'scheduled', 'sent', 'ratio', 'reached', 'stages',
+    'held_per_s'}: ``held_per_s`` is the rate completed in the whole seconds of the last
+    stage when it holds a constant rate after a ramp or other stages (else None): the
+    rate held, which a mean over the ramp understates."""
     schedule = spec.schedule()
     requests = summary.get("requests", {})
     if schedule is None:
@@ -28,6 +31,9 @@ def target_summary(spec: RunSpec, summary: dict[str, Any],
     stages = []
     t0 = 0.0
     by_second = per_second.set_index("second")["sent"] if not per_second.empty else None
+    completed = (per_second.set_index("second")["completed"] if not per_second.empty
+                 else None)
+    held = None
     for stage in schedule.stages:
         if t0 >= spec.run_s:
             break
@@ -40,11 +46,14 @@ def target_summary(spec: RunSpec, summary: dict[str, Any],
         stages.append({"start_s": t0, "end_s": t1, "target_per_s": target,
                        "sent_per_s": mean,
                        "ratio": (mean / target) if mean is not None and target else None})
+        if (stage is schedule.stages[-1] and len(schedule.stages) > 1 and seconds
+                and stage.start_rate_per_s == stage.end_rate_per_s and completed is not None):
+            held = sum(float(completed.get(s, 0)) for s in seconds) / len(seconds)
         t0 = t1
     return {
         "model": "open", "rate_per_s": max(rates), "mean_rate_per_s": scheduled / spec.run_s,
         "duration_s": spec.run_s, "scheduled": scheduled, "sent": sent, "ratio": ratio,
         "late": int(requests.get("late", 0)), "dropped": int(requests.get("dropped", 0)),
         "reached": ratio >= REACHED_RATIO and not requests.get("dropped"),
-        "stages": stages,
+        "stages": stages, "held_per_s": held,
     }

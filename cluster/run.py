@@ -42,7 +42,7 @@ import ray
 from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
 from rafale.actors.feed import FeedPlan
-from rafale.analysis import store
+from rafale.analysis import frames, store
 from rafale.analysis.outcomes import outcome_counts
 from rafale.analysis.redact import redact_meta
 from rafale.analysis.result import Result
@@ -75,9 +75,10 @@ class RunResult(Result):
     """A finished (or live) run: ``frame()``, ``summary``, ``save(dir)``."""
 
     def frame(self) -> pd.DataFrame:
-        """Per-second totals over actors (as analysis.frames.per_second), from the log."""
+        """Per-second totals over actors (as analysis.frames.per_second), from the log;
+        ``partial`` marks the seconds the schedule did not cover whole."""
         assert self.log is not None
-        return self.log.per_second()
+        return frames.per_second(self)
 
     def save(self, directory: str | Path) -> Path:
         """Write this result as a result directory (windows, counts, meta, summary)."""
@@ -136,8 +137,9 @@ class Run:
         return self.log.tables()[0].to_pandas()
 
     def frame(self) -> pd.DataFrame:
-        """Live per-second DataFrame merged over actors, from the windows drained so far."""
-        return self.log.per_second()
+        """Live per-second DataFrame merged over actors, from the windows drained so far
+        (``partial`` marks the seconds the schedule does not cover whole)."""
+        return frames.mark_partial(self.log.per_second(), self.spec.run_s)
 
     def _state(self) -> str:
         return str(self._ended) if self._ended else (

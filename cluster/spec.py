@@ -53,7 +53,7 @@ class RunSpec:
     ramp_s: float = 0.0
     stages: tuple[tuple[float, float], ...] = ()
     duration_s: float | None = None
-    http: str = "2"
+    http: str = "auto"
     dns: str = "system"
     resolve: tuple[ResolveEntry, ...] = ()
     nameserver: str | None = None

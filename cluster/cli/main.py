@@ -133,8 +133,10 @@ Duration = Annotated[str | None, typer.Option(
     rich_help_panel=RATE)]
 Http = Annotated[str, typer.Option(
     "--http", metavar="VERSION",
-    help="HTTP version: 1.1; 2 (h2 over TLS, https:// only); 2c (cleartext h2 with prior "
-         "knowledge, http:// only); 3 (QUIC, https:// only).", rich_help_panel=PROTOCOL)]
+    help="HTTP version: auto (https://: HTTP/2 by ALPN, HTTP/1.1 if the server chooses it; "
+         "http://: HTTP/1.1); 1.1; 2 (h2 over TLS only, https://: a server without h2 is an "
+         "error); 2c (cleartext h2 with prior knowledge, http:// only); 3 (QUIC, https:// "
+         "only).", rich_help_panel=PROTOCOL)]
 Dns = Annotated[str, typer.Option(
     "--dns", metavar="MODE",
     help="system: libcurl resolves and keeps one address; pinned: rafale resolves every "
@@ -251,7 +253,7 @@ def run(
     ctx: typer.Context,
     urls: FeedUrls = None, method: Method = "GET", header: Header = None, data: Data = None,
     rate: Rate = None, ramp: Ramp = None, stages: Stages = None, duration: Duration = None,
-    http: Http = "2", dns: Dns = "system", resolve: Resolve = None,
+    http: Http = "auto", dns: Dns = "system", resolve: Resolve = None,
     nameserver: Nameserver = None, cacert: Cacert = None, insecure: Insecure = False,
     max_in_flight: MaxInFlight = 100, in_flight_step: InFlightStep = 50,
     max_connections: MaxConnections = None, streams: Streams = 100, timeout: Timeout = "10s",
@@ -425,6 +427,11 @@ def target(
     throttle_share: Annotated[float, typer.Option(
         "--throttle-share", metavar="0..1",
         help="With --push: share of ids answered 429 (Retry-After) the first time.")] = 0.0,
+    port: Annotated[int, typer.Option(
+        "--port", metavar="PORT", help="The https port (h1, h2, h3), kept across starts; 0: "
+                                       "a free one.")] = 0,
+    http_port: Annotated[int, typer.Option(
+        "--http-port", metavar="PORT", help="The http port (h1, h2c); 0: a free one.")] = 0,
 ) -> None:
     """Run the embedded target (Caddy on loopback: h1, h2, h3 over TLS; h1, h2c) until Ctrl-C."""
     from rafale.cluster.target import PushOptions, main_foreground
@@ -435,12 +442,17 @@ def target(
         options = PushOptions(ids, throttle_share=throttle_share) if push else None
     except (OSError, ValueError) as exc:
         fail(str(exc))
-    raise typer.Exit(main_foreground(access_log=access_log, push=options))
+    try:
+        code = main_foreground(access_log=access_log, push=options, https_port=port,
+                               http_port=http_port)
+    except (ValueError, RuntimeError) as exc:  # a bad or busy port: named, no traceback
+        fail(str(exc), EXIT_FAILED if isinstance(exc, RuntimeError) else EXIT_BAD_INPUT)
+    raise typer.Exit(code)
 
 
 @app.command()
 def doctor(
-    address: Address = None, http: Http = "2", max_in_flight: MaxInFlight = 100,
+    address: Address = None, http: Http = "auto", max_in_flight: MaxInFlight = 100,
     max_connections: MaxConnections = None, streams: Streams = 100,
 ) -> None:
     """Check every node: open-files limit against the planned connections, the niceness Ray

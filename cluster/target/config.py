@@ -48,6 +48,9 @@ class TargetOptions:
     # Also private addresses (10/8, 172.16/12, 192.168/16, fc00::/7): for a target inside a
     # network namespace whose subnet exists nowhere else (tests/testbed.py).
     private_ok: bool = False
+    # What the TLS port speaks (h1, h2, h3): ("h1",) is a server without HTTP/2, to try
+    # --http auto (falls back) and --http 2 (refused) against.
+    tls_protocols: tuple[str, ...] = ("h1", "h2", "h3")
 
     def __post_init__(self) -> None:
         if not self.addresses:
@@ -64,6 +67,9 @@ class TargetOptions:
             raise ValueError(f"host {self.host!r} must be a plain DNS name like 'rafale.test'")
         if self.start_timeout_s <= 0 or self.stop_timeout_s <= 0:
             raise ValueError("start_timeout_s and stop_timeout_s must be > 0")
+        if not self.tls_protocols or not set(self.tls_protocols) <= {"h1", "h2", "h3"}:
+            raise ValueError(f"tls_protocols {self.tls_protocols!r}: expected some of h1, h2, "
+                             "h3")
 
 
 def _hostport(address: str, port: int) -> str:
@@ -153,7 +159,7 @@ def caddy_config(
     logs = {"logs": {"default_logger_name": ACCESS_LOGGER}} if options.access_log else {}
     tls_server = {
         "listen": [_hostport(a, https_port) for a in options.addresses],
-        "protocols": ["h1", "h2", "h3"],  # h3: Caddy also binds UDP on each listen address
+        "protocols": list(options.tls_protocols),  # h3: Caddy also binds UDP on each address
         "tls_connection_policies": [{}],
         "automatic_https": {"disable_redirects": True},
         **logs,

@@ -85,13 +85,22 @@ class Target:
         stop_timeout_s: float = 5.0,
         push: PushOptions | None = None,
         private_ok: bool = False,
+        tls_protocols: tuple[str, ...] = ("h1", "h2", "h3"),
+        https_port: int = 0,
+        http_port: int = 0,
     ) -> None:
         self.options = TargetOptions(
             tuple(addresses), host, access_log, keep_dir, start_timeout_s, stop_timeout_s,
-            push, private_ok,
+            push, private_ok, tuple(tls_protocols),
         )
         self.host, self.addresses = self.options.host, self.options.addresses
-        self.https_port = self.http_port = 0
+        for name, port in (("https_port", https_port), ("http_port", http_port)):
+            if not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(f"{name} {port!r} is not a port; expected 1..65535 (0: any)")
+        if https_port and https_port == http_port:
+            raise ValueError(f"https_port and http_port are both {https_port}; expected two ports")
+        self._fixed_ports = (https_port, http_port)
+        self.https_port, self.http_port = self._fixed_ports
         self.dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._push: subprocess.Popen[bytes] | None = None
@@ -171,7 +180,8 @@ class Target:
         if self.dir is None:
             self.dir = Path(tempfile.mkdtemp(prefix="rafale-target-"))
         if not self.https_port:
-            self.https_port = free_port(self.addresses)
+            self.https_port = free_port(self.addresses, exclude=(self.http_port,))
+        if not self.http_port:
             self.http_port = free_port(self.addresses, exclude=(self.https_port,))
         config_path = self.dir / "caddy.json"
         upstream = self._start_push() if self.options.push is not None else None
@@ -203,7 +213,7 @@ class Target:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
             self._tally = None
-            self.https_port = self.http_port = 0
+            self.https_port, self.http_port = self._fixed_ports
 
     def kill(self) -> None:
         """SIGKILL Caddy at once (a crash); ports and CA dir are kept for start()."""
@@ -343,7 +353,8 @@ class Target:
         expected = {
             ("tcp", a, p) for a in self.addresses for p in (self.https_port, self.http_port)
         }
-        expected |= {("udp", a, self.https_port) for a in self.addresses}
+        if "h3" in self.options.tls_protocols:
+            expected |= {("udp", a, self.https_port) for a in self.addresses}
         if not self.ca_file.exists() or not expected <= _bound_sockets(pid):
             return False
         return all(self._tls_verifies(a) for a in self.addresses)
@@ -380,8 +391,11 @@ def main_foreground(
     access_log: bool = False,
     out: TextIO | None = None,
     push: PushOptions | None = None,
+    https_port: int = 0,
+    http_port: int = 0,
 ) -> int:
-    """Run the target until Ctrl-C (or SIGTERM), printing how to reach it. Exit code."""
+    """Run the target until Ctrl-C (or SIGTERM), printing how to reach it (a ``rafale run``
+    line for each URL, ready to paste). Ports: fixed when given, else free ones. Exit code."""
     out = out or sys.stdout
     with contextlib.suppress(ValueError):  # not the main thread: Ctrl-C only
         signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -389,8 +403,8 @@ def main_foreground(
         # ignored: handle it explicitly so that `kill -INT` stops the target there too.
         signal.signal(signal.SIGINT, _raise_interrupt)
     try:
-        with Target(addresses=addresses, host=host, access_log=access_log,
-                    push=push) as target:
+        with Target(addresses=addresses, host=host, access_log=access_log, push=push,
+                    https_port=https_port, http_port=http_port) as target:
             print(_describe(target), file=out, flush=True)
             while target.running:
                 time.sleep(0.2)
@@ -413,9 +427,19 @@ def _describe(target: Target) -> str:
         *([f"  push service: {target.push_url('<id>')} (log {target.push_log_path})"]
           if target.options.push else []),
         f"  try: curl --cacert {target.ca_file} {resolve} {target.https_url}",
+        "  or:",
+        *(f"    {line}" for line in run_lines(target)),
         "Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def run_lines(target: Target, rate_per_s: int = 100, duration: str = "3s") -> list[str]:
+    """`rafale run` command lines for the target's https and http URLs, ready to paste."""
+    resolve = " ".join(f"--resolve {entry}" for entry in target.resolve)
+    return [f"rafale run {target.https_url} --rate {rate_per_s} --duration {duration} "
+            f"{resolve} --cacert {target.ca_file}",
+            f"rafale run {target.http_url} --rate {rate_per_s} --duration {duration} {resolve}"]
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -74,7 +74,9 @@ def send(
         help="Results: outcomes.parquet, gone.jsonl (subscriptions to delete), summary.")],
     ramp: Annotated[str | None, typer.Option("--ramp", metavar="DURATION",
                                              show_default=False)] = None,
-    http: Annotated[str, typer.Option("--http", metavar="VERSION")] = "2",
+    http: Annotated[str, typer.Option(
+        "--http", metavar="VERSION",
+        help="auto (HTTP/2 by ALPN, as push services speak), 1.1, 2 (strict) or 3.")] = "auto",
     retry: Annotated[int, typer.Option(
         "--retry", metavar="N", help="Retries after 429/503 (Retry-After) or a network "
                                      "error.")] = 3,

@@ -270,7 +270,7 @@ def write_gone(outcomes: Any, feed: pa.Table, directory: Path) -> int:
 
 
 def send(feed: str | Path, *, rate_per_s: float, out: str | Path, retry: int = 3,
-         http: str = "2", **options: Any) -> Any:
+         http: str = "auto", **options: Any) -> Any:
     """Send a prepared feed once; returns the run's result with ``summary["webpush"]``
     (outcome classes, gone count, the first rejected answer) and writes gone.jsonl."""
     from rafale.cluster.run import start

@@ -31,6 +31,26 @@ def test_each_http_version_is_negotiated(target: Target, http: str, negotiated: 
     assert merged["failed"] == 0
 
 
+@pytest.mark.parametrize("tls", [True, False])
+def test_auto_is_http2_over_tls_and_http1_in_cleartext(target: Target, tls: bool) -> None:
+    """--http auto (the default) as curl does it: h2 by ALPN for https://, 1.1 for http://."""
+    merged = total(run_in_process(config_for(target, "auto", urls=(target.url("/", tls=tls),))))
+    assert merged["completed"] == 200 and merged["failed"] == 0, merged["error"]
+    assert merged["version"] == {"2" if tls else "1.1": 200}
+
+
+def test_a_server_without_http2_answers_auto_in_http1_and_refuses_strict_2(
+        target_factory: Callable[..., Target]) -> None:
+    """Over TLS, auto takes the server's HTTP/1.1; --http 2 offers only h2 in ALPN, so the
+    same server fails every request rather than answering in another version."""
+    h1_only = target_factory(tls_protocols=("h1",))
+    auto = total(run_in_process(config_for(h1_only, "auto")))
+    assert auto["completed"] == 200 and auto["version"] == {"1.1": 200}, auto["error"]
+    strict = total(run_in_process(config_for(h1_only, "2", schedule=Schedule.constant(20, 1.0))))
+    assert strict["completed"] == 0 and strict["failed"] == 20, strict
+    assert strict["version"] == {}
+
+
 @pytest.mark.parametrize(("path", "status"), [("/status/503", "503"), ("/status/429", "429")])
 def test_status_codes_are_counted(target: Target, path: str, status: str) -> None:
     config = config_for(target, "2", urls=(target.url(path),), schedule=Schedule.constant(50, 1.0))

@@ -10,7 +10,7 @@ from matplotlib.collections import Collection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from rafale.analysis import compare, plots, store
+from rafale.analysis import compare, frames, plots, store
 from rafale.analysis.result import Result
 from tests.analysis.conftest import SaveRun
 from tests.analysis.windows_factory import RunShape
@@ -92,3 +92,24 @@ def test_comparison_plots_have_data(matrix: list[Result], tmp_path: Path,
 def test_comparison_plots_survive_no_runs(tmp_path: Path, plot: Callable[..., Figure]) -> None:
     path = plots.save_png(plot(compare.compare([])), tmp_path / "none.png")
     assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize(("duration_s", "partial"), [(5.0, [5]), (4.5, [4, 5]), (None, [])])
+def test_the_run_end_is_marked_partial_and_drawn_apart(
+        save_run: SaveRun, duration_s: float | None, partial: list[int]) -> None:
+    """A second the schedule did not cover whole (the end, the grace) is `partial` in the
+    frame, and the throughput chart's solid lines stop before it: no fall to zero drawn as
+    a rate (it is dotted, on a shaded band)."""
+    path = save_run("ends", RunShape(actors=2, seconds=6, run_id="ends"))
+    result = store.load(path)
+    if duration_s is not None:
+        result.meta["schedule"] = {"duration_s": duration_s}
+    frame = frames.per_second(result)
+    assert frame.loc[frame["partial"], "second"].tolist() == partial
+    ax = plots.throughput(result).axes[0]
+    solid = [line for line in ax.get_lines() if line.get_linestyle() != ":"]
+    assert solid and all(max(line.get_xdata()) == 5 - len(partial) for line in solid)
+    dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert len(dotted) == (3 if partial else 0)
+    assert any("partial second" in str(t.get_text()) for t in ax.get_legend().get_texts()) \
+        == bool(partial)

@@ -23,6 +23,8 @@ def test_summary_text_names_everything(small_result: Result) -> None:
                    "HTTP versions", "from intended", "from send", "all finished", "send lag",
                    "p99.9", "HTTP/2", "DNS pinned", "in flight at the end", "dropped"):
         assert needle in text, needle
+    # What was asked, then what answered: "auto (negotiated: 2 …)" for a default run.
+    assert f"HTTP versions  {small_result.meta['http']} (negotiated: " in text.replace("  ", "  ")
 
 
 def test_render_single_result(small_result: Result) -> None:
@@ -99,4 +101,10 @@ def test_terminal_table_fits_120_columns_and_scaling_needs_several_actor_counts(
     text = compare.to_terminal(compare.compare(compare.load_all(tmp_path / "m")))
     lines = text.splitlines()
     assert len(lines) == 3 and all(len(line) <= 120 for line in lines)
-    assert lines[0].split()[:3] == ["run", "req/s", "p50"]
+    assert lines[0].split()[:3] == ["run", "req/s", "p50"]  # no ramp: no "held/s" column
+    table = compare.compare(compare.load_all(tmp_path / "m"))
+    table.loc[0, "held_per_s"] = 1000.0  # a run that ramped up to 1,000 req/s and held it
+    header, first, second = compare.to_terminal(table).splitlines()
+    assert header.split()[:3] == ["run", "req/s", "held/s"]
+    held_end = header.index("held/s") + len("held/s")  # right-aligned under its header
+    assert first[:held_end].split()[-1] == "1,000" and second[:held_end].split()[-1] == "-"

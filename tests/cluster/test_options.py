@@ -162,3 +162,14 @@ def test_help_text_keeps_its_square_brackets() -> None:
 
     shown = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     assert "p99[tag=api][10s]<400ms" in shown and "share[address=IP]>=40%" in shown
+
+
+def test_the_default_http_is_auto_and_fits_both_schemes() -> None:
+    """The first command a newcomer types, a plain http:// URL, is accepted as it is."""
+    from rafale.cluster.options import planned_connections
+
+    assert parsed(["http://127.0.0.1:8080/"]).http == "auto"
+    assert RunSpec.parse(URL).http == "auto"
+    # auto may fall back to HTTP/1.1: the open-files check plans one connection a request.
+    assert planned_connections("auto", 100, 100, None) == planned_connections("1.1", 100, 100,
+                                                                               None) == 100

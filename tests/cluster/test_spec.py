@@ -211,3 +211,21 @@ def test_an_unknown_start_option_names_the_closest_valid_one(given: str, meant: 
 
     with pytest.raises(ValueError, match=f"unknown option {given}= \\(did you mean {meant}=\\?\\)"):
         start(**{given: 1})
+
+
+def test_the_rate_held_after_a_ramp_is_summarized_beside_the_mean() -> None:
+    """A 1 s ramp to 1,000 req/s then 3 s held: the mean over the run reads 875, the rate
+    held reads 1,000 (the demo's latency table showed 875 for every cell)."""
+    import pandas as pd
+
+    from rafale.cluster.rate_summary import target_summary
+
+    spec = RunSpec.parse(URL, rate_per_s=1000, ramp_s=1, duration_s=4)
+    per_second = pd.DataFrame({"second": [0, 1, 2, 3], "sent": [500, 1000, 1000, 1000],
+                               "completed": [500, 1000, 990, 1010]})
+    target = target_summary(spec, {"requests": {"sent": 3500}}, per_second)
+    assert target["mean_rate_per_s"] == pytest.approx(875, abs=1)
+    assert target["held_per_s"] == 1000.0
+    flat = target_summary(RunSpec.parse(URL, rate_per_s=1000, duration_s=4),
+                          {"requests": {"sent": 4000}}, per_second)
+    assert flat["held_per_s"] is None  # nothing to hold apart from the mean

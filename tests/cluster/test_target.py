@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -20,9 +22,12 @@ import psutil
 import pycurl
 import pytest
 
+from rafale.analysis import store
 from rafale.cluster.target import BIG_BODY_BYTES, Target, TargetOptions
 from rafale.cluster.target import server as target_module
-from tests.helpers import default_sigint
+from rafale.cluster.target.config import DEFAULT_ADDRESSES, free_port
+from tests.helpers import RAFALE, ROOT, default_sigint, rafale
+from tests.rayhead import RayHead
 
 H1, H2, H2C, H3 = "1.1", "2", "2c", "3"
 CURL_VERSION = {
@@ -354,3 +359,49 @@ def test_target_in_the_background_stops_on_a_signal_and_removes_its_dir(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize(("options", "fragment"), [
+    ({"https_port": 70000}, "https_port 70000 is not a port"),
+    ({"https_port": 18443, "http_port": 18443}, "both 18443"),
+    ({"tls_protocols": ("h4",)}, "tls_protocols ('h4',)"),
+])
+def test_bad_ports_and_protocols_are_refused_before_anything_starts(
+        options: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        Target(**options)
+
+
+@pytest.mark.slow
+def test_rafale_target_on_fixed_ports_prints_run_lines_that_work_as_printed(
+        ray_head: RayHead, tmp_path: Path) -> None:
+    """`rafale target --port P --http-port Q` serves on P and Q and prints a `rafale run`
+    line for each URL; each line, run as printed (joined to the session's Ray head),
+    completes every request."""
+    https_port = free_port(DEFAULT_ADDRESSES)
+    http_port = free_port(DEFAULT_ADDRESSES, exclude=(https_port,))
+    process = subprocess.Popen(
+        [*RAFALE, "target", "--port", str(https_port), "--http-port", str(http_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C to stop"):
+                break
+        runs = [line.strip() for line in lines if line.strip().startswith("rafale run ")]
+        assert [run.split()[2] for run in runs] == [
+            f"https://rafale.test:{https_port}/", f"http://rafale.test:{http_port}/"], lines
+        for printed, version in zip(runs, ("2", "1.1"), strict=True):
+            out = tmp_path / version
+            done = rafale(*shlex.split(printed)[2:], "--out", str(out), "--no-charts",
+                          head=ray_head)
+            assert done.returncode == 0, (printed, done.stderr)
+            summary = store.load(out).summary
+            assert summary["requests"]["completed"] == summary["requests"]["sent"] == 300
+            assert summary["version"] == {version: 300}
+            assert f"auto (negotiated: {version} 300 (100.0%))" in done.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)

@@ -2,7 +2,7 @@
 signalled driver. Real Ray, the embedded target; what the driver records in meta.json.
 
 Engine-level faults (target down, slow, resets...) are in test_engine_faults.py; the
-placement-level loss (without the driver) is in tests/cluster/test_multinode.py.
+driver's loss and takeover logic, on an in-memory channel, in tests/cluster/test_drain.py.
 """
 
 from __future__ import annotations
