@@ -12,7 +12,7 @@ import pytest
 import typer.main
 
 from rafale.cluster.cli import app
-from rafale.cluster.cli.main import RUN_FIELDS, RUN_ONLY, spec_options
+from rafale.cluster.cli.options import RUN_FIELDS, RUN_ONLY, spec_options
 from rafale.cluster.spec import RunSpec
 
 URL = "https://rafale.test/"
@@ -143,7 +143,7 @@ def test_parse_names_an_unknown_option() -> None:
 def test_help_groups_every_option_in_one_panel_in_a_readers_order() -> None:
     """Each option of a RunSpec field sits in exactly one of the named panels (target and
     request first, output last); flags show as flags, URL by its name, never `<bool>`."""
-    from rafale.cluster.cli.main import PANELS
+    from rafale.cluster.cli.options import PANELS
 
     command = run_command()
     options = [p for p in command.params if p.param_type_name == "option"]
