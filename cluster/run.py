@@ -24,7 +24,6 @@ saved.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 import threading
 import time
@@ -42,7 +41,7 @@ import ray
 from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
 from rafale.actors.feed import FeedPlan
-from rafale.analysis import frames, store
+from rafale.analysis import frames, prometheus, store
 from rafale.analysis.outcomes import outcome_counts
 from rafale.analysis.redact import redact_meta
 from rafale.analysis.result import Result
@@ -52,12 +51,13 @@ from rafale.cluster import placement
 from rafale.cluster.channel import ActorChannel
 from rafale.cluster.drain import CALL_TIMEOUT_S, ActorBook, Drain
 from rafale.cluster.meta import Ended, run_meta
+from rafale.cluster.metrics import MetricsEndpoint
 from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
 from rafale.cluster.rate_summary import target_summary
 from rafale.cluster.ray_channel import RayChannel
 from rafale.cluster.resolve import engine_entries, resolve
-from rafale.cluster.spec import RunSpec
+from rafale.cluster.spec import RunSpec, unknown_option_message
 from rafale.cluster.takeover import RESTRIPE_AHEAD_S
 
 __all__ = ["RESTRIPE_AHEAD_S", "Run", "RunResult", "start"]
@@ -94,7 +94,8 @@ class Run:
                  start_at_s: float, entries: tuple[ResolveEntry, ...],
                  node_infos: list[dict[str, Any]],
                  on_progress: Callable[[Snapshot], None] | None = None,
-                 feed_plan: FeedPlan | None = None) -> None:
+                 feed_plan: FeedPlan | None = None,
+                 metrics: MetricsEndpoint | None = None) -> None:
         self.spec = spec
         self._feed_plan = feed_plan  # holds the feed's chunks in Ray's object store
         self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -115,6 +116,9 @@ class Run:
         self._done = threading.Event()
         self._result: RunResult | None = None
         self.save_error: str | None = None  # why the final save to ``out`` failed
+        self.metrics = metrics  # the /metrics endpoint (--metrics), if any
+        if metrics is not None:
+            metrics.build = self._metric_families
         self._thread = threading.Thread(target=self._drain_loop, daemon=True,
                                         name=f"rafale-drain-{self.run_id}")
 
@@ -203,6 +207,18 @@ class Run:
     def owners(self, rows: int) -> np.ndarray:
         """The actor whose stripe held each of the first ``rows`` feed rows."""
         return self._drain.owners(rows)
+
+    def _metric_families(self) -> list[Any]:
+        """The run so far as Prometheus metric families (analysis/prometheus.py)."""
+        drain = self._drain
+        schedule = drain.schedule
+        rate = None if schedule is None else schedule.rate_at(drain.sched_now())
+        live = len(drain.live())
+        return prometheus.families(
+            self.log.total(), {"run_id": self.run_id, "run": self.spec.label or self.run_id},
+            target_rate_per_s=rate, in_flight=self.log.in_flight(),
+            actors={"alive": live, "lost": len(drain.actors) - live},
+            info={"http": self.spec.http, "dns": self.spec.dns, "ended": self._state()})
 
     def meta(self) -> dict[str, Any]:
         """meta.json content (header values redacted by spec.redacted and store.save)."""
@@ -366,6 +382,8 @@ class Run:
             self.save_error = f"saving to {self.spec.out} failed: {exc!r}"
             self._drain.notes.append(self.save_error)
         self._result = self.result(summary)
+        if self.metrics is not None:
+            self.metrics.final()  # served until scraped once more, or FINAL_WAIT_S
         self._report()
         self._done.set()
 
@@ -375,24 +393,6 @@ class Run:
         outcomes = self.outcomes.take_unsaved() if self.outcomes is not None else None
         self._checkpoints.append(*self.log.take_unsaved(), self.meta(), self.summary(),
                                  outcomes)
-
-
-# Names users reach for first, and the option they mean.
-_ALIASES = {"url": "urls", "rate": "rate_per_s", "duration": "duration_s", "ramp": "ramp_s",
-            "timeout": "timeout_s", "header": "headers", "data": "body",
-            "threshold": "thresholds"}
-
-
-def unknown_option_message(options: dict[str, Any], error: str) -> str:
-    """Name each unknown option and the closest valid one ("did you mean urls=?")."""
-    valid = list(RunSpec.__dataclass_fields__)
-    hints = []
-    for name in options:
-        if name in valid:
-            continue
-        close = _ALIASES.get(name) or next(iter(difflib.get_close_matches(name, valid, 1)), None)
-        hints.append(f"unknown option {name}=" + (f" (did you mean {close}=?)" if close else ""))
-    return ("; ".join(hints) or error) + f"; valid options are RunSpec fields: {', '.join(valid)}"
 
 
 def start(*, spec: RunSpec | None = None,
@@ -413,6 +413,8 @@ def start(*, spec: RunSpec | None = None,
         spec = spec.replace(**options)
     entries = resolve(spec)
     check_out_writable(spec.out)
+    if _current is not None and _current.metrics is not None:
+        _current.metrics.stop()  # its port may be this run's
     if spec.insecure:
         warnings.warn("insecure: TLS certificates are NOT verified for this run",
                       stacklevel=2)
@@ -427,7 +429,9 @@ def start(*, spec: RunSpec | None = None,
     feed_plan = spec.feed.plan(spec.feed_mode, put=ray.put) if spec.feed is not None else None
     configs = [spec.engine_config(i, count, handed, feed_plan) for i in range(count)]
     handles, wheres = placement.place(configs, node_ids)
-    try:
+    endpoint = None
+    try:  # a busy --metrics port is refused here: before the actors start sending
+        endpoint = MetricsEndpoint(spec.metrics) if spec.metrics is not None else None
         now = time.monotonic()
         actors = [ActorBook.placed(i, node_ids[i], w, now) for i, w in enumerate(wheres)]
         start_at_s = time.time() + START_DELAY_S
@@ -435,10 +439,11 @@ def start(*, spec: RunSpec | None = None,
                 timeout=placement.READY_TIMEOUT_S)
     except BaseException:
         placement.kill_all(handles)
+        if endpoint is not None:
+            endpoint.stop()
         raise
     run = Run(spec, actors, RayChannel(handles), start_at_s, entries,
-              placement.node_infos(node_ids), on_progress,
-              feed_plan)
+              placement.node_infos(node_ids), on_progress, feed_plan, endpoint)
     run._thread.start()
     _current = run
     return run

@@ -12,6 +12,7 @@ names the value and what would be valid. The dataclass holds parsed values only 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import types
 import typing
@@ -29,7 +30,7 @@ from rafale.cluster.options import parse_stages, planned_connections
 from rafale.cluster.spec_parse import Draft, ResourceRiskWarning, parse_fields
 
 __all__ = ["ResourceRiskWarning", "RunSpec", "normalize_http", "parse_duration", "parse_stages",
-           "planned_connections"]
+           "planned_connections", "unknown_option_message"]
 
 ONCE_SLACK_S = 1.0  # slots past the end of a feed sent once (rows taken over, late rows)
 
@@ -82,6 +83,8 @@ class RunSpec:
     abort_on_fail: bool = False
     lease_s: float = 3.0
     gap: str = "catch-up"
+    metrics: str | None = None
+    metrics_allow_remote: bool = False
 
     def __post_init__(self) -> None:
         """Holds parsed values only: each field of its declared type (``parse`` makes them
@@ -243,3 +246,21 @@ def _holds(value: Any, hint: Any) -> bool:
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return value is None if hint is type(None) else isinstance(value, hint)
+
+
+# Names users reach for first, and the option they mean.
+_ALIASES = {"url": "urls", "rate": "rate_per_s", "duration": "duration_s", "ramp": "ramp_s",
+            "timeout": "timeout_s", "header": "headers", "data": "body",
+            "threshold": "thresholds"}
+
+
+def unknown_option_message(options: dict[str, Any], error: str) -> str:
+    """Name each unknown option and the closest valid one ("did you mean urls=?")."""
+    valid = list(RunSpec.__dataclass_fields__)
+    hints = []
+    for name in options:
+        if name in valid:
+            continue
+        close = _ALIASES.get(name) or next(iter(difflib.get_close_matches(name, valid, 1)), None)
+        hints.append(f"unknown option {name}=" + (f" (did you mean {close}=?)" if close else ""))
+    return ("; ".join(hints) or error) + f"; valid options are RunSpec fields: {', '.join(valid)}"

@@ -23,6 +23,7 @@ from rafale.actors.checks import (
 )
 from rafale.actors.pacing import Schedule
 from rafale.cluster.feeds import Feed, check_mode, load_feed, select_rows
+from rafale.cluster.metrics import parse_metrics_address
 from rafale.cluster.options import (
     FD_OVERHEAD,
     GAP_MODES,
@@ -93,8 +94,10 @@ def parse_fields(d: Any) -> None:
                          f"{', '.join(GAP_MODES)}")
     if d.feed is None and (d.retry or d.resend_unknown):
         raise ValueError("retry and resend_unknown need a feed (they act on its rows)")
+    if d.metrics is not None:
+        d.metrics = parse_metrics_address(d.metrics, d.metrics_allow_remote is True)
     for name in ("insecure", "show_query", "resend_unknown", "abort_on_fail",
-                 "reserve_driver_cpu"):
+                 "reserve_driver_cpu", "metrics_allow_remote"):
         if not isinstance(getattr(d, name), bool):
             raise ValueError(f"{name} {getattr(d, name)!r} is not a boolean; expected True "
                              "or False")

@@ -23,11 +23,11 @@ from rafale.cluster.cli.common import (  # noqa: F401 - EXIT_* re-exported for c
     sigterm_as_interrupt,
 )
 from rafale.cluster.cli.options import (
-    CLUSTER,
-    OUTPUT,
     AbortOnFail,
+    Actors,
     Address,
     Cacert,
+    Charts,
     Data,
     Dns,
     Duration,
@@ -42,19 +42,25 @@ from rafale.cluster.cli.options import (
     InFlightStep,
     Insecure,
     KeepAnswer,
+    Label,
     LateAfter,
     Lease,
     MaxConnections,
     MaxInFlight,
     Method,
+    Metrics,
+    MetricsAllowRemote,
     Nameserver,
     Only,
+    Out,
+    Progress,
     Ramp,
     Rate,
     ResendUnknown,
     ReserveCpu,
     Resolve,
     Retry,
+    ShowQuery,
     Stages,
     Streams,
     Thresholds,
@@ -90,30 +96,12 @@ def run(
     feed: FeedOption = None, feed_format: FeedFormat = None, feed_mode: FeedMode = "cycle",
     only: Only = None, retry: Retry = 0, resend_unknown: ResendUnknown = False,
     threshold: Thresholds = None, abort_on_fail: AbortOnFail = False,
-    actors: Annotated[str, typer.Option(
-        "--actors", metavar="auto|N", rich_help_panel=CLUSTER,
-        help="Number of sender actors: auto = one per CPU on every node.")] = "auto",
-    address: Address = None, reserve_driver_cpu: ReserveCpu = False, lease: Lease = "3s",
-    gap: Gap = "catch-up",
-    out: Annotated[str | None, typer.Option(
-        "--out", metavar="DIR", show_default=False, rich_help_panel=OUTPUT,
-        help="Save results here (windows.parquet, counts.parquet, meta.json, summary.json, "
-             "charts); checkpointed every few seconds.")] = None,
-    label: Annotated[str | None, typer.Option(
-        "--label", metavar="TEXT", show_default=False, rich_help_panel=OUTPUT,
-        help="A name for this run in comparisons.")] = None,
-    show_query: Annotated[bool, typer.Option(
-        "--show-query", rich_help_panel=OUTPUT,
-        help="Keep URL query values in meta.json and output (by default ?token=abc is "
-             "shown and saved as ?token=<redacted>).")] = False,
-    keep_answer: KeepAnswer = None,
-    charts: Annotated[bool, typer.Option(
-        "--charts/--no-charts", rich_help_panel=OUTPUT,
-        help="Write the charts into --out at the end.")] = True,
-    progress: Annotated[bool, typer.Option(
-        "--progress/--quiet", rich_help_panel=OUTPUT,
-        help="Print a progress line every second (stderr).")] = True,
+    actors: Actors = "auto", address: Address = None, reserve_driver_cpu: ReserveCpu = False,
+    lease: Lease = "3s", gap: Gap = "catch-up",
+    out: Out = None, label: Label = None, show_query: ShowQuery = False,
+    keep_answer: KeepAnswer = None, charts: Charts = True, progress: Progress = True,
     html: Html = False,
+    metrics: Metrics = None, metrics_allow_remote: MetricsAllowRemote = False,
 ) -> None:
     """Send requests at --rate for --duration (or a feed's rows) and print a summary."""
     show_warnings()
@@ -137,10 +125,14 @@ def run(
     sigterm_as_interrupt()  # again: ray.init installs its own SIGTERM handler
     from rafale.analysis.report import render, summary_text  # matplotlib: after the start
 
+    if running.metrics is not None:
+        typer.echo(f"metrics: {running.metrics.url} (Prometheus format)", err=True)
     result = running.wait()
     if printer is not None:
         printer.close()
     typer.echo(summary_text(result), nl=False)
+    if running.metrics is not None:
+        typer.echo(f"  metrics: {running.metrics.close()}")
     if running.save_error is not None:
         fail(running.save_error, EXIT_FAILED)
     if spec.out:

@@ -192,6 +192,36 @@ KeepAnswer = Annotated[list[int] | None, typer.Option(
     help="Keep the first answer body of this HTTP status (e.g. 503) and show it in the "
          "summary (redacted); repeatable.", rich_help_panel=OUTPUT)]
 
+Actors = Annotated[str, typer.Option(
+    "--actors", metavar="auto|N", rich_help_panel=CLUSTER,
+    help="Number of sender actors: auto = one per CPU on every node.")]
+Out = Annotated[str | None, typer.Option(
+    "--out", metavar="DIR", show_default=False, rich_help_panel=OUTPUT,
+    help="Save results here (windows.parquet, counts.parquet, meta.json, summary.json, "
+         "charts); checkpointed every few seconds.")]
+Label = Annotated[str | None, typer.Option(
+    "--label", metavar="TEXT", show_default=False, rich_help_panel=OUTPUT,
+    help="A name for this run in comparisons.")]
+ShowQuery = Annotated[bool, typer.Option(
+    "--show-query", rich_help_panel=OUTPUT,
+    help="Keep URL query values in meta.json and output (by default ?token=abc is shown and "
+         "saved as ?token=<redacted>).")]
+Charts = Annotated[bool, typer.Option(
+    "--charts/--no-charts", rich_help_panel=OUTPUT,
+    help="Write the charts into --out at the end.")]
+Progress = Annotated[bool, typer.Option(
+    "--progress/--quiet", rich_help_panel=OUTPUT,
+    help="Print a progress line every second (stderr).")]
+Metrics = Annotated[str | None, typer.Option(
+    "--metrics", metavar="ADDR:PORT", show_default=False, rich_help_panel=OUTPUT,
+    help="Serve the run's merged metrics (every actor, every host) at "
+         "http://ADDR:PORT/metrics in the Prometheus format while it runs, and after it "
+         "until one scrape has read the final values (15 s at most). Loopback unless "
+         "--metrics-allow-remote; port 0: any free one.")]
+MetricsAllowRemote = Annotated[bool, typer.Option(
+    "--metrics-allow-remote", rich_help_panel=OUTPUT,
+    help="Let --metrics bind an address other than loopback.")]
+
 # Every `rafale run` option and the RunSpec field it sets (its value goes to RunSpec.parse
 # as given). tests/cluster/test_options.py proves that every field has exactly one, that
 # their defaults agree and that durations and rates carry their unit in the metavar.
@@ -207,7 +237,8 @@ RUN_FIELDS: dict[str, str] = {
     "cacert": "cacert", "insecure": "insecure", "timeout": "timeout_s",
     "late_after": "late_after_s", "header": "headers", "method": "method", "data": "body",
     "address": "address", "out": "out", "label": "label", "show_query": "show_query",
-    "keep_answer": "keep_answers",
+    "keep_answer": "keep_answers", "metrics": "metrics",
+    "metrics_allow_remote": "metrics_allow_remote",
 }
 RUN_ONLY = ("charts", "progress", "html")  # what `rafale run` does with the result
 

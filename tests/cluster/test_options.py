@@ -75,7 +75,8 @@ def every_option(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
             "--late-after", "5ms", "-H", "X-Test: 1", "-X", "post", "-d", f"@{body}",
             "--address", "127.0.0.1:6379", "--out", str(tmp_path / "out"), "--label", "lbl",
             "--show-query", "--keep-answer", "503", "--keep-answer", "429",
-            "--threshold", "p99<250ms", "--abort-on-fail", "--lease", "4s", "--gap", "skip"]
+            "--threshold", "p99<250ms", "--abort-on-fail", "--lease", "4s", "--gap", "skip",
+            "--metrics", "0.0.0.0:9464", "--metrics-allow-remote"]
     expected = {"urls": (other,), "rate_per_s": 250.0, "ramp_s": 2.0, "duration_s": 30.0,
                 "http": "3", "dns": "pinned", "nameserver": "127.0.0.53", "actors": 3,
                 "reserve_driver_cpu": True, "max_in_flight": 40, "in_flight_step": 5,
@@ -84,7 +85,8 @@ def every_option(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
                 "headers": (("X-Test", "1"),), "method": "POST", "body": b'{"hello": 1}',
                 "address": "127.0.0.1:6379", "out": str(tmp_path / "out"), "label": "lbl",
                 "show_query": True, "keep_answers": (503, 429), "abort_on_fail": True,
-                "lease_s": 4.0, "gap": "skip"}
+                "lease_s": 4.0, "gap": "skip", "metrics": "0.0.0.0:9464",
+                "metrics_allow_remote": True}
     return args, expected
 
 

@@ -1,0 +1,170 @@
+"""The driver's Prometheus endpoint: the address guard, exact buckets from the
+HdrHistograms, the endpoint's life after the run, and a real 2-actor run scraped while it
+goes whose final scrape agrees with its summary and the target's access log."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from hdrh.histogram import HdrHistogram
+from prometheus_client.parser import text_string_to_metric_families
+
+from rafale.actors.contract import new_histogram
+from rafale.analysis.aggregate import Aggregate
+from rafale.analysis.prometheus import BUCKETS_US, buckets, families
+from rafale.cluster.metrics import MetricsEndpoint, parse_metrics_address
+from rafale.cluster.run import start
+from rafale.cluster.spec import RunSpec
+from rafale.cluster.target import Target
+from tests.analysis.windows_factory import RunShape, make_run
+
+URL = "https://rafale.test/"
+
+
+def scrape(url: str) -> dict[str, Any]:
+    """{(sample name, frozen labels): value} of one scrape of ``url``."""
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: dict[str, Any], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(v for (n, ls), v in samples.items()
+               if n == name and set(labels.items()) <= set(ls))
+
+
+@pytest.mark.parametrize(("given", "allow", "expected"), [
+    ("9464", False, "127.0.0.1:9464"), (":0", False, "127.0.0.1:0"),
+    ("127.0.0.2:9464", False, "127.0.0.2:9464"), ("[::1]:9464", False, "[::1]:9464"),
+    ("0.0.0.0:9464", True, "0.0.0.0:9464"),
+])
+def test_metrics_addresses(given: str, allow: bool, expected: str) -> None:
+    assert parse_metrics_address(given, allow) == expected
+    assert RunSpec.parse(URL, metrics=given, metrics_allow_remote=allow).metrics == expected
+
+
+@pytest.mark.parametrize(("given", "fragment"), [
+    ("0.0.0.0:9464", "not a loopback address; serving run metrics beyond this machine needs "
+                     "metrics_allow_remote"),
+    ("localhost:9464", "is not ADDR:PORT"), ("127.0.0.1:99999", "port 99999 is not 0..65535"),
+    ("127.0.0.1:http", "is not ADDR:PORT"),
+])
+def test_bad_metrics_addresses_are_refused_before_anything_starts(given: str,
+                                                                  fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment.replace(".", r"\.")):
+        RunSpec.parse(URL, metrics=given)
+
+
+def test_bucket_counts_are_exact_at_their_edges() -> None:
+    """A value at an edge counts in it; the next representable value does not."""
+    hist: HdrHistogram = new_histogram()
+    for edge in BUCKETS_US[:4]:
+        hist.record_value(edge)
+        hist.record_value(hist.get_highest_equivalent_value(edge) + 1)
+    pairs, sum_s = buckets(hist)
+    cumulative = dict(pairs)
+    for i, edge in enumerate(BUCKETS_US[:4]):
+        assert cumulative[f"{edge / 1e6:g}"] == 2 * i + 1, (edge, pairs)
+    assert cumulative["+Inf"] == 8 and sum_s > 0
+    assert [count for _, count in pairs] == sorted(count for _, count in pairs)
+
+
+def test_families_from_an_aggregate_count_what_its_windows_hold() -> None:
+    windows, _ = make_run(RunShape(actors=3, seconds=4))
+    total = Aggregate()
+    for window in windows:
+        total.add_window(window)
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    class Fixed:
+        def collect(self) -> list[Any]:
+            return families(total, {"run_id": "r1", "run": "demo"}, target_rate_per_s=300.0,
+                            in_flight=7, actors={"alive": 3, "lost": 0},
+                            info={"http": "auto", "dns": "system", "ended": "running"})
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Fixed())  # type: ignore[arg-type]
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in family.samples}
+    counters = total.counters
+    assert value(samples, "rafale_requests_total", outcome="completed") == counters["completed"]
+    assert value(samples, "rafale_requests_total", outcome="failed") == counters["failed"]
+    assert value(samples, "rafale_sent_total") == counters["sent"]
+    assert value(samples, "rafale_late_total") == counters["late"]
+    assert value(samples, "rafale_responses_total") == sum(total.maps["status"].values())
+    assert value(samples, "rafale_request_duration_seconds_count") == \
+        total.hists["latency_corrected_us"].get_total_count()
+    assert value(samples, "rafale_target_rate", run_id="r1", run="demo") == 300.0
+    assert value(samples, "rafale_actors", state="alive") == 3
+
+
+def test_the_endpoint_waits_for_one_scrape_of_the_final_values() -> None:
+    endpoint = MetricsEndpoint("127.0.0.1:0")
+    assert scrape(endpoint.url) == {}  # nothing to say before the run exists
+    endpoint.final()
+    scrape(endpoint.url)
+    assert endpoint.close().startswith("final values scraped from http://127.0.0.1:")
+    with pytest.raises(OSError):
+        scrape(endpoint.url)
+    unread = MetricsEndpoint("127.0.0.1:0")
+    began = time.monotonic()
+    assert unread.close(wait_s=0.3) == f"final values not scraped from {unread.url} within 0.3 s"
+    assert 0.3 <= time.monotonic() - began < 2.0
+
+
+def test_a_busy_port_is_refused_naming_it() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ValueError, match=f"metrics '127.0.0.1:{port}' cannot be served"):
+            MetricsEndpoint(f"127.0.0.1:{port}")
+
+
+@pytest.mark.slow
+def test_a_scraped_run_agrees_with_its_summary_and_the_access_log(target: Target,
+                                                                  local_ray: None) -> None:
+    """Scraped every 0.5 s while a 2-actor run goes and once after it ends: the counts rise,
+    the final scrape equals the summary and what the server logged, and the endpoint says
+    it was read."""
+    before = target.count_access_log()
+    run = start(urls=target.https_url, resolve=target.resolve, cacert=str(target.ca_file),
+                rate_per_s=200, duration_s=3, actors=2, metrics="127.0.0.1:0")
+    assert run.metrics is not None
+    seen: list[float] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            seen.append(value(scrape(run.metrics.url), "rafale_sent_total"))  # type: ignore
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    result = run.wait(timeout=60)
+    stop.set()
+    poller.join()
+    final = scrape(run.metrics.url)
+    assert run.metrics.close().startswith("final values scraped")
+    summary = result.summary
+    completed = summary["requests"]["completed"]
+    assert completed == 600 == target.count_access_log() - before
+    assert value(final, "rafale_requests_total", outcome="completed") == completed
+    assert value(final, "rafale_request_duration_seconds_count") == completed
+    assert value(final, "rafale_actors", state="alive") == 2
+    assert seen == sorted(seen) and 0 < seen[0] < 600, seen  # it rose while the run went
+    # The p99 from the buckets is the summary's p99 within one bucket.
+    p99_us = summary["latency_corrected_us"]["p99"]
+    edges = [(float(le), v) for (n, ls), v in final.items()
+             if n == "rafale_request_duration_seconds_bucket"
+             for k, le in ls if k == "le" and le != "+Inf"]
+    first_at_99 = min(le for le, count in edges if count >= 0.99 * completed)
+    below = max((le for le, _ in edges if le < first_at_99), default=0.0)
+    assert below * 1e6 <= p99_us <= first_at_99 * 1e6 + 1, (p99_us, first_at_99)
