@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 __all__ = ["FINAL_WAIT_S", "MetricsEndpoint", "parse_metrics_address"]
 
 FINAL_WAIT_S = 15.0
+FINAL_GRACE_S = 0.5  # from collecting the final values to closing the server
 
 
 def parse_metrics_address(value: Any, allow_remote: bool) -> str:
@@ -107,6 +108,8 @@ class MetricsEndpoint:
                     and time.monotonic() >= deadline:
                 break
         scraped = self._final_scraped.is_set()
+        if scraped:
+            time.sleep(FINAL_GRACE_S)  # the final scrape was collected: let its answer go out
         self._server.shutdown()
         self._server.server_close()
         waited = time.monotonic() - self._final_at

@@ -179,8 +179,8 @@ def bad_feeds(tmp_path: Path, target: Target) -> dict[str, tuple[list[str], str]
         "not parseable": (["--feed", write("bad.jsonl", "{not json\n")], "cannot be parsed"),
         "no url column": (["--feed", write("nourl.csv", "path\n/x\n")], "no 'url' column"),
         "empty": (["--feed", write("empty.csv", "url\n")], "is empty"),
-        "wrong scheme": (["--feed", write("http.jsonl", '{"url": "http://a.test/"}\n')],
-                         "row 0 column 'url'"),
+        "wrong scheme": (["--feed", write("http.jsonl", '{"url": "http://a.test/"}\n'),
+                          "--http", "2"], "row 0 column 'url'"),
         "header without colon": (["--feed", write(
             "hdr.jsonl", json.dumps({"url": url, "headers": ["NoColon"]}) + "\n")],
             "row 0 column 'headers'"),

@@ -395,7 +395,7 @@ def test_rafale_target_on_fixed_ports_prints_run_lines_that_work_as_printed(
             f"https://rafale.test:{https_port}/", f"http://rafale.test:{http_port}/"], lines
         for printed, version in zip(runs, ("2", "1.1"), strict=True):
             out = tmp_path / version
-            done = rafale(*shlex.split(printed)[2:], "--out", str(out), "--no-charts",
+            done = rafale(*shlex.split(printed)[1:], "--out", str(out), "--no-charts",
                           head=ray_head)
             assert done.returncode == 0, (printed, done.stderr)
             summary = store.load(out).summary

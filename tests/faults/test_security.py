@@ -141,7 +141,7 @@ def test_insecure_completes_without_the_right_ca(
     assert totals["version"] == {http: RATE}
 
 
-@pytest.mark.parametrize("http", ["1.1", "2"])  # 2 offers h2 by ALPN and gets http/1.1
+@pytest.mark.parametrize("http", ["1.1", "auto"])  # auto offers h2 by ALPN, gets http/1.1
 @pytest.mark.parametrize(("host", "ok"), [(CERT_HOST, True), ("other.test", False)])
 def test_the_host_name_is_verified(
     tls_server: tuple[Misbehaving, Path], host: str, ok: bool, http: str
