@@ -169,8 +169,10 @@ def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
     shape = run.meta()["cluster"]
     node_ids = {n.node_id for n in [three_nodes.head_node, *three_nodes.worker_nodes]
                 if n is not None}
+    # actors="auto" places one actor per node CPU, every node bound to loopback.
     assert shape["node_count"] == 3 and shape["actors"] == 3
     assert shape["actors_per_node"] == dict.fromkeys(node_ids, 1)
+    assert {n["ip"] for n in shape["nodes"]} == {"127.0.0.1"}
     assert {a["node"] for a in run.actors} == node_ids
 
     assert three_nodes.head_node is not None
