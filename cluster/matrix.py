@@ -85,10 +85,11 @@ def run_matrix(cases: Sequence[Case], out: str | Path,
                on_run: Callable[[Case, Any], None] | None = None,
                on_start: Callable[[Case], None] | None = None,
                on_progress: Callable[[Any], None] | None = None,
+               metrics_endpoint: Any = None,
                ) -> tuple[list[Any], list[Path]]:
     """Run every case back to back; write the comparison into ``out``. Returns
     (results, written paths). Stops early (still writing the comparison) when a run is
-    interrupted."""
+    interrupted. ``metrics_endpoint``: one shared /metrics for every case (each its labels)."""
     from rafale.analysis import compare
     from rafale.cluster.run import start
 
@@ -96,7 +97,8 @@ def run_matrix(cases: Sequence[Case], out: str | Path,
     for case in cases:
         if on_start is not None:
             on_start(case)
-        result = start(spec=case.spec, on_progress=on_progress).wait()
+        result = start(spec=case.spec, on_progress=on_progress,
+                       metrics_endpoint=metrics_endpoint).wait()
         results.append(result)
         if on_run is not None:
             on_run(case, result)

@@ -6,6 +6,12 @@ It binds to loopback unless ``metrics_allow_remote`` is set (as the target's gua
 before any actor is placed (a bad or busy address is refused before traffic). After the
 run it stays up until one scrape has read the final values or ``FINAL_WAIT_S`` have
 passed, and says which.
+
+One endpoint can serve several runs (``rafale matrix``, ``webpush send``): each run attaches
+its families' builder and its series carry its own ``run_id`` and ``run`` labels, so a
+finished cell's final values stay on the page while the next cell runs. Such a shared
+endpoint (``shared=True``) outlives its runs: their ``final()`` and ``stop()`` leave it up,
+and its owner ends it with ``close()``.
 """
 
 from __future__ import annotations
@@ -58,10 +64,10 @@ class _Source(Collector):
 class MetricsEndpoint:
     """``/metrics`` on ``address`` (``HOST:PORT``), from ``build()`` at each scrape."""
 
-    def __init__(self, address: str,
-                 build: Callable[[], list[Metric]] = lambda: []) -> None:
+    def __init__(self, address: str, shared: bool = False) -> None:
         host, _, port = address.rpartition(":")
-        self.build = build  # set by the run once it exists
+        self.shared = shared
+        self._sources: list[Callable[[], list[Metric]]] = []  # one per run attached
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Source(self))
         try:
@@ -84,6 +90,21 @@ class MetricsEndpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
 
+    def attach(self, build: Callable[[], list[Metric]]) -> None:
+        """Serve ``build()``'s families from now on, next to those already attached."""
+        self._sources.append(build)
+
+    def build(self) -> list[Metric]:
+        """Every attached run's families, one family per name (runs differ by labels)."""
+        merged: dict[str, Metric] = {}
+        for source in list(self._sources):
+            for family in source():
+                if family.name in merged:
+                    merged[family.name].samples.extend(family.samples)
+                else:
+                    merged[family.name] = family
+        return list(merged.values())
+
     def scrape(self) -> list[Metric]:
         families = self.build()
         self.scrapes += 1
@@ -93,7 +114,11 @@ class MetricsEndpoint:
 
     def final(self, wait_s: float = FINAL_WAIT_S) -> None:
         """The values are final from now on: serve until a scrape has read them or
-        ``wait_s`` passed (in a thread of its own), then stop."""
+        ``wait_s`` passed (in a thread of its own), then stop. Shared: see close()."""
+        if not self.shared:
+            self._begin_final(wait_s)
+
+    def _begin_final(self, wait_s: float) -> None:
         if self._final_at is None:
             self._final_at = time.monotonic()
             self._closer = threading.Thread(target=self._close, args=(wait_s,), daemon=True,
@@ -119,12 +144,15 @@ class MetricsEndpoint:
 
     def close(self, wait_s: float = FINAL_WAIT_S) -> str:
         """Wait until the endpoint has stopped (see :meth:`final`); say how it ended."""
-        self.final(wait_s)
+        self._begin_final(wait_s)
         self._closer.join()
         return self.outcome
 
     def stop(self) -> None:
-        """Stop now, without waiting for a scrape (its port is needed again)."""
-        self.final()
+        """Stop now, without waiting for a scrape (its port is needed again); a shared
+        endpoint stays up (its owner closes it)."""
+        if self.shared:
+            return
+        self._begin_final(FINAL_WAIT_S)
         self._stop.set()
         self._closer.join()

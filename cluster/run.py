@@ -118,7 +118,7 @@ class Run:
         self.save_error: str | None = None  # why the final save to ``out`` failed
         self.metrics = metrics  # the /metrics endpoint (--metrics), if any
         if metrics is not None:
-            metrics.build = self._metric_families
+            metrics.attach(self._metric_families)
         self._thread = threading.Thread(target=self._drain_loop, daemon=True,
                                         name=f"rafale-drain-{self.run_id}")
 
@@ -395,12 +395,13 @@ class Run:
                                  outcomes)
 
 
-def start(*, spec: RunSpec | None = None,
-          on_progress: Callable[[Snapshot], None] | None = None, **options: Any) -> Run:
+def start(*, spec: RunSpec | None = None, on_progress: Callable[[Snapshot], None] | None = None,
+          metrics_endpoint: MetricsEndpoint | None = None, **options: Any) -> Run:
     """Validate, resolve, place and start a run; return the :class:`Run` at once.
 
     ``options`` are RunSpec field names (``urls``, ``rate_per_s``, ``duration_s``, ``http``,
     ``dns``, ``resolve``, ``actors``, ``out``...); with ``spec=`` they override its fields.
+    ``metrics_endpoint``: a shared endpoint (of several runs) to serve on, not ``metrics=``.
     Bad input raises ValueError before Ray starts or any request is sent.
     """
     global _current
@@ -431,7 +432,7 @@ def start(*, spec: RunSpec | None = None,
     handles, wheres = placement.place(configs, node_ids)
     endpoint = None
     try:  # a busy --metrics port is refused here: before the actors start sending
-        endpoint = MetricsEndpoint(spec.metrics) if spec.metrics is not None else None
+        endpoint = metrics_endpoint or (MetricsEndpoint(spec.metrics) if spec.metrics else None)
         now = time.monotonic()
         actors = [ActorBook.placed(i, node_ids[i], w, now) for i, w in enumerate(wheres)]
         start_at_s = time.time() + START_DELAY_S

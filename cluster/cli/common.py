@@ -47,3 +47,19 @@ def exit_code(ended: str, thresholds_passed: bool = True) -> int:
     if not thresholds_passed:
         return EXIT_THRESHOLDS
     return 0 if ended in (Ended.COMPLETED, Ended.STOPPED) else EXIT_FAILED
+
+
+def shared_metrics(address: str | None) -> Any:
+    """One /metrics endpoint for several runs (matrix, webpush send) at ``address`` (an
+    already checked ``HOST:PORT``), or None; exit 2 when it cannot be served (a busy port),
+    before any traffic."""
+    if address is None:
+        return None
+    from rafale.cluster.metrics import MetricsEndpoint
+
+    try:
+        endpoint = MetricsEndpoint(address, shared=True)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"metrics: {endpoint.url} (Prometheus format)", err=True)
+    return endpoint

@@ -19,6 +19,7 @@ from rafale.cluster.cli.common import (  # noqa: F401 - EXIT_* re-exported for c
     EXIT_INTERRUPTED,
     exit_code,
     fail,
+    shared_metrics,
     show_warnings,
     sigterm_as_interrupt,
 )
@@ -171,8 +172,12 @@ def matrix(
     timeout: Timeout = "10s", late_after: LateAfter = "1ms", header: Header = None,
     method: Method = "GET", data: Data = None,
     address: Address = None, reserve_driver_cpu: ReserveCpu = False, html: Html = False,
+    metrics: Metrics = None, metrics_allow_remote: MetricsAllowRemote = False,
 ) -> None:
-    """Run every HTTP version × DNS mode (× actor count) back to back and compare them."""
+    """Run every HTTP version × DNS mode (× actor count) back to back and compare them.
+
+    With --metrics, one endpoint serves every run of the matrix (each with its own run
+    label) and stays up after the last one until the final values are scraped."""
     from rafale.cluster.matrix import plan, run_matrix, split_list
 
     show_warnings()
@@ -198,11 +203,14 @@ def matrix(
     def started(case: Any) -> None:
         typer.echo(f"run {case.label} ...", err=True)
 
+    endpoint = shared_metrics(cases[0].spec.metrics)
     try:
-        results, written = run_matrix(cases, out, on_start=started)
+        results, written = run_matrix(cases, out, on_start=started, metrics_endpoint=endpoint)
     except ValueError as exc:
         fail(str(exc))
     typer.echo(compare.to_terminal(compare.compare(results)), nl=False)
+    if endpoint is not None:
+        typer.echo(f"metrics: {endpoint.close()}")
     typer.echo(f"full table: {Path(out) / compare.COMPARISON_MD}")
     if html:
         from rafale.analysis.html import write_html

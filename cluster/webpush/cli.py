@@ -11,9 +11,11 @@ from rafale.cluster.cli.common import (
     EXIT_INTERRUPTED,
     exit_code,
     fail,
+    shared_metrics,
     show_warnings,
     sigterm_as_interrupt,
 )
+from rafale.cluster.cli.options import Metrics, MetricsAllowRemote
 
 app = typer.Typer(
     name="webpush", no_args_is_help=True, add_completion=False,
@@ -88,20 +90,30 @@ def send(
     address: Annotated[str | None, typer.Option("--address", metavar="HOST:PORT",
                                                 show_default=False)] = None,
     progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
+    metrics: Metrics = None, metrics_allow_remote: MetricsAllowRemote = False,
 ) -> None:
     """Send a prepared feed once: delivered, gone (gone.jsonl), too large, throttled."""
     from rafale.analysis.report import summary_text
+    from rafale.cluster.metrics import parse_metrics_address
     from rafale.cluster.progress import ProgressPrinter
     from rafale.cluster.webpush.prepare import send as run_send
 
     show_warnings()
     sigterm_as_interrupt()
+    try:
+        bind = None if metrics is None else parse_metrics_address(metrics, metrics_allow_remote)
+    except ValueError as exc:
+        fail(str(exc))
+    endpoint = shared_metrics(bind)
     printer = ProgressPrinter() if progress else None
     try:
         result = run_send(feed, rate_per_s=rate, out=out, retry=retry, http=http,
                           ramp_s=ramp or 0.0, actors=actors, resolve=tuple(resolve or ()),
-                          cacert=cacert, address=address, on_progress=printer)
+                          cacert=cacert, address=address, on_progress=printer,
+                          metrics_endpoint=endpoint)
     except ValueError as exc:
+        if endpoint is not None:
+            endpoint.stop()
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted while starting; no message was sent", EXIT_INTERRUPTED)
@@ -110,5 +122,7 @@ def send(
     if printer is not None:
         printer.close()
     typer.echo(summary_text(result), nl=False)
+    if endpoint is not None:
+        typer.echo(f"  metrics: {endpoint.close()}")
     typer.echo(f"saved to {out}")
     raise typer.Exit(exit_code(str(result.meta.get("ended", ""))))

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from rafale.analysis import store
@@ -91,6 +95,43 @@ def test_bad_input_in_a_subprocess_exits_2_fast() -> None:
     assert time.monotonic() - began < 10
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def scrape_until_closed(port: int, scrapes: list[str], limit_s: float = 90) -> None:
+    """Scrape http://127.0.0.1:PORT/metrics every 0.2 s, from before it opens until it has
+    opened and closed again, keeping every page read."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
+                scrapes.append(page.read().decode())
+        except OSError:
+            if scrapes:
+                return
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("command", [
+    ["matrix", "https://x.test/", "--out", "/tmp/unused-matrix", "--metrics", "0.0.0.0:9464"],
+    ["webpush", "send", "feed.parquet", "--rate", "5", "--out", "/tmp/unused-send",
+     "--metrics", "0.0.0.0:9464"],
+])
+def test_matrix_and_send_refuse_a_remote_metrics_bind_before_ray(
+        command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_ray(*_: Any, **__: Any) -> None:
+        raise AssertionError("Ray must not start for bad input")
+
+    monkeypatch.setattr(placement, "connect", no_ray)
+    result = CliRunner().invoke(cli.app, command)
+    assert result.exit_code == cli.EXIT_BAD_INPUT, result.output
+    assert "'0.0.0.0:9464' is not a loopback address" in result.output
+    assert "--metrics-allow-remote" in result.output
+
+
 def test_help_explains_units_and_defaults() -> None:
     done = CliRunner().invoke(cli.app, ["run", "--help"], env={"COLUMNS": "200"})
     assert done.exit_code == 0
@@ -118,11 +159,25 @@ def test_report_does_not_import_ray_or_pycurl(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_matrix_runs_every_valid_combination(target: Target, tmp_path: Path,
                                              ray_head: RayHead) -> None:
+    """Every valid cell, compared; with --metrics one endpoint serves every cell's series
+    (its own run label) and stays up until a scrape has read the last cell's final values."""
     out = tmp_path / "matrix"
+    port = free_port()
+    scrapes: list[str] = []
+    scraper = threading.Thread(target=scrape_until_closed, args=(port, scrapes), daemon=True)
+    scraper.start()
     done = rafale("matrix", target.https_url, "--http", "1.1,3,2c", "--dns", "system",
                   "--duration", "1s", "--rate", "100", "--out", str(out), *target_args(target),
-                  head=ray_head)
+                  "--metrics", f"127.0.0.1:{port}", head=ray_head)
+    scraper.join(timeout=20)
     assert done.returncode == 0, done.stderr
+    assert "metrics: final values scraped from http://127.0.0.1:" in done.stdout, done.stdout
+    final = {(s.name, s.labels.get("run")): s.value
+             for family in text_string_to_metric_families(scrapes[-1]) for s in family.samples
+             if s.labels.get("outcome") == "completed"}
+    for cell in ("http1.1-system-autoactors", "http3-system-autoactors"):
+        completed = store.load(out / cell).summary["requests"]["completed"]
+        assert final[("rafale_requests_total", cell)] == completed > 0, (cell, final)
     assert "skipped http 2c" in done.stderr
     table = (out / "comparison.md").read_text()
     assert "1.1" in table and "| 3 " in table.replace("|   3", "| 3")

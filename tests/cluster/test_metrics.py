@@ -4,6 +4,7 @@ goes whose final scrape agrees with its summary and the target's access log."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -118,6 +119,40 @@ def test_the_endpoint_waits_for_one_scrape_of_the_final_values() -> None:
     began = time.monotonic()
     assert unread.close(wait_s=0.3) == f"final values not scraped from {unread.url} within 0.3 s"
     assert 0.3 <= time.monotonic() - began < 2.0
+
+
+def test_a_shared_endpoint_serves_every_run_attached_and_outlives_them() -> None:
+    """Two runs on one endpoint: one family per name holding both runs' series; a run's
+    final() or stop() leaves a shared endpoint up, its owner's close() ends it."""
+    windows, _ = make_run(RunShape(actors=2, seconds=2))
+    total = Aggregate()
+    for window in windows:
+        total.add_window(window)
+
+    def run_families(run: str) -> Any:
+        return lambda: families(total, {"run_id": run, "run": run}, target_rate_per_s=None,
+                                in_flight=0, actors={"alive": 2}, info={"ended": "completed"})
+
+    endpoint = MetricsEndpoint("127.0.0.1:0", shared=True)
+    endpoint.attach(run_families("a"))
+    endpoint.attach(run_families("b"))
+    endpoint.final()
+    endpoint.stop()
+    page = scrape(endpoint.url)  # still up
+    completed = total.counters["completed"]
+    for run in ("a", "b"):
+        assert value(page, "rafale_requests_total", run=run, outcome="completed") == completed
+    closed: list[str] = []
+    closer = threading.Thread(target=lambda: closed.append(endpoint.close(wait_s=10)))
+    closer.start()
+    while closer.is_alive():  # the owner's close() waits for one scrape more
+        with contextlib.suppress(OSError):
+            scrape(endpoint.url)
+        time.sleep(0.05)
+    closer.join()
+    assert closed[0].startswith("final values scraped"), closed
+    with pytest.raises(OSError):
+        scrape(endpoint.url)
 
 
 def test_a_busy_port_is_refused_naming_it() -> None:
