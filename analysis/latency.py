@@ -76,6 +76,22 @@ def percentiles(hist: HdrHistogram, pcts: Sequence[float] = DEFAULT_PERCENTILES
     return out
 
 
+def counts_at_or_below(hist: HdrHistogram, edges_us: Sequence[int]) -> list[int]:
+    """For each edge, the count of recorded values at or below it: exact when the edge is
+    the highest equivalent value of a bucket (each bucket counts wholly on one side)."""
+    if not _vector(hist):
+        counts = [0] * len(edges_us)
+        for item in hist.get_recorded_iterator():
+            for i, edge in enumerate(edges_us):
+                if int(item.value_iterated_to) <= edge:
+                    counts[i] += int(item.count_added_in_this_iter_step)
+        return counts
+    _, highest, _ = _tables()
+    cumulative = np.cumsum(counts_view(hist), dtype=np.int64)
+    last = np.searchsorted(highest, np.asarray(edges_us, dtype=np.int64), side="right") - 1
+    return [int(cumulative[i]) if i >= 0 else 0 for i in last]
+
+
 def mean(hist: HdrHistogram) -> float | None:
     """The mean latency (as hdrh's get_mean_value), None when empty."""
     total = int(hist.get_total_count())

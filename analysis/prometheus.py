@@ -26,6 +26,7 @@ from prometheus_client.core import (
 )
 
 from rafale.actors.contract import LATENCY_CORRECTED, LATENCY_RAW, SEND_LAG, new_histogram
+from rafale.analysis import latency
 from rafale.analysis.aggregate import Aggregate
 
 __all__ = ["BUCKETS_US", "buckets", "families"]
@@ -48,19 +49,10 @@ _HISTOGRAMS = (
 def buckets(hist: HdrHistogram, edges_us: Sequence[int] = BUCKETS_US
             ) -> tuple[list[tuple[str, float]], float]:
     """Cumulative (le, count) pairs in seconds, +Inf last, and the sum of values (s)."""
-    counts = [0] * len(edges_us)
     total = int(hist.get_total_count())
-    sum_us = float(hist.get_mean_value()) * total
-    for item in hist.get_recorded_iterator():
-        value_us, count = int(item.value_iterated_to), int(item.count_added_in_this_iter_step)
-        for i, edge in enumerate(edges_us):
-            if value_us <= edge:
-                counts[i] += count
-                break
-    cumulative, running = [], 0
-    for edge, count in zip(edges_us, counts, strict=True):
-        running += count
-        cumulative.append((f"{edge / 1e6:g}", float(running)))
+    sum_us = (latency.mean(hist) or 0.0) * total
+    cumulative = [(f"{edge / 1e6:g}", float(count)) for edge, count in
+                  zip(edges_us, latency.counts_at_or_below(hist, edges_us), strict=True)]
     cumulative.append(("+Inf", float(total)))
     return cumulative, sum_us / 1e6
 

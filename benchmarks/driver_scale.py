@@ -34,6 +34,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -152,7 +153,10 @@ def p99(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, Any]]) -> Case:
+def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, Any]],
+             each_second: Callable[[WindowLog], object] | None = None) -> Case:
+    """One case; ``each_second(log)`` runs inside each simulated second's CPU measure (what
+    else the driver does every second: benchmarks/metrics_cost.py scrapes /metrics there)."""
     every = int(CHECKPOINT_EVERY_S)
     cut = actors * seconds > max_windows
     seconds_run = max(every, max_windows // actors) if cut else seconds
@@ -175,6 +179,8 @@ def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, A
             log.append(windows)
             snapshot(log, elapsed_s=second + 1.0, total_s=float(seconds), state="sending",
                      actors_alive=actors, actors_total=actors)
+            if each_second is not None:
+                each_second(log)
             cpu_s = time.process_time() - cpu_began
             if (second + 1) % every:
                 plain_cpu.append(cpu_s)

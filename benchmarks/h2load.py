@@ -34,9 +34,14 @@ _REQUESTS = re.compile(
 _WARMED_UP = "Warm-up phase is over"
 
 
+# Tests run on several workers and each installs what it needs on demand: an apt-get that
+# finds another one holding dpkg's lock waits for it (up to this long) instead of failing.
+APT_LOCK_WAIT_S = 300
+
+
 def _apt(*args: str) -> bool:
     prefix = [] if os.geteuid() == 0 or shutil.which("sudo") is None else ["sudo", "-n"]
-    command = [*prefix, "apt-get", *args]
+    command = [*prefix, "apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT_S}", *args]
     print(f"+ {' '.join(command)}", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     return subprocess.run(command, env=env, check=False).returncode == 0

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import contention, driver_scale, feeds, table, webpush
+from benchmarks import contention, driver_scale, feeds, metrics_cost, table, webpush
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -41,6 +41,13 @@ def render_driver_scale(data: dict[str, Any]) -> str:
                "--out docs/results")
     return (_machine(data["machine"], command) + "\n"
             + driver_scale.markdown(cases, list(data["verdicts"]), int(data["max_windows"])))
+
+
+def render_metrics_cost(data: dict[str, Any]) -> str:
+    args = data["args"]
+    command = (f"python -m benchmarks.metrics_cost --actors {args['actors']} --seconds "
+               f"{args['seconds']} --rounds {args['rounds']} --out docs/results")
+    return _machine(data["machine"], command) + "\n" + metrics_cost.markdown(data["cases"])
 
 
 def render_contention(data: dict[str, Any]) -> str:
@@ -111,6 +118,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "feeds": render_feeds,
     "driver_scale": render_driver_scale,
     "contention": render_contention,
+    "metrics_cost": render_metrics_cost,
 }
 
 

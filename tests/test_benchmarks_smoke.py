@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import curl_ref, driver_scale, run, table
+from benchmarks import curl_ref, driver_scale, metrics_cost, run, table
 from benchmarks.cpu import run_tool
 from benchmarks.h2load import ensure_h2load, ensure_tool, parse_report
 from benchmarks.peers import (
@@ -185,6 +185,19 @@ def test_harness_runs_one_round_of_one_shape_with_every_client(
     capsys.readouterr()
     assert table.main([str(dated)]) == 0
     assert capsys.readouterr().out == rendered + "\n"
+
+
+def test_metrics_cost_measures_a_real_scrape_of_the_endpoint(tmp_path: Path) -> None:
+    """Each simulated second scrapes a real endpoint over HTTP: the page holds the run's
+    families, and the scrape's CPU is counted in the driver's process."""
+    argv = ["--actors", "4", "--seconds", "5", "--rounds", "1", "--out", str(tmp_path)]
+    assert metrics_cost.main(argv) == 0
+    [case] = json.loads((tmp_path / "metrics_cost.json").read_text())["cases"]
+    assert case["actors"] == 4 and case["page_bytes"] > 2000
+    assert 0 < case["scrape_cpu_median_s"] <= case["scrape_cpu_max_s"]
+    assert case["extra_share"] == pytest.approx(case["scrape_cpu_median_s"]
+                                                / case["plain_cpu_per_s_mean_s"])
+    assert "| 4 |" in metrics_cost.markdown([case])
 
 
 def test_driver_scale_quick_writes_every_figure_of_every_case(tmp_path: Path) -> None:
