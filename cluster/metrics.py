@@ -106,9 +106,12 @@ class MetricsEndpoint:
         return list(merged.values())
 
     def scrape(self) -> list[Metric]:
+        # Only a scrape that began once the values were final has read them: one begun
+        # before and answered after (a slow build, a slow client) has not.
+        final = self._final_at is not None
         families = self.build()
         self.scrapes += 1
-        if self._final_at is not None:
+        if final:
             self._final_scraped.set()
         return families
 
