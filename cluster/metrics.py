@@ -85,9 +85,12 @@ class MetricsEndpoint:
         return f"http://{host}:{self.port}/metrics"
 
     def scrape(self) -> list[Metric]:
+        # Final only if they were final before building: a scrape that began building as
+        # the run ended may hold the values of before its end.
+        final = self._final_at is not None
         families = self.build()
         self.scrapes += 1
-        if self._final_at is not None:
+        if final:
             self._final_scraped.set()
         return families
 

@@ -118,6 +118,11 @@ def test_the_endpoint_waits_for_one_scrape_of_the_final_values() -> None:
     began = time.monotonic()
     assert unread.close(wait_s=0.3) == f"final values not scraped from {unread.url} within 0.3 s"
     assert 0.3 <= time.monotonic() - began < 2.0
+    # A scrape that began building before the run ended holds values of before its end.
+    racing = MetricsEndpoint("127.0.0.1:0")
+    racing.build = lambda: (racing.final(wait_s=0.3), [])[1]
+    assert scrape(racing.url) == {}
+    assert racing.close() == f"final values not scraped from {racing.url} within 0.3 s"
 
 
 def test_a_busy_port_is_refused_naming_it() -> None:
