@@ -81,6 +81,9 @@ def test_families_from_an_aggregate_count_what_its_windows_hold() -> None:
     total = Aggregate()
     for window in windows:
         total.add_window(window)
+    # Tagged failures too (the factory's tags only complete): 3 refused connections of t1.
+    total.add_window({"actor": 0, "second": 4, "failed": 3, "error": {"connect:7": 3},
+                      "tag": {"t1|connect:7": 3}})
     from prometheus_client import CollectorRegistry, generate_latest
 
     class Fixed:
@@ -103,6 +106,22 @@ def test_families_from_an_aggregate_count_what_its_windows_hold() -> None:
     assert value(samples, "rafale_request_duration_seconds_count") == \
         total.hists["latency_corrected_us"].get_total_count()
     assert value(samples, "rafale_target_rate", run_id="r1", run="demo") == 300.0
+    # Feed tags: every "tag|status" and "tag|kind:code" count, and each tag's histogram.
+    by_tag = {(ls["tag"], ls["outcome"], ls["result"]): v for (n, frozen), v in samples.items()
+              if n == "rafale_requests_by_tag_total" for ls in [dict(frozen)]}
+    assert by_tag == {(tag, "completed" if result.isdigit() else "failed", result): count
+                      for key, count in total.maps["tag"].items()
+                      for tag, _, result in [key.partition("|")]}
+    assert {k[0] for k in by_tag} == {"t0", "t1"} and by_tag["t1", "failed", "connect:7"] == 3
+    assert sum(v for (_, outcome, _), v in by_tag.items() if outcome == "completed") == \
+        sum(total.maps["status"].values())
+    for tag, hist in total.tag_hists.items():
+        assert value(samples, "rafale_request_duration_by_tag_seconds_count", tag=tag) == \
+            hist.get_total_count() > 0
+        pairs, _ = buckets(hist)
+        for le, count in pairs:
+            assert value(samples, "rafale_request_duration_by_tag_seconds_bucket", tag=tag,
+                         le=le) == count
     assert value(samples, "rafale_actors", state="alive") == 3
 
 
