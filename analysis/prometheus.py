@@ -4,7 +4,9 @@ The driver serves these (cluster/metrics.py) from the aggregate of every actor o
 host, so one scrape target covers the whole cluster. Names follow Prometheus conventions:
 base units (seconds), ``_total`` for counters, the run's id and name as labels. Windows
 count each dimension apart (status, version, address, error), so each is its own counter
-family rather than one family with every label at once.
+family rather than one family with every label at once. A feed's tags count their own
+outcomes (``rafale_requests_by_tag_total{tag,outcome,result}``) and latency
+(``rafale_request_duration_by_tag_seconds{tag}``).
 
 Histogram buckets come from the HdrHistograms exactly: each edge is the highest value of
 an HdrHistogram bucket (``highest_equivalent_value`` of a round number: 5 ms is 5.003 ms
@@ -28,6 +30,7 @@ from prometheus_client.core import (
 from rafale.actors.contract import LATENCY_CORRECTED, LATENCY_RAW, SEND_LAG, new_histogram
 from rafale.analysis import latency
 from rafale.analysis.aggregate import Aggregate
+from rafale.analysis.summary import tag_outcomes
 
 __all__ = ["BUCKETS_US", "buckets", "families"]
 
@@ -62,6 +65,33 @@ def families(total: Aggregate, labels: Mapping[str, str], *, target_rate_per_s: 
              ) -> list[Metric]:
     """Every metric of the run so far from its merged aggregate (``labels``: run_id, run)."""
     names, values = list(labels), list(labels.values())
+    gauges: list[tuple[str, str, Any]] = [
+        ("rafale_in_flight", "Requests open at the end of each actor's latest window.", in_flight),
+    ]
+    if target_rate_per_s is not None:
+        gauges.append(("rafale_target_rate", "The schedule's rate now, req/s.",
+                       target_rate_per_s))
+    out = [*_counters(total, names, values), *_by_tag(total, names, values),
+           *_histograms(total, names, values)]
+    for name, doc, value in gauges:
+        gauge = GaugeMetricFamily(name, doc, labels=names)
+        gauge.add_metric(values, float(value))
+        out.append(gauge)
+    state = GaugeMetricFamily("rafale_actors", "Sender actors, by state.",
+                              labels=[*names, "state"])
+    for key, count in sorted(actors.items()):
+        state.add_metric([*values, key], float(count))
+    out.append(state)
+    run_info = GaugeMetricFamily("rafale_run_info", "The run's settings (value 1).",
+                                 labels=[*names, *info])
+    run_info.add_metric([*values, *info.values()], 1.0)
+    out.append(run_info)
+    return out
+
+
+def _counters(total: Aggregate, names: list[str], values: list[str]) -> list[Metric]:
+    """The request counters: by outcome, the schedule's, late by cause, and one family per
+    dimension of the windows (status, version, address, error)."""
     c = total.counters
     out: list[Metric] = []
 
@@ -96,28 +126,36 @@ def families(total: Aggregate, labels: Mapping[str, str], *, target_rate_per_s: 
         for key, count in sorted(total.maps.get(dimension, {}).items()):
             family.add_metric([*values, str(key)], count)
         out.append(family)
+    return out
+
+
+def _by_tag(total: Aggregate, names: list[str], values: list[str]) -> list[Metric]:
+    """Feed tags: requests that ended, by tag, outcome (completed: a response, failed: none)
+    and result (the status, or the error's kind:code, as ``rafale_responses_total`` and
+    ``rafale_failures_total`` have them), and each tag's duration histogram (completed
+    requests, from the intended send time). Empty families without a tagged feed."""
+    requests = CounterMetricFamily(
+        "rafale_requests_by_tag", "Feed requests that ended, by tag, outcome and result.",
+        labels=[*names, "tag", "outcome", "result"])
+    for tag, entry in tag_outcomes(total.maps.get("tag", {})).items():
+        for outcome, results in (("completed", entry["status"]), ("failed", entry["errors"])):
+            for result, count in results.items():
+                requests.add_metric([*values, tag, outcome, result], count)
+    duration = HistogramMetricFamily(
+        "rafale_request_duration_by_tag_seconds",
+        "Duration of a feed tag's completed requests from their intended send time.",
+        labels=[*names, "tag"])
+    for tag, hist in sorted(total.tag_hists.items()):
+        pairs, sum_s = buckets(hist)
+        duration.add_metric([*values, tag], pairs, sum_s)
+    return [requests, duration]
+
+
+def _histograms(total: Aggregate, names: list[str], values: list[str]) -> list[Metric]:
+    out: list[Metric] = []
     for field, name, doc in _HISTOGRAMS:
         histogram = HistogramMetricFamily(name, doc, labels=names)
         pairs, sum_s = buckets(total.hists[field])
         histogram.add_metric(values, pairs, sum_s)
         out.append(histogram)
-    gauges: list[tuple[str, str, Any]] = [
-        ("rafale_in_flight", "Requests open at the end of each actor's latest window.", in_flight),
-    ]
-    if target_rate_per_s is not None:
-        gauges.append(("rafale_target_rate", "The schedule's rate now, req/s.",
-                       target_rate_per_s))
-    for name, doc, value in gauges:
-        gauge = GaugeMetricFamily(name, doc, labels=names)
-        gauge.add_metric(values, float(value))
-        out.append(gauge)
-    state = GaugeMetricFamily("rafale_actors", "Sender actors, by state.",
-                              labels=[*names, "state"])
-    for key, count in sorted(actors.items()):
-        state.add_metric([*values, key], float(count))
-    out.append(state)
-    run_info = GaugeMetricFamily("rafale_run_info", "The run's settings (value 1).",
-                                 labels=[*names, *info])
-    run_info.add_metric([*values, *info.values()], 1.0)
-    out.append(run_info)
     return out

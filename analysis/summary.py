@@ -40,10 +40,9 @@ def _shares(counts: dict[str, int]) -> dict[str, float]:
     return {k: v / total for k, v in counts.items()} if total else {}
 
 
-def tag_table(counts: dict[str, int],
-              hists: Mapping[str, HdrHistogram] | None = None) -> dict[str, dict[str, Any]]:
-    """Per tag of a feed: finished requests, by status and by error ("tag" dimension), and
-    the latency of its completed requests from the intended send time."""
+def tag_outcomes(counts: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """Per tag of a feed, from the "tag" dimension (keys "tag|status" or "tag|kind:code"):
+    finished requests, failed ones, and both by status and by error; tags in order."""
     tags: dict[str, dict[str, Any]] = {}
     for key, count in counts.items():
         tag, _, outcome = key.rpartition(TAG_SEPARATOR)
@@ -54,11 +53,20 @@ def tag_table(counts: dict[str, int],
         else:
             entry["failed"] += count
             entry["errors"][outcome] = entry["errors"].get(outcome, 0) + count
-    for tag, entry in tags.items():
+    for entry in tags.values():
         entry["status"], entry["errors"] = _sorted(entry["status"]), _sorted(entry["errors"])
+    return dict(sorted(tags.items()))
+
+
+def tag_table(counts: dict[str, int],
+              hists: Mapping[str, HdrHistogram] | None = None) -> dict[str, dict[str, Any]]:
+    """Per tag of a feed: finished requests, by status and by error ("tag" dimension), and
+    the latency of its completed requests from the intended send time."""
+    tags = tag_outcomes(counts)
+    for tag, entry in tags.items():
         hist = (hists or {}).get(tag)
         entry[LATENCY_CORRECTED] = latency_summary(hist if hist is not None else new_histogram())
-    return dict(sorted(tags.items()))
+    return tags
 
 
 def summarize(total: Aggregate) -> dict[str, Any]:

@@ -1,12 +1,11 @@
 """The driver's Prometheus endpoint: the address guard, exact buckets from the
-HdrHistograms, the endpoint's life after the run, and a real 2-actor run scraped while it
-goes whose final scrape agrees with its summary and the target's access log."""
+HdrHistograms, the families (per-tag ones too), and the endpoint's life after the run. A
+real run scraped by a real Prometheus is in test_prometheus.py."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 import urllib.request
 from typing import Any
@@ -19,9 +18,7 @@ from rafale.actors.contract import new_histogram
 from rafale.analysis.aggregate import Aggregate
 from rafale.analysis.prometheus import BUCKETS_US, buckets, families
 from rafale.cluster.metrics import MetricsEndpoint, parse_metrics_address
-from rafale.cluster.run import start
 from rafale.cluster.spec import RunSpec
-from rafale.cluster.target import Target
 from tests.analysis.windows_factory import RunShape, make_run
 
 URL = "https://rafale.test/"
@@ -82,6 +79,9 @@ def test_families_from_an_aggregate_count_what_its_windows_hold() -> None:
     total = Aggregate()
     for window in windows:
         total.add_window(window)
+    # Tagged failures too (the factory's tags only complete): 3 refused connections of t1.
+    total.add_window({"actor": 0, "second": 4, "failed": 3, "error": {"connect:7": 3},
+                      "tag": {"t1|connect:7": 3}})
     from prometheus_client import CollectorRegistry, generate_latest
 
     class Fixed:
@@ -104,6 +104,22 @@ def test_families_from_an_aggregate_count_what_its_windows_hold() -> None:
     assert value(samples, "rafale_request_duration_seconds_count") == \
         total.hists["latency_corrected_us"].get_total_count()
     assert value(samples, "rafale_target_rate", run_id="r1", run="demo") == 300.0
+    # Feed tags: every "tag|status" and "tag|kind:code" count, and each tag's histogram.
+    by_tag = {(ls["tag"], ls["outcome"], ls["result"]): v for (n, frozen), v in samples.items()
+              if n == "rafale_requests_by_tag_total" for ls in [dict(frozen)]}
+    assert by_tag == {(tag, "completed" if result.isdigit() else "failed", result): count
+                      for key, count in total.maps["tag"].items()
+                      for tag, _, result in [key.partition("|")]}
+    assert {k[0] for k in by_tag} == {"t0", "t1"} and by_tag["t1", "failed", "connect:7"] == 3
+    assert sum(v for (_, outcome, _), v in by_tag.items() if outcome == "completed") == \
+        sum(total.maps["status"].values())
+    for tag, hist in total.tag_hists.items():
+        assert value(samples, "rafale_request_duration_by_tag_seconds_count", tag=tag) == \
+            hist.get_total_count() > 0
+        pairs, _ = buckets(hist)
+        for le, count in pairs:
+            assert value(samples, "rafale_request_duration_by_tag_seconds_bucket", tag=tag,
+                         le=le) == count
     assert value(samples, "rafale_actors", state="alive") == 3
 
 
@@ -119,6 +135,11 @@ def test_the_endpoint_waits_for_one_scrape_of_the_final_values() -> None:
     began = time.monotonic()
     assert unread.close(wait_s=0.3) == f"final values not scraped from {unread.url} within 0.3 s"
     assert 0.3 <= time.monotonic() - began < 2.0
+    # A scrape that began building before the run ended holds values of before its end.
+    racing = MetricsEndpoint("127.0.0.1:0")
+    racing.attach(lambda: (racing.final(wait_s=0.3), [])[1])
+    assert scrape(racing.url) == {}
+    assert racing.close() == f"final values not scraped from {racing.url} within 0.3 s"
 
 
 def test_a_shared_endpoint_serves_every_run_attached_and_outlives_them() -> None:
@@ -162,51 +183,3 @@ def test_a_busy_port_is_refused_naming_it() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(ValueError, match=f"metrics '127.0.0.1:{port}' cannot be served"):
             MetricsEndpoint(f"127.0.0.1:{port}")
-
-
-@pytest.mark.slow
-def test_a_scraped_run_agrees_with_its_summary_and_the_access_log(target: Target,
-                                                                  local_ray: None) -> None:
-    """Scraped every 0.5 s while a 2-actor run goes and once after it ends: the counts rise,
-    the final scrape equals the summary and what the server logged, and the endpoint says
-    it was read."""
-    before = target.count_access_log()
-    run = start(urls=target.https_url, resolve=target.resolve, cacert=str(target.ca_file),
-                rate_per_s=200, duration_s=3, actors=2, metrics="127.0.0.1:0")
-    assert run.metrics is not None
-    endpoint = run.metrics
-    scrapes: list[dict[str, Any]] = []
-
-    def poll() -> None:  # until the endpoint closes, after its scrape of the final values
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                scrapes.append(scrape(endpoint.url))
-            except OSError:
-                return
-            time.sleep(0.5)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    result = run.wait(timeout=60)
-    outcome = endpoint.close()
-    poller.join()
-    assert outcome.startswith("final values scraped"), outcome
-    final = scrapes[-1]
-    seen = [value(s, "rafale_sent_total") for s in scrapes]
-    summary = result.summary
-    completed = summary["requests"]["completed"]
-    assert completed == 600 == target.count_access_log() - before
-    assert value(final, "rafale_requests_total", outcome="completed") == completed
-    assert value(final, "rafale_request_duration_seconds_count") == completed
-    assert value(final, "rafale_actors", state="alive") == 2
-    # It rose while the run went (a scrape saw part of it), and never went down.
-    assert seen == sorted(seen) and any(0 < v < 600 for v in seen), seen
-    # The p99 from the buckets is the summary's p99 within one bucket.
-    p99_us = summary["latency_corrected_us"]["p99"]
-    edges = [(float(le), v) for (n, ls), v in final.items()
-             if n == "rafale_request_duration_seconds_bucket"
-             for k, le in ls if k == "le" and le != "+Inf"]
-    first_at_99 = min(le for le, count in edges if count >= 0.99 * completed)
-    below = max((le for le, _ in edges if le < first_at_99), default=0.0)
-    assert below * 1e6 <= p99_us <= first_at_99 * 1e6 + 1, (p99_us, first_at_99)
