@@ -42,14 +42,13 @@ from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
 from rafale.actors.feed import FeedPlan
 from rafale.analysis import frames, prometheus, store
-from rafale.analysis.outcomes import outcome_counts
 from rafale.analysis.redact import redact_meta
 from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
 from rafale.analysis.thresholds import evaluate
 from rafale.cluster import placement
 from rafale.cluster.channel import ActorChannel
-from rafale.cluster.drain import CALL_TIMEOUT_S, ActorBook, Drain
+from rafale.cluster.drain import CALL_TIMEOUT_S, DRAIN_EVERY_S, END_TICK_S, ActorBook, Drain
 from rafale.cluster.meta import Ended, run_meta
 from rafale.cluster.metrics import MetricsEndpoint
 from rafale.cluster.options import check_out_writable
@@ -63,9 +62,6 @@ from rafale.cluster.takeover import RESTRIPE_AHEAD_S
 __all__ = ["RESTRIPE_AHEAD_S", "Run", "RunResult", "start"]
 
 START_DELAY_S = 0.5          # after every actor answered: time to deliver start() to all
-DRAIN_EVERY_S = 1.0
-END_TICK_S = 0.1             # drain ticks just past the run's planned end...
-END_TICKS_FOR_S = 2.0        # ...for this long at most (in-flight requests may take longer)
 CHECKPOINT_EVERY_S = 5.0
 _current: Run | None = None
 
@@ -179,18 +175,8 @@ class Run:
             summary["answers"] = dict(drain.answers)
         if drain.lost:
             summary["lost"] = [dict(x) for x in drain.lost]
-        feed = self.spec.feed
-        if feed is not None:
-            summary["feed"] = feed.summary(self.spec.feed_mode)
-            if self.outcomes is not None:
-                final = drain.outcomes_final
-                counts = outcome_counts(final if final is not None else self.outcomes.table())
-                if final is None:
-                    counts["pending"] = feed.rows - self.outcomes.rows
-                summary["feed"]["outcomes"] = counts
-                summary["feed"]["delivery"] = ("at-least-once (resend_unknown)"
-                                               if self.spec.resend_unknown else "at-most-once")
-                summary["feed"]["resent_unknown"] = drain.resent
+        if self.spec.feed is not None:
+            summary["feed"] = drain.feed_summary()
         return summary
 
     def result(self, summary: dict[str, Any] | None = None) -> RunResult:
@@ -325,21 +311,12 @@ class Run:
                         self._drain.note(f"checkpoint to {self.spec.out} failed: {exc!r}")
                     spent = time.monotonic() - began
                     next_checkpoint = time.monotonic() + max(CHECKPOINT_EVERY_S, 10 * spent)
-                self._abort.wait(max(0.0, self._next_tick(tick) - time.monotonic()))
+                self._abort.wait(max(0.0, self._drain.next_tick(tick) - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the run must still end and save
             self._drain.notes.append(f"driver error: {exc!r}")
             self._ended = self._ended or Ended.DRIVER_ERROR
         finally:
             self._finish()
-
-    def _next_tick(self, tick: float) -> float:
-        """A second after ``tick``; near the run's planned end, just after it and then
-        every END_TICK_S for END_TICKS_FOR_S, so that the run ends when its actors do, not
-        up to a second later."""
-        left_s = self.spec.run_s - self._drain.sched_now()
-        if self._drain.sched.paused or not -END_TICKS_FOR_S < left_s < DRAIN_EVERY_S:
-            return tick + DRAIN_EVERY_S
-        return min(tick + DRAIN_EVERY_S, time.monotonic() + max(left_s, 0.0) + END_TICK_S)
 
     def _report(self) -> None:
         if self.on_progress is not None:
