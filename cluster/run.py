@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,10 @@ from rafale.cluster.ray_channel import RayChannel
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec, unknown_option_message
 from rafale.cluster.takeover import RESTRIPE_AHEAD_S
+
+if TYPE_CHECKING:
+    from rafale.analysis.aggregate import Aggregate
+    from rafale.cluster.otlp import OtlpExporter
 
 __all__ = ["RESTRIPE_AHEAD_S", "Run", "RunResult", "start"]
 
@@ -115,6 +119,7 @@ class Run:
         self.metrics = metrics  # the /metrics endpoint (--metrics), if any
         if metrics is not None:
             metrics.build = self._metric_families
+        self.otlp: OtlpExporter | None = None  # the OTLP/HTTP exporter (--otlp), if any
         self._thread = threading.Thread(target=self._drain_loop, daemon=True,
                                         name=f"rafale-drain-{self.run_id}")
 
@@ -177,6 +182,8 @@ class Run:
             summary["lost"] = [dict(x) for x in drain.lost]
         if self.spec.feed is not None:
             summary["feed"] = drain.feed_summary()
+        if self.otlp is not None:
+            summary["otlp"] = self.otlp.status()
         return summary
 
     def result(self, summary: dict[str, Any] | None = None) -> RunResult:
@@ -194,16 +201,18 @@ class Run:
         """The actor whose stripe held each of the first ``rows`` feed rows."""
         return self._drain.owners(rows)
 
+    def _live_totals(self) -> tuple[Aggregate, dict[str, Any]]:
+        """The merged aggregate so far and the driver's gauges: /metrics and OTLP both."""
+        drain, live = self._drain, len(self._drain.live())
+        rate = None if drain.schedule is None else drain.schedule.rate_at(drain.sched_now())
+        return self.log.total(), {"target_rate_per_s": rate, "in_flight": self.log.in_flight(),
+                                  "actors": {"alive": live, "lost": len(drain.actors) - live}}
+
     def _metric_families(self) -> list[Any]:
         """The run so far as Prometheus metric families (analysis/prometheus.py)."""
-        drain = self._drain
-        schedule = drain.schedule
-        rate = None if schedule is None else schedule.rate_at(drain.sched_now())
-        live = len(drain.live())
+        total, gauges = self._live_totals()
         return prometheus.families(
-            self.log.total(), {"run_id": self.run_id, "run": self.spec.label or self.run_id},
-            target_rate_per_s=rate, in_flight=self.log.in_flight(),
-            actors={"alive": live, "lost": len(drain.actors) - live},
+            total, {"run_id": self.run_id, "run": self.spec.label or self.run_id}, **gauges,
             info={"http": self.spec.http, "dns": self.spec.dns, "ended": self._state()})
 
     def meta(self) -> dict[str, Any]:
@@ -344,6 +353,8 @@ class Run:
         if self._ended is None:
             self._ended = Ended.COMPLETED if self._drain.live() else Ended.ALL_LOST
         self._ended_at_s = time.time()
+        if self.otlp is not None:  # the final values, sent before the summary says how
+            self.warnings += self.otlp.final()
         summary = self.summary()
         if not summary["accounted"]:
             requests = summary["requests"]
@@ -421,6 +432,11 @@ def start(*, spec: RunSpec | None = None,
         raise
     run = Run(spec, actors, RayChannel(handles), start_at_s, entries,
               placement.node_infos(node_ids), on_progress, feed_plan, endpoint)
+    if spec.otlp is not None:  # the OpenTelemetry SDK loads only when asked for
+        from rafale.cluster.otlp import OtlpExporter
+
+        run.otlp = OtlpExporter(spec, run.run_id, start_at_s).start(run._live_totals,
+                                                                   lambda: run.done)
     run._thread.start()
     _current = run
     return run
