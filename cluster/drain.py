@@ -34,11 +34,14 @@ from rafale.cluster.channel import ActorChannel, Answered, Dead, Failed
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.takeover import Silent, StripeLog
 
-__all__ = ["ActorBook", "DriverClock", "Drain", "Loss"]
+__all__ = ["DRAIN_EVERY_S", "END_TICK_S", "ActorBook", "DriverClock", "Drain", "Loss"]
 
 POLL_WAIT_S = 0.5            # how long a drain tick waits for this second's answers
 CALL_TIMEOUT_S = 5.0         # control calls and the last drain wait this long at most
 SILENT_NOTICE_S = 1.5        # an actor silent this long is shown in the progress line
+DRAIN_EVERY_S = 1.0
+END_TICK_S = 0.1             # drain ticks just past the run's planned end...
+END_TICKS_FOR_S = 2.0        # ...for this long at most (in-flight requests may take longer)
 
 Loss = tuple["ActorBook", tuple[str, str]]  # an actor and (how it was detected, why)
 
@@ -137,6 +140,15 @@ class Drain:
 
     def live(self) -> list[ActorBook]:
         return [a for a in self.actors if a.alive]
+
+    def next_tick(self, tick: float) -> float:
+        """A second after ``tick``; near the run's planned end, just after it and then
+        every END_TICK_S for END_TICKS_FOR_S, so that the run ends when its actors do, not
+        up to a second later (monotonic time)."""
+        left_s = self.spec.run_s - self.sched_now()
+        if self.sched.paused or not -END_TICKS_FOR_S < left_s < DRAIN_EVERY_S:
+            return tick + DRAIN_EVERY_S
+        return min(tick + DRAIN_EVERY_S, self.clock.monotonic() + max(left_s, 0.0) + END_TICK_S)
 
     def finished(self) -> bool:
         """No actor left, or every live one done (everything it measured drained)."""
@@ -373,6 +385,22 @@ class Drain:
                     self.answers.setdefault(code, redact_text(body))
         self.log.seal_all()
         self.channel.kill_all()
+
+    def feed_summary(self) -> dict[str, Any]:
+        """The summary's "feed": the feed, and its rows' outcomes when it is sent once."""
+        feed = self.spec.feed
+        assert feed is not None
+        out = feed.summary(self.spec.feed_mode)
+        if self.outcomes is not None:
+            final = self.outcomes_final
+            counts = outcome_counts(final if final is not None else self.outcomes.table())
+            if final is None:
+                counts["pending"] = feed.rows - self.outcomes.rows
+            out["outcomes"] = counts
+            out["delivery"] = ("at-least-once (resend_unknown)" if self.spec.resend_unknown
+                               else "at-most-once")
+            out["resent_unknown"] = self.resent
+        return out
 
     def _complete_outcomes(self) -> None:
         """Every row of a feed sent once gets an outcome: rows nobody reported are unsent,

@@ -1,8 +1,9 @@
 """Option values from the CLI or Python turned into checked values: k6-like stages
-("10s:100,20s:500"), headers ("K: V"), resolve entries, planned connections, and whether an
-output directory can be written. Every bad value is a ``ValueError`` naming it and what
-would be valid. Checks of single values (numbers, rates, durations, the HTTP version, URLs,
-addresses) are the helpers of :mod:`rafale.actors.checks`, shared with the engine."""
+("10s:100,20s:500"), headers ("K: V"), resolve entries, planned connections, whether an
+output directory can be written, the OTLP/HTTP URL to export metrics to. Every bad value
+is a ``ValueError`` naming it and what would be valid. Checks of single values (numbers,
+rates, durations, the HTTP version, URLs, addresses) are the helpers of
+:mod:`rafale.actors.checks`, shared with the engine."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from rafale.actors.checks import check_duration, check_number, parse_duration
 from rafale.actors.config import ResolveEntry
@@ -151,3 +153,23 @@ def check_lease(value: Any) -> float:
         raise ValueError(f"lease_s {value!r} is too short; expected at least {MIN_LEASE_S:g} s "
                          "(the driver drains every second)")
     return float(lease)
+
+
+OTLP_METRICS_PATH = "/v1/metrics"  # OTLP/HTTP's path for metrics, added to a bare URL
+
+
+def parse_otlp_url(value: Any) -> str:
+    """An OTLP/HTTP metrics URL: http(s) with a host; without a path (or with just "/"),
+    OTLP/HTTP's metrics path is added (``http://127.0.0.1:4318/v1/metrics``)."""
+    text = str(value).strip()
+    hint = "expected e.g. http://127.0.0.1:4318"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a port
+    except ValueError:
+        raise ValueError(f"otlp {value!r} is not an http(s) URL; {hint}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"otlp {value!r} is not an http(s) URL; {hint}")
+    if parts.path in ("", "/"):
+        return urlunsplit(parts._replace(path=OTLP_METRICS_PATH))
+    return text

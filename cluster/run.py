@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,14 +42,13 @@ from rafale.actors.checks import check_rate
 from rafale.actors.config import ResolveEntry
 from rafale.actors.feed import FeedPlan
 from rafale.analysis import frames, prometheus, store
-from rafale.analysis.outcomes import outcome_counts
 from rafale.analysis.redact import redact_meta
 from rafale.analysis.result import Result
 from rafale.analysis.summary import summarize
 from rafale.analysis.thresholds import evaluate
 from rafale.cluster import placement
 from rafale.cluster.channel import ActorChannel
-from rafale.cluster.drain import CALL_TIMEOUT_S, ActorBook, Drain
+from rafale.cluster.drain import CALL_TIMEOUT_S, DRAIN_EVERY_S, END_TICK_S, ActorBook, Drain
 from rafale.cluster.meta import Ended, run_meta
 from rafale.cluster.metrics import MetricsEndpoint
 from rafale.cluster.options import check_out_writable
@@ -60,12 +59,13 @@ from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec, unknown_option_message
 from rafale.cluster.takeover import RESTRIPE_AHEAD_S
 
+if TYPE_CHECKING:
+    from rafale.analysis.aggregate import Aggregate
+    from rafale.cluster.otlp import OtlpExporter
+
 __all__ = ["RESTRIPE_AHEAD_S", "Run", "RunResult", "start"]
 
 START_DELAY_S = 0.5          # after every actor answered: time to deliver start() to all
-DRAIN_EVERY_S = 1.0
-END_TICK_S = 0.1             # drain ticks just past the run's planned end...
-END_TICKS_FOR_S = 2.0        # ...for this long at most (in-flight requests may take longer)
 CHECKPOINT_EVERY_S = 5.0
 _current: Run | None = None
 
@@ -119,6 +119,7 @@ class Run:
         self.metrics = metrics  # the /metrics endpoint (--metrics), if any
         if metrics is not None:
             metrics.attach(self._metric_families)
+        self.otlp: OtlpExporter | None = None  # the OTLP/HTTP exporter (--otlp), if any
         self._thread = threading.Thread(target=self._drain_loop, daemon=True,
                                         name=f"rafale-drain-{self.run_id}")
 
@@ -179,18 +180,10 @@ class Run:
             summary["answers"] = dict(drain.answers)
         if drain.lost:
             summary["lost"] = [dict(x) for x in drain.lost]
-        feed = self.spec.feed
-        if feed is not None:
-            summary["feed"] = feed.summary(self.spec.feed_mode)
-            if self.outcomes is not None:
-                final = drain.outcomes_final
-                counts = outcome_counts(final if final is not None else self.outcomes.table())
-                if final is None:
-                    counts["pending"] = feed.rows - self.outcomes.rows
-                summary["feed"]["outcomes"] = counts
-                summary["feed"]["delivery"] = ("at-least-once (resend_unknown)"
-                                               if self.spec.resend_unknown else "at-most-once")
-                summary["feed"]["resent_unknown"] = drain.resent
+        if self.spec.feed is not None:
+            summary["feed"] = drain.feed_summary()
+        if self.otlp is not None:
+            summary["otlp"] = self.otlp.status()
         return summary
 
     def result(self, summary: dict[str, Any] | None = None) -> RunResult:
@@ -208,16 +201,18 @@ class Run:
         """The actor whose stripe held each of the first ``rows`` feed rows."""
         return self._drain.owners(rows)
 
+    def _live_totals(self) -> tuple[Aggregate, dict[str, Any]]:
+        """The merged aggregate so far and the driver's gauges: /metrics and OTLP both."""
+        drain, live = self._drain, len(self._drain.live())
+        rate = None if drain.schedule is None else drain.schedule.rate_at(drain.sched_now())
+        return self.log.total(), {"target_rate_per_s": rate, "in_flight": self.log.in_flight(),
+                                  "actors": {"alive": live, "lost": len(drain.actors) - live}}
+
     def _metric_families(self) -> list[Any]:
         """The run so far as Prometheus metric families (analysis/prometheus.py)."""
-        drain = self._drain
-        schedule = drain.schedule
-        rate = None if schedule is None else schedule.rate_at(drain.sched_now())
-        live = len(drain.live())
+        total, gauges = self._live_totals()
         return prometheus.families(
-            self.log.total(), {"run_id": self.run_id, "run": self.spec.label or self.run_id},
-            target_rate_per_s=rate, in_flight=self.log.in_flight(),
-            actors={"alive": live, "lost": len(drain.actors) - live},
+            total, {"run_id": self.run_id, "run": self.spec.label or self.run_id}, **gauges,
             info={"http": self.spec.http, "dns": self.spec.dns, "ended": self._state()})
 
     def meta(self) -> dict[str, Any]:
@@ -325,21 +320,12 @@ class Run:
                         self._drain.note(f"checkpoint to {self.spec.out} failed: {exc!r}")
                     spent = time.monotonic() - began
                     next_checkpoint = time.monotonic() + max(CHECKPOINT_EVERY_S, 10 * spent)
-                self._abort.wait(max(0.0, self._next_tick(tick) - time.monotonic()))
+                self._abort.wait(max(0.0, self._drain.next_tick(tick) - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the run must still end and save
             self._drain.notes.append(f"driver error: {exc!r}")
             self._ended = self._ended or Ended.DRIVER_ERROR
         finally:
             self._finish()
-
-    def _next_tick(self, tick: float) -> float:
-        """A second after ``tick``; near the run's planned end, just after it and then
-        every END_TICK_S for END_TICKS_FOR_S, so that the run ends when its actors do, not
-        up to a second later."""
-        left_s = self.spec.run_s - self._drain.sched_now()
-        if self._drain.sched.paused or not -END_TICKS_FOR_S < left_s < DRAIN_EVERY_S:
-            return tick + DRAIN_EVERY_S
-        return min(tick + DRAIN_EVERY_S, time.monotonic() + max(left_s, 0.0) + END_TICK_S)
 
     def _report(self) -> None:
         if self.on_progress is not None:
@@ -367,6 +353,8 @@ class Run:
         if self._ended is None:
             self._ended = Ended.COMPLETED if self._drain.live() else Ended.ALL_LOST
         self._ended_at_s = time.time()
+        if self.otlp is not None:  # the final values, sent before the summary says how
+            self.warnings += self.otlp.final()
         summary = self.summary()
         if not summary["accounted"]:
             requests = summary["requests"]
@@ -445,6 +433,11 @@ def start(*, spec: RunSpec | None = None, on_progress: Callable[[Snapshot], None
         raise
     run = Run(spec, actors, RayChannel(handles), start_at_s, entries,
               placement.node_infos(node_ids), on_progress, feed_plan, endpoint)
+    if spec.otlp is not None:  # the OpenTelemetry SDK loads only when asked for
+        from rafale.cluster.otlp import OtlpExporter
+
+        run.otlp = OtlpExporter(spec, run.run_id, start_at_s).start(run._live_totals,
+                                                                   lambda: run.done)
     run._thread.start()
     _current = run
     return run

@@ -85,6 +85,7 @@ class RunSpec:
     gap: str = "catch-up"
     metrics: str | None = None
     metrics_allow_remote: bool = False
+    otlp: str | None = None
 
     def __post_init__(self) -> None:
         """Holds parsed values only: each field of its declared type (``parse`` makes them

@@ -30,6 +30,7 @@ from rafale.cluster.options import (
     check_lease,
     check_writable,
     parse_headers,
+    parse_otlp_url,
     parse_resolve,
     parse_stages,
     planned_connections,
@@ -96,6 +97,8 @@ def parse_fields(d: Any) -> None:
         raise ValueError("retry and resend_unknown need a feed (they act on its rows)")
     if d.metrics is not None:
         d.metrics = parse_metrics_address(d.metrics, d.metrics_allow_remote is True)
+    if d.otlp is not None:
+        d.otlp = parse_otlp_url(d.otlp)
     for name in ("insecure", "show_query", "resend_unknown", "abort_on_fail",
                  "reserve_driver_cpu", "metrics_allow_remote"):
         if not isinstance(getattr(d, name), bool):

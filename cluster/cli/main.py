@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
+from rafale.analysis.redact import redact_url
 from rafale.cluster.cli.common import (  # noqa: F401 - EXIT_* re-exported for callers
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -53,6 +54,7 @@ from rafale.cluster.cli.options import (
     MetricsAllowRemote,
     Nameserver,
     Only,
+    Otlp,
     Out,
     Progress,
     Ramp,
@@ -103,6 +105,7 @@ def run(
     keep_answer: KeepAnswer = None, charts: Charts = True, progress: Progress = True,
     html: Html = False,
     metrics: Metrics = None, metrics_allow_remote: MetricsAllowRemote = False,
+    otlp: Otlp = None,
 ) -> None:
     """Send requests at --rate for --duration (or a feed's rows) and print a summary."""
     show_warnings()
@@ -128,12 +131,16 @@ def run(
 
     if running.metrics is not None:
         typer.echo(f"metrics: {running.metrics.url} (Prometheus format)", err=True)
+    if running.otlp is not None:
+        typer.echo(f"otlp: exporting to {redact_url(running.otlp.url)} every second", err=True)
     result = running.wait()
     if printer is not None:
         printer.close()
     typer.echo(summary_text(result), nl=False)
     if running.metrics is not None:
         typer.echo(f"  metrics: {running.metrics.close()}")
+    if running.otlp is not None and running.otlp.final_ok:  # else a warning says it
+        typer.echo(f"  otlp: {running.otlp.outcome}")
     if running.save_error is not None:
         fail(running.save_error, EXIT_FAILED)
     if spec.out:

@@ -221,6 +221,14 @@ Metrics = Annotated[str | None, typer.Option(
 MetricsAllowRemote = Annotated[bool, typer.Option(
     "--metrics-allow-remote", rich_help_panel=OUTPUT,
     help="Let --metrics bind an address other than loopback.")]
+Otlp = Annotated[str | None, typer.Option(
+    "--otlp", metavar="URL", show_default=False, rich_help_panel=OUTPUT,
+    help="Export the run's merged metrics every second over OTLP/HTTP (protobuf) to an "
+         "OpenTelemetry collector, and once more at the end: http.client.request.duration "
+         "and rafale.* counters. A URL without a path gets /v1/metrics: "
+         "http://127.0.0.1:4318 sends to http://127.0.0.1:4318/v1/metrics. Headers (e.g. "
+         "auth) and a CA file: the standard OTEL_EXPORTER_OTLP_HEADERS and "
+         "OTEL_EXPORTER_OTLP_CERTIFICATE variables.")]
 
 # Every `rafale run` option and the RunSpec field it sets (its value goes to RunSpec.parse
 # as given). tests/cluster/test_options.py proves that every field has exactly one, that
@@ -238,7 +246,7 @@ RUN_FIELDS: dict[str, str] = {
     "late_after": "late_after_s", "header": "headers", "method": "method", "data": "body",
     "address": "address", "out": "out", "label": "label", "show_query": "show_query",
     "keep_answer": "keep_answers", "metrics": "metrics",
-    "metrics_allow_remote": "metrics_allow_remote",
+    "metrics_allow_remote": "metrics_allow_remote", "otlp": "otlp",
 }
 RUN_ONLY = ("charts", "progress", "html")  # what `rafale run` does with the result
 

@@ -14,7 +14,7 @@ import pytest
 
 from rafale.actors.answers import Phase
 from rafale.analysis.outcomes import outcome_counts
-from rafale.cluster.drain import SILENT_NOTICE_S, Drain
+from rafale.cluster.drain import END_TICK_S, END_TICKS_FOR_S, SILENT_NOTICE_S, Drain
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.takeover import RESTRIPE_AHEAD_S
 from tests.cluster.fakechannel import FakeChannel, FakeClock
@@ -58,6 +58,21 @@ def test_each_answer_is_appended_once_tagged_with_the_run_and_node() -> None:
     assert drain.log.total().counters["sent"] == 2 * 3 * 10
     assert [a.last_second for a in drain.actors] == [2, 2]
     assert not drain.lost and drain.silent_warnings() == ()
+
+
+@pytest.mark.parametrize(("at_s", "after_s"), [
+    (0.0, 1.0), (DURATION_S - 2.0, 1.0),  # a second after each tick...
+    (DURATION_S - 0.4, 0.4 + END_TICK_S),  # ...just past the planned end when it is near...
+    (DURATION_S + 0.5, END_TICK_S),  # ...then every END_TICK_S...
+    (DURATION_S + END_TICKS_FOR_S + 0.1, 1.0),  # ...for END_TICKS_FOR_S at most
+])
+def test_the_drain_ticks_each_second_and_just_past_the_planned_end(at_s: float,
+                                                                   after_s: float) -> None:
+    drain, _, clock = drain_of(1)
+    clock.advance(at_s)
+    assert drain.next_tick(clock.monotonic()) == pytest.approx(clock.monotonic() + after_s)
+    drain.pause()
+    assert drain.next_tick(clock.monotonic()) == pytest.approx(clock.monotonic() + 1.0)
 
 
 def expected_gap(drain: Drain, lost: int, from_second: int, at_s: float) -> list[int]:

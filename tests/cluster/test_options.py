@@ -76,7 +76,8 @@ def every_option(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
             "--address", "127.0.0.1:6379", "--out", str(tmp_path / "out"), "--label", "lbl",
             "--show-query", "--keep-answer", "503", "--keep-answer", "429",
             "--threshold", "p99<250ms", "--abort-on-fail", "--lease", "4s", "--gap", "skip",
-            "--metrics", "0.0.0.0:9464", "--metrics-allow-remote"]
+            "--metrics", "0.0.0.0:9464", "--metrics-allow-remote",
+            "--otlp", "http://127.0.0.1:4318"]
     expected = {"urls": (other,), "rate_per_s": 250.0, "ramp_s": 2.0, "duration_s": 30.0,
                 "http": "3", "dns": "pinned", "nameserver": "127.0.0.53", "actors": 3,
                 "reserve_driver_cpu": True, "max_in_flight": 40, "in_flight_step": 5,
@@ -86,7 +87,7 @@ def every_option(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
                 "address": "127.0.0.1:6379", "out": str(tmp_path / "out"), "label": "lbl",
                 "show_query": True, "keep_answers": (503, 429), "abort_on_fail": True,
                 "lease_s": 4.0, "gap": "skip", "metrics": "0.0.0.0:9464",
-                "metrics_allow_remote": True}
+                "metrics_allow_remote": True, "otlp": "http://127.0.0.1:4318/v1/metrics"}
     return args, expected
 
 
