@@ -76,11 +76,42 @@ def _plain_log_y(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
-def _no_data(ax: Axes, message: str) -> None:
+def no_data(ax: Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
 # --------------------------------------------------------------------------- one run
+
+
+def rate_lines(ax: Axes, ps: pd.DataFrame) -> None:
+    """Target (intended), sent and completed per second of a per-second frame; the seconds
+    marked ``partial`` (the run's end) dotted and shaded, as they are not full-second rates."""
+    ax.set_ylabel("requests/s")
+    ax.grid(alpha=0.3)
+    if ps.empty:
+        no_data(ax, "no windows recorded")
+        return
+    x = ps["second"].to_numpy()
+    partial = (ps["partial"].to_numpy(dtype=bool) if "partial" in ps
+               else np.zeros(len(ps), dtype=bool))
+    whole = np.flatnonzero(~partial)
+    end = int(whole[-1]) + 1 if whole.size else 0  # the partial seconds come last
+    styles: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("intended", {"color": "gray", "lw": 4, "alpha": 0.45, "label": "target (intended)"}),
+        ("sent", {"color": "tab:blue", "ls": "--", "lw": 1.5, "label": "sent"}),
+        ("completed", {"color": "tab:green", "lw": 1.5, "label": "completed"}))
+    for column, style in styles:
+        values = ps[column].to_numpy()
+        ax.plot(x[:end], values[:end], **style)
+        if end < len(x):  # dotted from the last whole second: not a rate, not a fall
+            ax.plot(x[max(end - 1, 0):], values[max(end - 1, 0):], color=style["color"],
+                    ls=":", lw=1.0, alpha=0.7)
+    if end < len(x):
+        ax.axvspan(x[end] - 0.5, x[-1] + 0.5, color="0.85", alpha=0.5,
+                   label="partial second (the run's end: not a full-second rate)")
+    ax.legend(loc="lower right")
+    peak = float(ps[list(RATES)].to_numpy().max())
+    ax.set_ylim(0, max(peak, 1.0) * 1.1)
 
 
 def throughput(result: Result) -> Figure:
@@ -89,37 +120,11 @@ def throughput(result: Result) -> Figure:
     ax, ax_err = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     fig.suptitle(f"Throughput — {run_title(result)}")
     ps = frames.per_second(result, pcts=())
-    if ps.empty:
-        _no_data(ax, "no windows recorded")
-    else:
-        x = ps["second"].to_numpy()
-        partial = (ps["partial"].to_numpy(dtype=bool) if "partial" in ps
-                   else np.zeros(len(ps), dtype=bool))
-        whole = np.flatnonzero(~partial)
-        end = int(whole[-1]) + 1 if whole.size else 0  # the partial seconds come last
-        for column, style in (("intended", {"color": "gray", "lw": 4, "alpha": 0.45,
-                                            "label": "target (intended)"}),
-                              ("sent", {"color": "tab:blue", "ls": "--", "lw": 1.5,
-                                        "label": "sent"}),
-                              ("completed", {"color": "tab:green", "lw": 1.5,
-                                             "label": "completed"})):
-            values = ps[column].to_numpy()
-            ax.plot(x[:end], values[:end], **style)
-            if end < len(x):  # dotted from the last whole second: not a rate, not a fall
-                ax.plot(x[max(end - 1, 0):], values[max(end - 1, 0):], color=style["color"],
-                        ls=":", lw=1.0, alpha=0.7)
-        if end < len(x):
-            ax.axvspan(x[end] - 0.5, x[-1] + 0.5, color="0.85", alpha=0.5,
-                       label="partial second (the run's end: not a full-second rate)")
-        ax.legend(loc="lower right")
-        peak = float(ps[list(RATES)].to_numpy().max())
-        ax.set_ylim(0, max(peak, 1.0) * 1.1)
-    ax.set_ylabel("requests/s")
-    ax.grid(alpha=0.3)
+    rate_lines(ax, ps)
 
     errors = frames.key_per_second(result, "error", by_kind=True)
     if errors.empty or int(errors.to_numpy().sum()) == 0:
-        _no_data(ax_err, "no failed requests")
+        no_data(ax_err, "no failed requests")
     else:
         bottom = np.zeros(len(errors))
         for kind in errors.columns:
@@ -134,15 +139,12 @@ def throughput(result: Result) -> Figure:
     return fig
 
 
-def latency(result: Result) -> Figure:
-    """p50/p90/p99 per second: corrected (from intended time, solid) and raw (dashed), log ms."""
-    fig = Figure(figsize=(10, 5.5), layout="constrained")
-    ax = fig.subplots()
-    ax.set_title(f"Latency per second — {run_title(result)}")
-    ps = frames.per_second(result, pcts=LATENCY_PCTS)
+def latency_lines(ax: Axes, ps: pd.DataFrame, pcts: Sequence[float]) -> bool:
+    """Percentiles per second in ms of a per-second frame holding them: from the intended
+    send time (corrected, solid) and from the actual send (raw, dashed); False if none."""
     x = ps["second"].to_numpy()
     plotted = False
-    for pct in LATENCY_PCTS:
+    for pct in pcts:
         label = percentile_label(pct)
         for kind, style in (("corrected", "-"), ("raw", "--")):
             values_ms = ps[f"{label}_{kind}_us"].to_numpy(dtype="float64") / 1000.0
@@ -151,10 +153,20 @@ def latency(result: Result) -> Figure:
                 plotted = True
     if plotted:
         _plain_log_y(ax)
+    return plotted
+
+
+def latency(result: Result) -> Figure:
+    """p50/p90/p99 per second: corrected (from intended time, solid) and raw (dashed), log ms."""
+    fig = Figure(figsize=(10, 5.5), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title(f"Latency per second — {run_title(result)}")
+    ps = frames.per_second(result, pcts=LATENCY_PCTS)
+    if latency_lines(ax, ps, LATENCY_PCTS):
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
                   title="solid: from intended time\ndashed: from send time")
     else:
-        _no_data(ax, "no completed requests")
+        no_data(ax, "no completed requests")
     ax.set_xlabel("run time (s)")
     ax.set_ylabel("latency (ms, log scale)")
     ax.grid(alpha=0.3, which="both")
@@ -167,6 +179,17 @@ def _top_columns(wide: pd.DataFrame, limit: int) -> pd.DataFrame:
     top = wide.iloc[:, : limit - 1].copy()
     top["other"] = wide.iloc[:, limit - 1 :].sum(axis=1)
     return top
+
+
+def share_bars(ax: Axes, counts: pd.Series) -> None:
+    """One bar per key (address…) with its share of ``counts`` in %, in the order given,
+    coloured as the stacked areas of :func:`address_share`."""
+    labels = [str(k) for k in counts.index]
+    pct = counts.to_numpy(dtype="float64") / max(float(counts.sum()), 1.0) * 100.0
+    ax.barh(labels[::-1], pct[::-1], color=[f"C{i}" for i in range(len(labels))][::-1])
+    for y, value in enumerate(pct[::-1]):
+        ax.text(value, y, f" {value:.1f}%", va="center", fontsize="small")
+    ax.set_xlim(0, 115)
 
 
 def address_share(result: Result) -> Figure:
@@ -182,8 +205,8 @@ def address_share(result: Result) -> Figure:
     )
     wide = _top_columns(frames.key_per_second(result, "address"), MAX_ADDRESSES)
     if wide.empty or int(wide.to_numpy().sum()) == 0:
-        _no_data(ax, "no completed requests")
-        _no_data(ax_total, "no data")
+        no_data(ax, "no completed requests")
+        no_data(ax_total, "no data")
     else:
         totals = wide.sum(axis=1).replace(0, np.nan)
         shares = wide.div(totals, axis=0).fillna(0.0) * 100.0
@@ -191,13 +214,7 @@ def address_share(result: Result) -> Figure:
         ax.stackplot(shares.index.to_numpy(), shares.T.to_numpy(), labels=labels, alpha=0.85)
         ax.legend(loc="upper left", bbox_to_anchor=(0, -0.15), ncols=min(4, len(labels)),
                   fontsize="small", title="remote address")
-        overall = wide.sum(axis=0)
-        overall_pct = overall / overall.sum() * 100.0
-        ax_total.barh(labels[::-1], overall_pct.to_numpy()[::-1],
-                      color=[f"C{i}" for i in range(len(labels))][::-1])
-        for y, value in enumerate(overall_pct.to_numpy()[::-1]):
-            ax_total.text(value, y, f" {value:.1f}%", va="center", fontsize="small")
-        ax_total.set_xlim(0, 115)
+        share_bars(ax_total, wide.sum(axis=0))
     ax.set_ylim(0, 100)
     ax.set_xlabel("run time (s)")
     ax.set_ylabel("share of completed requests (%)")
@@ -214,8 +231,8 @@ def tags(result: Result) -> Figure:
     ax, ax_failed = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
     fig.suptitle(f"Per tag — {run_title(result)}\n{len(table)} tags")
     if table.empty:
-        _no_data(ax, "no tagged rows")
-        _no_data(ax_failed, "no data")
+        no_data(ax, "no tagged rows")
+        no_data(ax_failed, "no data")
         return fig
     y = np.arange(len(table))
     height = 0.8 / 3
@@ -275,7 +292,7 @@ def comparison(rows_df: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     ax.set_title("Achieved requests/s and latency by HTTP version, DNS mode and actors")
     if table.empty:
-        _no_data(ax, "no runs to compare")
+        no_data(ax, "no runs to compare")
         return fig
     groups = table[["http", "actors"]].drop_duplicates().sort_values(["http", "actors"])
     group_keys = list(groups.itertuples(index=False, name=None))
@@ -332,7 +349,7 @@ def scaling(rows_df: pd.DataFrame) -> Figure:
     ax.set_title("Scaling: achieved requests/s against actors")
     table = _config_table(rows_df) if not rows_df.empty else pd.DataFrame()
     if table.empty:
-        _no_data(ax, "no runs to compare")
+        no_data(ax, "no runs to compare")
         return fig
     for i, ((http, mode), sub) in enumerate(table.groupby(["http", "dns"], sort=True)):
         sub = sub.sort_values("actors")

@@ -8,7 +8,6 @@ line per second (in place on a terminal, with rich). Header values never reach t
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -16,7 +15,7 @@ from rafale.actors.contract import LATENCY_CORRECTED, SEND_LAG
 from rafale.analysis.latency import percentiles
 from rafale.analysis.log import WindowLog
 
-__all__ = ["ProgressPrinter", "Snapshot", "format_line", "snapshot", "watch"]
+__all__ = ["ProgressPrinter", "Snapshot", "format_line", "snapshot"]
 
 
 @dataclass(frozen=True)
@@ -139,16 +138,3 @@ class ProgressPrinter:
             self._live.stop()
             self._live = None
 
-
-def watch(run: Any, every_s: float = 1.0, rows: int = 10) -> None:
-    """Notebook display of a running ``cluster.run.Run``: progress line and last seconds."""
-    from IPython.display import clear_output, display
-
-    while not run.done:
-        clear_output(wait=True)
-        shown = run.snapshot()
-        for warning in shown.warnings:
-            print(f"warning: {warning}")
-        print(format_line(shown))
-        display(run.frame().tail(rows))
-        time.sleep(every_s)

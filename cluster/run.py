@@ -1,7 +1,7 @@
 """The driver: start a run on Ray, control it, and keep and save what it measured.
 
 The driver is in three parts: :class:`Run` here (the handle users hold: frame, summary,
-pause, resume, set_rate, stop, wait; the drain thread, checkpoints and the end),
+pause, resume, set_rate, stop, wait, live; the drain thread, checkpoints and the end),
 :class:`~rafale.cluster.drain.Drain` (every actor's polls and answers, losses, takeover
 carried out) and ``cluster/takeover.py`` (who is lost, the boundary, the gap, the rows to
 resend: plain functions). They talk to the actors through an
@@ -275,12 +275,12 @@ class Run:
         self._abort.set()
         self._done.wait(3 * CALL_TIMEOUT_S)
 
-    def watch(self, every_s: float = 1.0, rows: int = 10) -> RunResult:
-        """In a notebook: refresh the progress line and the last seconds until the end."""
-        from rafale.cluster.progress import watch
+    def live(self, every_s: float = 1.0, for_s: float | None = None) -> RunResult:
+        """Charts in Jupyter, else the progress line, until the end or ``for_s`` (live.py)."""
+        from rafale.cluster.live import view
 
         try:
-            watch(self, every_s, rows)
+            view(self, every_s, for_s)
         except KeyboardInterrupt:
             self._interrupt()
         return self.result()

@@ -194,7 +194,7 @@ print("every run used the HTTP version it asked for")
 # %%
 reloaded = [rafale.load(case.spec.out) for case in cases]
 assert [r.summary["requests"] for r in reloaded] == [r.summary["requests"] for r in results]
-print(f"reloaded {len(reloaded)} runs from {Path(OUT_DIR).resolve()}")
+print(f"reloaded {len(reloaded)} runs from {OUT_DIR}")
 print((Path(OUT_DIR) / compare.COMPARISON_MD).read_text())
 
 # %%

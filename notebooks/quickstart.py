@@ -21,7 +21,7 @@
 #
 # 1. start the **embedded target** (Caddy on two loopback addresses, with its own CA);
 # 2. start a **run**: a ramp up to a constant rate, spread over sender actors placed by Ray;
-# 3. watch the **live per-second DataFrame** and chart while it runs;
+# 3. watch the run **live**: charts redrawn every second, from its per-second DataFrame;
 # 4. **pause** (nothing is sent) and **resume**, then **change the rate**;
 # 5. **stop**, get the **result**, plot throughput, latency and the share of each address;
 # 6. **save** the result and load it back.
@@ -49,9 +49,8 @@ OUT_DIR = "results/quickstart"
 # %%
 import math
 import time
-from pathlib import Path
 
-from IPython.display import clear_output, display
+from IPython.display import display
 
 import rafale
 from rafale.analysis import frames, plots
@@ -72,7 +71,7 @@ target = rafale.Target().start()
 print(target)
 print("URL:     ", target.https_url)
 print("resolve: ", target.resolve)
-print("CA file: ", target.ca_file)
+print("CA file: ", target.ca_file.name, "(in the target's temporary directory)")
 
 # %% [markdown]
 # ## 2. Start a run
@@ -100,28 +99,22 @@ run
 # %% [markdown]
 # ## 3. Watch it live
 #
-# `run.frame()` is the per-second DataFrame of what the actors reported so far, merged over
-# actors: `intended` (the schedule), `sent`, `completed`, `failed`, `late`, latency
-# percentiles in µs… A second appears about a second after it ends, when the driver drains
-# the actors. The loop below redraws the last rows and the throughput chart every second
-# until `WATCH_S` seconds are in; `run.watch()` shows the progress and the last rows until
-# the run ends.
+# `run.live()` shows the run as charts redrawn every second — throughput (target, sent,
+# completed), latency p50 and p99, failed requests, the share of each address — under a
+# status line (elapsed, rate, completed, failed). It returns when the run ends, or after
+# `for_s` seconds while the run goes on, as here; the last picture stays in the notebook.
+# (In a terminal it prints the progress line instead.)
+#
+# The charts are drawn from `run.frame()`, the per-second DataFrame of what the actors
+# reported so far, merged over actors: `intended` (the schedule), `sent`, `completed`,
+# `failed`, `late`, latency percentiles in µs… A second appears about a second after it
+# ends, when the driver drains the actors.
 
 # %%
+run.live(for_s=WATCH_S)
 columns = ["second", "intended", "sent", "completed", "failed", "late", "p50_corrected_us",
            "p99_corrected_us", "actors"]
-while not run.done:
-    live = run.frame()
-    clear_output(wait=True)
-    print(f"{run!r}, {run.elapsed_s:.1f} s in")
-    if live.empty:
-        print("waiting for the first second…")
-    else:
-        display(live[columns].tail(5))
-        plots.show(plots.throughput(run.result()))
-        if len(live) >= WATCH_S:
-            break
-    time.sleep(1.0)
+run.frame()[columns].tail()
 
 # %% [markdown]
 # ## 4. Pause, check, resume
@@ -156,15 +149,16 @@ run.resume()
 #
 # `set_rate(r)` sets a new constant target rate for all actors from now on. `stop()` ends
 # the run early (it would end by itself after `DURATION_S` seconds of sending); requests in
-# flight finish and everything measured is kept. `wait()` returns the `RunResult`.
+# flight finish and everything measured is kept. `run.live()` (as `wait()`) returns the
+# `RunResult` once the run has ended; its last picture is drawn after the end, from the
+# run's final frame: the ramp, the pause, the new rate.
 
 # %%
 run.set_rate(NEW_RATE_PER_S)
 time.sleep(2.0)
 run.stop()
-result = run.wait(timeout=60)
+result = run.live()
 print(run, "ended:", result.meta["ended"])
-result.frame()[columns]
 
 # %% [markdown]
 # ## 6. The result
@@ -214,7 +208,7 @@ frames.per_address(result)
 # %%
 saved = result.save(OUT_DIR)
 loaded = rafale.load(saved)
-print("saved to", Path(saved).resolve())
+print("saved to", saved)
 print(loaded)
 assert loaded.summary["requests"]["completed"] == requests["completed"]
 frames.per_second(loaded)[columns].tail()

@@ -9,6 +9,7 @@ The public API, in one place::
         run = rafale.start(urls=t.https_url, rate_per_s=1000, duration_s=10,
                            cacert=str(t.ca_file))      # -> rafale.Run, at once
         result = run.wait()                          # -> rafale.RunResult
+        # or run.live(): live charts in Jupyter until the end (also rafale.live(run))
     result.frame()                                   # per-second pandas DataFrame
     rafale.load("results/r1")                        # a saved result (pandas, pyarrow only)
     rafale.plots.throughput(result)                  # matplotlib Figures
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rafale.analysis import frames, plots
     from rafale.analysis.store import load
+    from rafale.cluster.live import live
     from rafale.cluster.run import Run, RunResult, start
     from rafale.cluster.spec import RunSpec
     from rafale.cluster.target import Target
@@ -37,8 +39,8 @@ try:
 except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Run", "RunResult", "RunSpec", "Target", "__version__", "frames", "load", "plots",
-           "start"]
+__all__ = ["Run", "RunResult", "RunSpec", "Target", "__version__", "frames", "live", "load",
+           "plots", "start"]
 
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -47,6 +49,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "RunResult": ("rafale.cluster.run", "RunResult"),
     "RunSpec": ("rafale.cluster.spec", "RunSpec"),
     "Target": ("rafale.cluster.target", "Target"),
+    "live": ("rafale.cluster.live", "live"),
     "load": ("rafale.analysis.store", "load"),
     "plots": ("rafale.analysis.plots", None),
     "frames": ("rafale.analysis.frames", None),

@@ -15,7 +15,9 @@ fails.
 from __future__ import annotations
 
 import ast
+import base64
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +31,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbformat import NotebookNode
 
 from rafale.analysis import store
+from rafale.cluster.live import METADATA_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -36,6 +39,17 @@ NAMES = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
 PAIRING = {"formats": "ipynb,py:percent"}
 SYNC_HINT = "run `make notebooks` (or `jupytext --sync notebooks/*.ipynb`) and commit both"
 CELL_TIMEOUT_S = 180
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# What committed outputs must not hold: warnings (Python's, tqdm's, Ray's log lines) and
+# paths of the machine that ran them.
+UNCLEAN = {
+    "a Python warning": re.compile(r"\w*Warning: "),
+    "tqdm's IProgress notice": re.compile(r"IProgress not found"),
+    "a log line": re.compile(r"\b(DEBUG|INFO|WARNING|ERROR)\b.*\.py:\d+ --"),
+    "a traceback": re.compile(r"Traceback \(most recent call last\)"),
+    "a machine path": re.compile("|".join(re.escape(p) for p in sorted({
+        "/work/", "/tmp/", "/root/", "/home/", ".venv/", sys.prefix, str(ROOT)}))),
+}
 
 
 def load_runner() -> ModuleType:
@@ -99,6 +113,28 @@ def text_output(nb: NotebookNode) -> str:
     return "\n".join(parts)
 
 
+def output_texts(nb: NotebookNode) -> list[tuple[int, str, str]]:
+    """(cell index, output kind, text) of every text an output carries (streams, and every
+    text/* and JSON representation of displays and results)."""
+    texts = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                texts.append((index, f"stream {output.name}", output.text))
+            elif output.output_type == "error":
+                texts.append((index, "error", "\n".join(output.traceback)))
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/") or mime.endswith("json"):
+                    texts.append((index, mime, str(value)))
+    return texts
+
+
+def live_views(nb: NotebookNode) -> list[NotebookNode]:
+    """The pictures ``run.live()`` left, in cell order (their metadata says so)."""
+    return [output for cell in nb.cells for output in cell.get("outputs", [])
+            if METADATA_KEY in output.get("metadata", {})]
+
+
 def images(nb: NotebookNode) -> int:
     return sum("image/png" in output.get("data", {})
                for cell in nb.cells for output in cell.get("outputs", []))
@@ -134,6 +170,18 @@ def test_notebook_matches_its_source(name: str) -> None:
         f"differ at cell {first} (from 0): {SYNC_HINT}")
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_outputs_hold_no_warning_and_no_machine_path(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    found = [f"cell {index} ({kind}): {what}: {match[0]!r}"
+             for index, kind, text in output_texts(nb)
+             for what, pattern in UNCLEAN.items() if (match := pattern.search(text))]
+    stderr = [index for index, kind, _ in output_texts(nb) if kind == "stream stderr"]
+    assert not found and not stderr, (
+        f"notebooks/{name}.ipynb's committed outputs: {found}, stderr in cells {stderr}; "
+        "fix the cause, then run `make notebooks`")
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("own_ray_b")  # starts a Ray of its own: see tests/conftest.py
 def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
@@ -145,9 +193,23 @@ def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     }, kernel_specs, tmp_path)
 
     assert "0 requests sent in seconds" in text_output(nb)
-    assert images(nb) >= 4  # live chart, throughput, latency, address share
+    assert images(nb) >= 5  # live view twice, throughput, latency, address share
     loaded = store.load(out)
     requests = loaded.summary["requests"]
+    # run.live(for_s=WATCH_S), then run.live() after stop(): each left one picture (a
+    # display updated in place, once a second), the second drawn after the run had ended.
+    watched, ended = live_views(nb)
+    for view in (watched, ended):
+        assert base64.b64decode(view.data["image/png"]).startswith(PNG_MAGIC)
+        assert view.metadata[METADATA_KEY]["run_id"] == loaded.meta["run_id"]
+    assert watched.metadata[METADATA_KEY]["updates"] >= 2  # redrawn while the run went
+    assert not watched.metadata[METADATA_KEY]["final"]
+    assert ended.metadata[METADATA_KEY]["final"]
+    status = ended.data["text/plain"]
+    assert status.startswith("ended (stopped)"), status
+    assert f"completed {requests['completed']:,} · failed {requests['failed']:,}" in status
+    assert any(status in text for _, kind, text in output_texts(nb)
+               if kind == "text/plain" and text.startswith("Label(")), "the status widget"
     assert requests["completed"] > 0 and requests["failed"] == 0
     assert loaded.meta["ended"] == "stopped" and loaded.meta["label"] == "quickstart"
     assert set(loaded.summary["address_share"]) == {"127.0.0.2", "127.0.0.3"}

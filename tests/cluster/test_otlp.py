@@ -218,16 +218,18 @@ def test_a_collector_that_refuses_is_warned_about_once_and_said_at_the_end() -> 
 def test_a_run_exported_over_otlp_agrees_with_its_summary_and_the_access_log(
         target: Target, local_ray: None, receiver: Receiver) -> None:
     """A 2-actor run exported every second: an export arrived while it went, the last one
-    (at the end) equals the summary and what the server logged."""
+    (at the end) equals the summary and what the server logged. Four seconds, so that the
+    exports at 2 s and 3 s fall after the first sealed window and before the last even when
+    the machine is loaded (a 2 s run could see only 0 and then everything)."""
     before = target.count_access_log()
     run = start(urls=target.https_url, resolve=target.resolve, cacert=str(target.ca_file),
-                rate_per_s=200, duration_s=2, actors=2, otlp=receiver.url, label="otlp-test")
+                rate_per_s=100, duration_s=4, actors=2, otlp=receiver.url, label="otlp-test")
     result = run.wait(timeout=60)
     summary = result.summary
     completed = summary["requests"]["completed"]
     assert completed == 400 == target.count_access_log() - before
     assert summary["otlp"]["final"].startswith(f"final values exported to {receiver.url}")
-    assert summary["otlp"]["exports"] == len(receiver.requests) >= 2
+    assert summary["otlp"]["exports"] == len(receiver.requests) >= 3
     last = receiver.requests[-1]
     (point,) = metric(last, "http.client.request.duration").histogram.data_points
     attributes = {a.key: a.value for a in point.attributes}

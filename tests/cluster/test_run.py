@@ -63,9 +63,15 @@ def test_two_actors_hold_the_schedule_and_share_it(target: Target, local_ray: No
     assert set(loaded.windows["node"]) == {n["node_id"] for n in meta["cluster"]["nodes"]}
 
 
-def test_auto_places_one_actor_per_cpu(target: Target, local_ray: None) -> None:
+def test_auto_places_one_actor_per_cpu_and_live_falls_back_to_the_progress_line(
+        target: Target, local_ray: None, capsys: pytest.CaptureFixture[str]) -> None:
     run = start(**options(target, rate_per_s=50, duration_s=1, actors="auto"))
-    result = run.wait(timeout=60)
+    result = run.live(every_s=0.25)  # not in a kernel: the progress line, until the end
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 3 and all("target" in line for line in lines), lines
+    assert " completed " in lines[-1] and f"sent {result.summary['requests']['sent']:,} " in (
+        lines[-1]), "the last line is drawn after the end, with the final counts"
+    assert result.meta["ended"] == "completed"
     cpus = sum(n.cpus for n in placement.nodes())
     assert len(result.meta["actors"]) == cpus
     assert sorted(result.windows["actor"].unique()) == list(range(cpus))
