@@ -52,6 +52,12 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lowest, highest, median
 
 
+def bucket_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bucket index of the contract's histogram: its lowest, highest and median
+    equivalent value (µs), as hdrh computes them."""
+    return _tables()
+
+
 def _vector(hist: HdrHistogram) -> bool:
     """numpy may read this histogram's buckets with the contract's tables."""
     return VECTOR_OK and hist.counts_len == len(_tables()[0])
