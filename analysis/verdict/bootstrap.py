@@ -4,10 +4,11 @@ A resample of a side is a weight per second row (how many times the resample too
 second): ``weights`` has shape (resamples, rows). The moving-block bootstrap takes blocks of
 ``block_s`` consecutive seconds at random starts until it has as many seconds as the run,
 so the correlation of neighbouring seconds is kept; blocks wrap around the run's end (the
-circular variant), so that the first and last seconds are drawn as often as the others. The hierarchical bootstrap first draws
-runs with replacement, then blocks inside each drawn run, so the interval also covers how
-much runs of the same spec differ. A statistic of a resample is computed on the merged
-histogram ``weights @ counts``, so percentiles stay exact merges of whole seconds.
+circular variant), so that the first and last seconds are drawn as often as the others.
+The hierarchical bootstrap first draws runs with replacement, then blocks inside each drawn
+run, so the interval also covers how much runs of the same spec differ. A statistic of a
+resample is computed on its merged histogram, so percentiles stay exact merges of whole
+seconds.
 """
 
 from __future__ import annotations

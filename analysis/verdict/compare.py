@@ -94,7 +94,7 @@ def verdict(metric: Metric, base: float, cand: float, low: float, high: float,
     if missing or np.isnan(low) or np.isnan(high):
         return NOT_COMPARABLE, f"no samples in {' and '.join(missing) or 'a resample'}"
     if not metric.tested:
-        return NOT_COMPARABLE, "a maximum is one request: no interval decides it"
+        return NOT_COMPARABLE, "no verdict for a maximum (one request)"
     difference = cand - base
     if low <= 0 <= high:
         return NO_CHANGE, "the interval contains 0"

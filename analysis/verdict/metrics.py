@@ -67,6 +67,29 @@ def describe(name: str) -> Metric:
     return Metric(name, "us", Better.LOWER, _LOAD)
 
 
+def check_row(name: str) -> str | None:
+    """Why a comparison has no row ``name`` (None when it may have one: a share or a tag
+    row exists when a run counted that key)."""
+    base, _, scope = name.partition("[")
+    kind, _, stat = base.partition(".")
+    if base == "share" and scope.startswith("tag="):
+        return "share is compared per address and per HTTP version, not per tag"
+    if not stat:
+        rates = ("rate", "error_rate", "late_rate", "dropped_rate", "share")
+        return None if base in rates else f"{base} is not compared; expected one of " \
+            f"{', '.join(rates)} or a latency"
+    if scope.startswith("tag="):
+        allowed = [*(percentile_label(p) for p in TAG_PERCENTILES)]
+    elif kind == _KIND[SEND_LAG]:
+        allowed = [percentile_label(p) for p in SEND_LAG_PERCENTILES]
+    else:
+        allowed = [*(percentile_label(p) for p in LATENCY_PERCENTILES), "max", "mean"]
+    if stat in allowed:
+        return None
+    return f"{name} is not compared; {base.split('.')[0]}{'[tag=...]' if scope else ''} " \
+        f"has {', '.join(allowed)}"
+
+
 def _latency_rows(kind: str, pcts: tuple[float, ...], extra: bool, scope: str = ""
                   ) -> list[str]:
     names = [f"{kind}.{percentile_label(p)}{scope}" for p in pcts]

@@ -24,6 +24,7 @@ from rafale.cluster.cli.common import (  # noqa: F401 - EXIT_* re-exported for c
     show_warnings,
     sigterm_as_interrupt,
 )
+from rafale.cluster.cli.compare import compare_command
 from rafale.cluster.cli.options import (
     AbortOnFail,
     Actors,
@@ -306,6 +307,9 @@ def doctor(
     raise typer.Exit(code)
 
 
+# `--base A1 A2 --cand B1 B2`: the sides are parsed from the arguments in order
+# (cluster/cli/compare.py), so unknown options reach the command instead of click.
+app.command("compare", context_settings={"ignore_unknown_options": True})(compare_command)
 app.add_typer(webpush_app, name="webpush")
 
 
