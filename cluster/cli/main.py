@@ -269,6 +269,9 @@ def target(
                                        "a free one.")] = 0,
     http_port: Annotated[int, typer.Option(
         "--http-port", metavar="PORT", help="The http port (h1, h2c); 0: a free one.")] = 0,
+    delay: Annotated[bool, typer.Option(
+        "--delay", help="Also serve /delay/<ms>: answered after <ms> milliseconds (a slower "
+                        "target, to compare runs against).")] = False,
 ) -> None:
     """Run the embedded target (Caddy on loopback: h1, h2, h3 over TLS; h1, h2c) until Ctrl-C."""
     from rafale.cluster.target import PushOptions, main_foreground
@@ -281,7 +284,7 @@ def target(
         fail(str(exc))
     try:
         code = main_foreground(access_log=access_log, push=options, https_port=port,
-                               http_port=http_port)
+                               http_port=http_port, delay=delay)
     except (ValueError, RuntimeError) as exc:  # a bad or busy port: named, no traceback
         fail(str(exc), EXIT_FAILED if isinstance(exc, RuntimeError) else EXIT_BAD_INPUT)
     raise typer.Exit(code)

@@ -51,6 +51,9 @@ class TargetOptions:
     # What the TLS port speaks (h1, h2, h3): ("h1",) is a server without HTTP/2, to try
     # --http auto (falls back) and --http 2 (refused) against.
     tls_protocols: tuple[str, ...] = ("h1", "h2", "h3")
+    # Serve /delay/<ms> (answered after <ms>) through a small upstream on loopback
+    # (``cluster/target/delay_upstream.py``): a target that got slower, for comparisons.
+    delay: bool = False
 
     def __post_init__(self) -> None:
         if not self.addresses:
@@ -143,19 +146,22 @@ def _routes() -> list[dict[str, Any]]:
     ]
 
 
-def _push_route(upstream: str) -> dict[str, Any]:
-    return {"match": [{"path": ["/push/*"]}],
+def _proxy_route(paths: str, upstream: str) -> dict[str, Any]:
+    return {"match": [{"path": [paths]}],
             "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": upstream}]}],
             "terminal": True}
 
 
 def caddy_config(
     options: TargetOptions, https_port: int, http_port: int, access_log_path: Path,
-    push_upstream: str | None = None,
+    push_upstream: str | None = None, delay_upstream: str | None = None,
 ) -> dict[str, Any]:
     """The adapter-free Caddy JSON config: no admin, no ACME, no redirects, no trust store.
-    With ``push_upstream``, /push/* goes to the push emulator there."""
-    push = [_push_route(push_upstream)] if push_upstream else []
+    With ``push_upstream``, /push/* goes to the push emulator there; with
+    ``delay_upstream``, /delay/* to the delaying upstream there."""
+    push = [_proxy_route("/push/*", push_upstream)] if push_upstream else []
+    if delay_upstream:
+        push.append(_proxy_route("/delay/*", delay_upstream))
     logs = {"logs": {"default_logger_name": ACCESS_LOGGER}} if options.access_log else {}
     tls_server = {
         "listen": [_hostport(a, https_port) for a in options.addresses],

@@ -35,8 +35,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-import psutil
-
 from rafale.cluster.target.access_log import AccessLogTally
 from rafale.cluster.target.config import (  # noqa: F401 - re-exported for callers and tests
     BIG_BODY_BYTES,
@@ -47,6 +45,8 @@ from rafale.cluster.target.config import (  # noqa: F401 - re-exported for calle
     caddy_config,
     free_port,
 )
+from rafale.cluster.target.upstreams import bound_sockets as _bound_sockets
+from rafale.cluster.target.upstreams import start_upstream
 
 _CA_RELATIVE = Path("data/caddy/pki/authorities/local/root.crt")
 
@@ -86,12 +86,13 @@ class Target:
         push: PushOptions | None = None,
         private_ok: bool = False,
         tls_protocols: tuple[str, ...] = ("h1", "h2", "h3"),
+        delay: bool = False,
         https_port: int = 0,
         http_port: int = 0,
     ) -> None:
         self.options = TargetOptions(
             tuple(addresses), host, access_log, keep_dir, start_timeout_s, stop_timeout_s,
-            push, private_ok, tuple(tls_protocols),
+            push, private_ok, tuple(tls_protocols), delay,
         )
         self.host, self.addresses = self.options.host, self.options.addresses
         for name, port in (("https_port", https_port), ("http_port", http_port)):
@@ -104,6 +105,7 @@ class Target:
         self.dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._push: subprocess.Popen[bytes] | None = None
+        self._delay: subprocess.Popen[bytes] | None = None
         self._tally: AccessLogTally | None = None
 
     def __repr__(self) -> str:
@@ -184,9 +186,14 @@ class Target:
         if not self.http_port:
             self.http_port = free_port(self.addresses, exclude=(self.https_port,))
         config_path = self.dir / "caddy.json"
-        upstream = self._start_push() if self.options.push is not None else None
+        try:
+            upstream = self._start_push() if self.options.push is not None else None
+            delay = self._start_delay() if self.options.delay else None
+        except BaseException:
+            self._end_process(signal.SIGTERM)  # the upstream that did start
+            raise
         config = caddy_config(self.options, self.https_port, self.http_port, self.access_log_path,
-                              upstream)
+                              upstream, delay)
         config_path.write_text(json.dumps(config, indent=1))
         with self.stderr_path.open("ab") as stderr:
             self._process = subprocess.Popen(
@@ -291,32 +298,30 @@ class Target:
         push = self.options.push
         assert push is not None
         home = self._dir()
-        address = self.addresses[0]
-        port = free_port((address,), exclude=(self.https_port, self.http_port))
-        command = [sys.executable, "-m", "rafale.cluster.target.push_emulator",
-                   "--listen", f"{address}:{port}", "--log", str(self.push_log_path),
-                   "--throttle-share", str(push.throttle_share),
-                   "--retry-after-s", str(push.retry_after_s),
-                   "--keep-bodies", str(push.keep_bodies)]
+        arguments = ["--log", str(self.push_log_path),
+                     "--throttle-share", str(push.throttle_share),
+                     "--retry-after-s", str(push.retry_after_s),
+                     "--keep-bodies", str(push.keep_bodies)]
         for name, ids in (("gone", push.gone), ("known", push.known)):
             if ids is not None:
                 (home / f"push-{name}.txt").write_text("".join(f"{i}\n" for i in ids))
-                command += [f"--{name}", str(home / f"push-{name}.txt")]
-        with (home / "push.stderr").open("ab") as stderr:
-            self._push = subprocess.Popen(command, cwd=home, stdin=subprocess.DEVNULL,
-                                          stdout=stderr, stderr=stderr)
-        deadline = time.monotonic() + self.options.start_timeout_s
-        while ("tcp", address, port) not in _bound_sockets(self._push.pid):
-            if self._push.poll() is not None or time.monotonic() > deadline:
-                tail = (home / "push.stderr").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"push emulator did not start:\n{tail}")
-            time.sleep(0.02)
-        return f"{address}:{port}"
+                arguments += [f"--{name}", str(home / f"push-{name}.txt")]
+        self._push, where = start_upstream(home, self.addresses[0], (self.https_port,
+                                           self.http_port), "push_emulator", arguments,
+                                           self.options.start_timeout_s)
+        return where
+
+    def _start_delay(self) -> str:
+        """Start the /delay/<ms> upstream on the first address; its host:port for Caddy."""
+        self._delay, where = start_upstream(self._dir(), self.addresses[0], (self.https_port,
+                                            self.http_port), "delay_upstream", [],
+                                            self.options.start_timeout_s)
+        return where
 
     def _end_process(self, sig: signal.Signals) -> None:
         """End the push emulator (push mode) and Caddy: ``sig``, then SIGKILL after
         stop_timeout_s."""
-        for process in (self._push, self._process):
+        for process in (self._push, self._delay, self._process):
             if process is not None and process.poll() is None:
                 process.send_signal(sig)
                 try:
@@ -324,7 +329,7 @@ class Target:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-        self._push = self._process = None
+        self._push = self._delay = self._process = None
 
     def _stderr_tail(self, limit: int = 4000) -> str:
         try:
@@ -371,20 +376,6 @@ class Target:
             return False
 
 
-def _bound_sockets(pid: int) -> set[tuple[str, str, int]]:
-    """("tcp"|"udp", ip, port) for every listening TCP / bound UDP socket of the process."""
-    try:
-        conns = psutil.Process(pid).net_connections(kind="inet")
-    except psutil.Error:
-        return set()
-    bound = set()
-    for conn in conns:
-        kind = "tcp" if conn.type == socket.SOCK_STREAM else "udp"
-        if conn.laddr and (kind == "udp" or conn.status == psutil.CONN_LISTEN):
-            bound.add((kind, conn.laddr.ip, conn.laddr.port))
-    return bound
-
-
 def main_foreground(
     addresses: tuple[str, ...] = DEFAULT_ADDRESSES,
     host: str = DEFAULT_HOST,
@@ -393,6 +384,7 @@ def main_foreground(
     push: PushOptions | None = None,
     https_port: int = 0,
     http_port: int = 0,
+    delay: bool = False,
 ) -> int:
     """Run the target until Ctrl-C (or SIGTERM), printing how to reach it (a ``rafale run``
     line for each URL, ready to paste). Ports: fixed when given, else free ones. Exit code."""
@@ -404,7 +396,7 @@ def main_foreground(
         signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         with Target(addresses=addresses, host=host, access_log=access_log, push=push,
-                    https_port=https_port, http_port=http_port) as target:
+                    https_port=https_port, http_port=http_port, delay=delay) as target:
             print(_describe(target), file=out, flush=True)
             while target.running:
                 time.sleep(0.2)
@@ -426,6 +418,8 @@ def _describe(target: Target) -> str:
         *([f"  access log: {target.access_log_path}"] if target.options.access_log else []),
         *([f"  push service: {target.push_url('<id>')} (log {target.push_log_path})"]
           if target.options.push else []),
+        *([f"  slower answers: {target.url('/delay/20')} (after 20 ms; any 0..60000)"]
+          if target.options.delay else []),
         f"  try: curl --cacert {target.ca_file} {resolve} {target.https_url}",
         "  or:",
         *(f"    {line}" for line in run_lines(target)),
