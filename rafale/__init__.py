@@ -14,10 +14,11 @@ The public API, in one place::
     rafale.load("results/r1")                        # a saved result (pandas, pyarrow only)
     rafale.plots.throughput(result)                  # matplotlib Figures
     rafale.frames.per_address(result)                # tables
+    rafale.compare("results/r1", "results/r2")      # per metric: change, interval, verdict
 
 Everything is imported on first use: ``import rafale`` (and ``rafale.analysis``,
-``rafale.load``, ``rafale.plots``, ``rafale.frames``) never imports Ray or pycurl, so saved
-results load on a laptop with pandas, pyarrow and matplotlib only.
+``rafale.load``, ``rafale.compare``, ``rafale.plots``, ``rafale.frames``) never imports Ray
+or pycurl, so saved results load on a laptop with pandas, pyarrow and matplotlib only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rafale.analysis import frames, plots
     from rafale.analysis.store import load
+    from rafale.analysis.verdict import compare
     from rafale.cluster.live import live
     from rafale.cluster.run import Run, RunResult, start
     from rafale.cluster.spec import RunSpec
@@ -39,8 +41,8 @@ try:
 except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Run", "RunResult", "RunSpec", "Target", "__version__", "frames", "live", "load",
-           "plots", "start"]
+__all__ = ["Run", "RunResult", "RunSpec", "Target", "__version__", "compare", "frames", "live",
+           "load", "plots", "start"]
 
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -51,6 +53,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Target": ("rafale.cluster.target", "Target"),
     "live": ("rafale.cluster.live", "live"),
     "load": ("rafale.analysis.store", "load"),
+    "compare": ("rafale.analysis.verdict", "compare"),
     "plots": ("rafale.analysis.plots", None),
     "frames": ("rafale.analysis.frames", None),
 }
