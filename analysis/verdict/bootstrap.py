@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -40,6 +41,23 @@ def block_weights(rng: np.random.Generator, seconds: int, resamples: int,
     flat = taken + (np.arange(resamples) * seconds)[:, None]
     counts = np.bincount(flat.ravel(), minlength=resamples * seconds)
     return counts.reshape(resamples, seconds).astype(np.float64)
+
+
+def blocks(runs: Sequence[int]) -> int:
+    """How many blocks a side's resample is made of (its independent pieces)."""
+    return sum(math.ceil(n / block_length(n)) for n in runs if n > 0)
+
+
+def widening(pieces: int, confidence: float) -> float:
+    """How much wider than the bootstrap's a small sample's interval must be: Student's t
+    quantile with ``pieces - 1`` degrees of freedom over the normal one (the percentile
+    bootstrap of a statistic over few independent pieces is too narrow, as a z interval is
+    where a t interval is due). t from its Cornish-Fisher expansion (no scipy)."""
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    v = max(pieces - 1, 2)
+    t = (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+         + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
+    return t / z
 
 
 def within_weights(rng: np.random.Generator, runs: Sequence[int], resamples: int

@@ -115,6 +115,8 @@ def _rows(base: Series, cand: Series, options: Options, rng: np.random.Generator
             rng, side.runs, options.resamples, len(side.runs) >= HIERARCHICAL_RUNS)])
         sides.append(metric_values(side, weights, tags, shares))
     tail = (1 - options.confidence) / 2 * 100
+    wider = bootstrap.widening(min(bootstrap.blocks(base.runs), bootstrap.blocks(cand.runs)),
+                               options.confidence)
     rows = []
     for name, base_values in sides[0].items():
         metric = describe(name)
@@ -123,6 +125,7 @@ def _rows(base: Series, cand: Series, options: Options, rng: np.random.Generator
         spread = cand_values[1:] - base_values[1:]
         low, high = ((float(x) for x in np.nanpercentile(spread, [tail, 100 - tail]))
                      if np.isfinite(spread).any() else (np.nan, np.nan))
+        low, high = c - b + (low - (c - b)) * wider, c - b + (high - (c - b)) * wider
         blocked = describe_differences(found, metric.needs)
         outcome = ((NOT_COMPARABLE, blocked) if blocked
                    else verdict(metric, b, c, low, high, options.min_effect))
