@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
+from rafale.actors.contract import LATENCY_CORRECTED
 from rafale.analysis.result import Result
 from rafale.analysis.verdict import bootstrap
 from rafale.analysis.verdict.metrics import Better, Metric, common_tags, describe, share_keys
@@ -106,16 +107,37 @@ def verdict(metric: Metric, base: float, cand: float, low: float, high: float,
     return (WORSE if worse else BETTER), ""
 
 
+def block_lengths(base: Series, cand: Series) -> tuple[list[int], list[int]]:
+    """Each run's block length, fitted on the per-second mean latency of every run of both
+    sides (:func:`bootstrap.fitted_block_lengths`)."""
+    per_run = []
+    for side in (base, cand):
+        hist = side.hists[LATENCY_CORRECTED]
+        values = bootstrap.second_means(hist.counts, hist.buckets)
+        per_run += np.split(values, np.cumsum(side.runs)[:-1])
+    fitted = bootstrap.fitted_block_lengths(per_run)
+    return fitted[: len(base.runs)], fitted[len(base.runs):]
+
+
+def _pieces(side: Series, blocks_s: list[int]) -> int:
+    """The independent pieces a side's resample is made of: its runs when they are
+    resampled, else its blocks of seconds."""
+    if len(side.runs) >= HIERARCHICAL_RUNS:
+        return len(side.runs)
+    return bootstrap.blocks(side.runs, blocks_s)
+
+
 def _rows(base: Series, cand: Series, options: Options, rng: np.random.Generator,
-          found: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+          found: dict[str, tuple[str, str]], blocks_s: tuple[list[int], list[int]]
+          ) -> list[dict[str, Any]]:
     tags, shares = common_tags(base, cand), share_keys(base, cand)
     sides = []
-    for side in (base, cand):
+    for side, sizes in zip((base, cand), blocks_s, strict=True):
         weights = np.vstack([bootstrap.whole(side.seconds), bootstrap.side_weights(
-            rng, side.runs, options.resamples, len(side.runs) >= HIERARCHICAL_RUNS)])
+            rng, side.runs, options.resamples, len(side.runs) >= HIERARCHICAL_RUNS, sizes)])
         sides.append(metric_values(side, weights, tags, shares))
     tail = (1 - options.confidence) / 2 * 100
-    wider = bootstrap.widening(min(bootstrap.blocks(base.runs), bootstrap.blocks(cand.runs)),
+    wider = bootstrap.widening(_pieces(base, blocks_s[0]) + _pieces(cand, blocks_s[1]) - 2,
                                options.confidence)
     rows = []
     for name, base_values in sides[0].items():
@@ -146,13 +168,14 @@ def compare_series(base: Series, cand: Series, options: Options = Options()
                          "(allow_different=True)")
     seed = options.seed if options.seed is not None else secrets.randbits(63)
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(_rows(base, cand, options, rng, found), columns=list(COLUMNS))
+    blocks_s = block_lengths(base, cand)
+    frame = pd.DataFrame(_rows(base, cand, options, rng, found, blocks_s),
+                         columns=list(COLUMNS))
     frame.attrs.update({
         "seed": seed, "resamples": options.resamples, "confidence": options.confidence,
         "min_effect": options.min_effect, "base": list(base.labels),
         "cand": list(cand.labels), "interval": interval_note(base, cand),
-        "block_s": {"base": [bootstrap.block_length(n) for n in base.runs],
-                    "cand": [bootstrap.block_length(n) for n in cand.runs]},
+        "block_s": {"base": blocks_s[0], "cand": blocks_s[1]},
         "differences": {k: list(v) for k, v in found.items()},
     })
     return frame
