@@ -21,7 +21,14 @@ import pandas as pd
 
 from rafale.actors.contract import LATENCY_CORRECTED
 from rafale.analysis.result import Result
-from rafale.analysis.verdict import bootstrap
+from rafale.analysis.verdict.bootstrap import (
+    blocks,
+    fitted_block_lengths,
+    second_means,
+    side_weights,
+    whole,
+    widening,
+)
 from rafale.analysis.verdict.metrics import Better, Metric, common_tags, describe, share_keys
 from rafale.analysis.verdict.metrics import values as metric_values
 from rafale.analysis.verdict.series import Series, series_of, stack
@@ -109,13 +116,13 @@ def verdict(metric: Metric, base: float, cand: float, low: float, high: float,
 
 def block_lengths(base: Series, cand: Series) -> tuple[list[int], list[int]]:
     """Each run's block length, fitted on the per-second mean latency of every run of both
-    sides (:func:`bootstrap.fitted_block_lengths`)."""
+    sides (:func:`fitted_block_lengths`)."""
     per_run = []
     for side in (base, cand):
         hist = side.hists[LATENCY_CORRECTED]
-        values = bootstrap.second_means(hist.counts, hist.buckets)
+        values = second_means(hist.counts, hist.buckets)
         per_run += np.split(values, np.cumsum(side.runs)[:-1])
-    fitted = bootstrap.fitted_block_lengths(per_run)
+    fitted = fitted_block_lengths(per_run)
     return fitted[: len(base.runs)], fitted[len(base.runs):]
 
 
@@ -124,7 +131,7 @@ def _pieces(side: Series, blocks_s: list[int]) -> int:
     resampled, else its blocks of seconds."""
     if len(side.runs) >= HIERARCHICAL_RUNS:
         return len(side.runs)
-    return bootstrap.blocks(side.runs, blocks_s)
+    return blocks(side.runs, blocks_s)
 
 
 def _rows(base: Series, cand: Series, options: Options, rng: np.random.Generator,
@@ -133,11 +140,11 @@ def _rows(base: Series, cand: Series, options: Options, rng: np.random.Generator
     tags, shares = common_tags(base, cand), share_keys(base, cand)
     sides = []
     for side, sizes in zip((base, cand), blocks_s, strict=True):
-        weights = np.vstack([bootstrap.whole(side.seconds), bootstrap.side_weights(
+        weights = np.vstack([whole(side.seconds), side_weights(
             rng, side.runs, options.resamples, len(side.runs) >= HIERARCHICAL_RUNS, sizes)])
         sides.append(metric_values(side, weights, tags, shares))
     tail = (1 - options.confidence) / 2 * 100
-    wider = bootstrap.widening(_pieces(base, blocks_s[0]) + _pieces(cand, blocks_s[1]) - 2,
+    wider = widening(_pieces(base, blocks_s[0]) + _pieces(cand, blocks_s[1]) - 2,
                                options.confidence)
     rows = []
     for name, base_values in sides[0].items():

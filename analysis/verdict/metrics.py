@@ -18,7 +18,11 @@ import numpy as np
 from rafale.actors.contract import LATENCY_CORRECTED, LATENCY_RAW, SEND_LAG
 from rafale.analysis.latency import percentile_label
 from rafale.analysis.thresholds import HISTS
-from rafale.analysis.verdict import bootstrap
+from rafale.analysis.verdict.bootstrap import (
+    means,
+    percentiles,
+    ratios,
+)
 from rafale.analysis.verdict.series import SHARE_DIMENSIONS, TAG_PREFIX, Series, tag_outcomes
 
 LATENCY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
@@ -111,34 +115,34 @@ def values(side: Series, weights: np.ndarray, tags: tuple[str, ...] = (),
         hist = side.hists[field]
         lag = field == SEND_LAG
         pcts = SEND_LAG_PERCENTILES if lag else LATENCY_PERCENTILES
-        found = bootstrap.percentiles(weights, hist.counts, hist.buckets, (*pcts, 100.0))
+        found = percentiles(weights, hist.counts, hist.buckets, (*pcts, 100.0))
         names = _latency_rows(_KIND[field], pcts, extra=not lag)
         for i, name in enumerate(names[: len(pcts)]):
             out[name] = found[:, i]
         if not lag:
             out[names[-2]] = found[:, -1]
-            out[names[-1]] = bootstrap.means(weights, hist.counts, hist.buckets)
+            out[names[-1]] = means(weights, hist.counts, hist.buckets)
     finished = counters["completed"] + counters["failed"]
-    out["error_rate"] = bootstrap.ratios(weights, counters["failed"], finished)
-    out["late_rate"] = bootstrap.ratios(weights, counters["late"], counters["sent"])
-    out["dropped_rate"] = bootstrap.ratios(weights, counters["dropped"], counters["intended"])
+    out["error_rate"] = ratios(weights, counters["failed"], finished)
+    out["late_rate"] = ratios(weights, counters["late"], counters["sent"])
+    out["dropped_rate"] = ratios(weights, counters["dropped"], counters["intended"])
     for dimension in SHARE_DIMENSIONS:
         keys = side.keys[dimension]
         total = keys.to_numpy().sum(axis=1)
         zero = np.zeros(len(keys))
         for key in (shares or {}).get(dimension, tuple(keys.columns)):
             counts = keys[key].to_numpy() if key in keys else zero
-            out[f"share[{dimension}={key}]"] = bootstrap.ratios(weights, counts, total)
+            out[f"share[{dimension}={key}]"] = ratios(weights, counts, total)
     outcomes = tag_outcomes(side.keys["tag"])
     for tag in tags:
         scope = f"[tag={tag}]"
         hist = side.hists[f"{TAG_PREFIX}{tag}"]
-        found = bootstrap.percentiles(weights, hist.counts, hist.buckets, TAG_PERCENTILES)
+        found = percentiles(weights, hist.counts, hist.buckets, TAG_PERCENTILES)
         for i, name in enumerate(_latency_rows("latency", TAG_PERCENTILES, False, scope)):
             out[name] = found[:, i]
         if tag in outcomes:
             finished_tag, failed_tag = outcomes[tag]
-            out[f"error_rate{scope}"] = bootstrap.ratios(weights, failed_tag, finished_tag)
+            out[f"error_rate{scope}"] = ratios(weights, failed_tag, finished_tag)
     return out
 
 
