@@ -382,3 +382,18 @@ def test_a_directory_that_is_not_a_run_is_named(tmp_path: Path,
 def test_the_attrs_are_plain_data(runs: dict[str, Path]) -> None:
     table = compare(runs["a"], runs["b"], seed=3, resamples=100)
     assert json.loads(json.dumps(table.attrs))["seed"] == 3
+
+
+def test_compare_does_not_import_ray_or_pycurl(runs: dict[str, Path]) -> None:
+    """`rafale compare` runs where saved results are read: pandas and numpy only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from rafale.cluster.cli import main; "
+            "rc = main(['compare', sys.argv[1], sys.argv[2], '--resamples', '100']); "
+            "assert 'ray' not in sys.modules and 'pycurl' not in sys.modules, 'imported'; "
+            "sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(runs["a"]), str(runs["b"])],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "latency.p99" in done.stdout
