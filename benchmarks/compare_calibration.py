@@ -199,6 +199,33 @@ def calibrate(recorded: Series, mode: str = "seconds", pairs: int = 200,
     }
 
 
+_MODES = {"seconds": "seconds drawn one by one (the interval's assumption)",
+          "stretches": "one stretch of consecutive seconds a side, at another time",
+          "stretches3": "three stretches a side (hierarchical)"}
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The calibration as a README table (rendered by ``benchmarks/readme.py``)."""
+    recorded = data["recorded"]
+    machine_ = data["machine"]
+    lines = [f"Calibrated on a recorded run of {recorded['seconds']} s "
+             f"({recorded['requests']:,} requests against the embedded target, "
+             f"`{data['recording']}`) on the development machine ({machine_['cores']} "
+             "cores, shared): `python -m benchmarks.compare_calibration --out docs/results`.",
+             "",
+             "| sides drawn as | s a run | runs a side | A/A: noise called a change | "
+             "A/B: p50 x1.15 and errors +1 % both found | p99 x1.15 found |",
+             "|---|--:|--:|--:|--:|--:|"]
+    for case in data["cases"]:
+        found = case["ab_detected_by_metric"]
+        lines.append(f"| {_MODES.get(case['mode'], case['mode'])} | {case['seconds']} | "
+                     f"{case['runs_a_side']} | {case['aa_false_positive_share']:.1%} of "
+                     f"{case['aa_verdicts']:,} verdicts | "
+                     f"{case['ab_detection_share']:.1%} of {case['pairs']} pairs | "
+                     f"{found['latency.p99']:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare_calibration")
     parser.add_argument("--record", action="store_true", help="record the run again")

@@ -17,7 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import contention, driver_scale, feeds, metrics_cost, table, webpush
+from benchmarks import (
+    compare_calibration,
+    contention,
+    driver_scale,
+    feeds,
+    metrics_cost,
+    table,
+    webpush,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -119,6 +127,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "driver_scale": render_driver_scale,
     "contention": render_contention,
     "metrics_cost": render_metrics_cost,
+    "compare_calibration": compare_calibration.markdown,
 }
 
 
