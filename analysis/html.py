@@ -32,7 +32,8 @@ _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
        color: #1d2733; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #d0d7de; }
-pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 12px; }
+pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 12px;
+      white-space: pre-wrap; }
 table { border-collapse: collapse; margin: .5em 0; }
 td, th { border: 1px solid #d0d7de; padding: .3em .6em; text-align: left; }
 th { background: #f6f8fa; } tr.pass td.verdict { color: #1a7f37; font-weight: bold; }

@@ -14,7 +14,9 @@ from rafale.analysis.verdict.compare import (
     Options,
     compare,
     compare_series,
+    compare_sides,
+    side_series,
 )
 
 __all__ = ["BETTER", "CHANGED", "NOT_COMPARABLE", "NO_CHANGE", "SIGNIFICANT", "VERDICTS",
-           "WORSE", "Options", "compare", "compare_series"]
+           "WORSE", "Options", "compare", "compare_series", "compare_sides", "side_series"]

@@ -201,15 +201,21 @@ def compare(base: Side, cand: Side, *more: Side, min_effect: float = 0.05,
     options, a side without runs, or runs of different targets (unless allowed), and
     FileNotFoundError for a directory that is not a run.
     """
-    drawn = seed if seed is not None else secrets.randbits(63)  # one seed for every candidate
-    options = Options(min_effect, confidence, resamples, drawn, allow_different)
-    base_series = side_series(base)
-    candidates = [side_series(c) for c in (cand, *more)]
+    options = Options(min_effect, confidence, resamples, seed, allow_different)
+    return compare_sides(side_series(base), [side_series(c) for c in (cand, *more)], options)
+
+
+def compare_sides(base: Series, candidates: Sequence[Series], options: Options = Options()
+                  ) -> pd.DataFrame:
+    """Each candidate against the base (sides already read; see :func:`compare`)."""
+    if options.seed is None:  # one seed for every candidate, recorded
+        options = Options(options.min_effect, options.confidence, options.resamples,
+                          secrets.randbits(63), options.allow_different)
     if len(candidates) == 1:
-        return compare_series(base_series, candidates[0], options)
+        return compare_series(base, candidates[0], options)
     frames = []
     for candidate in candidates:
-        frame = compare_series(base_series, candidate, options)
+        frame = compare_series(base, candidate, options)
         frame.insert(0, "candidate", " ".join(candidate.labels))
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)

@@ -29,6 +29,9 @@ FailIfOption = Annotated[list[str] | None, typer.Option(
     "--fail-if", metavar="EXPR", show_default=False,
     help="Exit 99 when a metric changed significantly past a limit: p99>+10%, "
          "error_rate>+0.5pp, rate<-2%, p99\\[tag=api]>+20ms (repeat for several).")]
+HtmlOption = Annotated[bool, typer.Option(
+    "--html", help="Also write compare.html (self-contained: the table and the charts) "
+                   "in the current directory.")]
 AllowDifferent = Annotated[bool, typer.Option(
     "--allow-different", help="Compare runs of different targets (origins) anyway.")]
 
@@ -104,11 +107,11 @@ def _print_table(table: object) -> None:
 
 def compare_command(runs: RunsArgument = None, min_effect: MinEffect = "5%",
                     seed: Seed = None, resamples: Resamples = 1000,
-                    fail_if: FailIfOption = None,
+                    fail_if: FailIfOption = None, html: HtmlOption = False,
                     allow_different: AllowDifferent = False) -> None:
     """Compare runs and say what changed: per metric, the change, its bootstrap interval
     and a verdict (better, worse, no significant change, not comparable)."""
-    from rafale.analysis.verdict import compare
+    from rafale.analysis.verdict import Options, compare_sides, side_series
     from rafale.analysis.verdict.fail_if import check_all
     from rafale.cluster.threshold_syntax import parse_fail_ifs
 
@@ -116,8 +119,11 @@ def compare_command(runs: RunsArgument = None, min_effect: MinEffect = "5%",
         base, candidates = split_sides(runs or [])
         effect = parse_min_effect(min_effect)
         conditions = parse_fail_ifs(fail_if)
-        table = compare(base, *candidates, min_effect=effect, seed=seed,
-                        resamples=resamples, allow_different=allow_different)
+        options = Options(effect, resamples=resamples, seed=seed,
+                          allow_different=allow_different)
+        base_side = side_series(base)
+        cand_sides = [side_series(c) for c in candidates]
+        table = compare_sides(base_side, cand_sides, options)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     _print_table(table)
@@ -127,5 +133,10 @@ def compare_command(runs: RunsArgument = None, min_effect: MinEffect = "5%",
         where = f" ({result['candidate']})" if result["candidate"] else ""
         typer.echo(f"fail-if {result['fail_if']}{where}: {state} ({result['verdict']}, "
                    f"change {result['shown']})")
+    if html:
+        from rafale.analysis.verdict.page import COMPARE_FILE, write_compare_html
+
+        written = write_compare_html(COMPARE_FILE, table, base_side, cand_sides, results)
+        typer.echo(f"wrote {written}")
     if any(r["failed"] for r in results):
         raise typer.Exit(EXIT_THRESHOLDS)

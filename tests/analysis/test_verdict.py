@@ -397,3 +397,38 @@ def test_compare_does_not_import_ray_or_pycurl(runs: dict[str, Path]) -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "latency.p99" in done.stdout
+
+
+def test_compare_html_is_one_file_that_renders_in_headless_chromium(
+        runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--html writes compare.html: the verdicts, the fail-if results and two inline charts
+    (over time, the percentile spectrum), nothing fetched; Chromium loads and draws it."""
+    import re
+    import subprocess
+
+    from matplotlib.image import imread
+
+    from benchmarks.h2load import ensure_tool
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["compare", str(runs["a"]), str(runs["b"]), "--seed", "5", "--resamples",
+                 "100", "--html", "--fail-if", "error_rate>+0.5pp"])
+    assert code == 0 and "wrote compare.html" in capsys.readouterr().out
+    page = tmp_path / "compare.html"
+    text = page.read_text()
+    images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', text)
+    assert len(images) == 2 and all(s.startswith("data:image/png;base64,") for s in images)
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+    assert "latency.p99" in text and "error_rate&gt;+0.5pp" in text and "seed 5" in text
+    chromium = ensure_tool("chromium", "chromium")
+    flags = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+             "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0"]
+    shot = tmp_path / "shot.png"
+    done = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,3000",
+                           page.as_uri()], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    assert "Failed to load resource" not in done.stderr
+    pixels = imread(shot)
+    assert pixels.shape[0] >= 2500 and float(pixels.std()) > 0.05  # not a blank page
