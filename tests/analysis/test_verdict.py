@@ -399,6 +399,7 @@ def test_compare_does_not_import_ray_or_pycurl(runs: dict[str, Path]) -> None:
     assert "latency.p99" in done.stdout
 
 
+@pytest.mark.slow
 def test_compare_html_is_one_file_that_renders_in_headless_chromium(
         runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

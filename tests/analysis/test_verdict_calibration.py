@@ -15,6 +15,8 @@ from benchmarks import compare_calibration as calibration
 from rafale.analysis import store
 from rafale.analysis.verdict.series import Series, series_of
 
+pytestmark = pytest.mark.slow  # 200 pairs a case: seconds, not milliseconds
+
 RESULTS = calibration.ROOT / "docs" / "results" / calibration.RESULTS_NAME
 
 
