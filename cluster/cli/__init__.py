@@ -1,6 +1,7 @@
 """The ``rafale`` command: ``main.py`` (run, matrix, report, target, doctor, and webpush from
 cluster/webpush/cli.py), ``options.py`` (every shared option once: annotation, --help panel,
-RunSpec field), ``common.py`` (exit codes, errors, warnings, signals)."""
+RunSpec field), ``compare.py`` (rafale compare), ``common.py`` (exit codes, errors,
+warnings, signals)."""
 
 from __future__ import annotations
 
