@@ -70,7 +70,7 @@ class Engine:
         # and says why in status().
         self.lease = Lease(config.lease_s)
         # The loop's gaps and its thread's run-queue wait: is the sender the bottleneck?
-        self.health = SenderHealth(config.stall_after_s, schedstat)
+        self.health = SenderHealth(config.stall_after_s, schedstat, clock.monotonic)
         # Loop state (loop thread): the open window, and closing the seconds that ended.
         self.seconds = Seconds(self.recorder, self.slots, self.health)
         self._cpu0 = 0.0
@@ -246,7 +246,7 @@ class Engine:
             self.feed.warm()  # the first chunk, before the start
         wall_offset = 0.0 if start_at_s is None else start_at_s - clock.time()
         start = self._time.start = clock.monotonic() + wall_offset
-        self.health.begin(threading.get_native_id(), clock.monotonic(), start)
+        self.health.begin(threading.get_native_id(), start)
         while (left := start - clock.monotonic()) > 0 and not self._commands:
             clock.sleep(min(left, 0.05))
         self.start_skew_s = max(0.0, clock.monotonic() - start)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,17 +95,15 @@ class LoopWatch:
     an instant fell inside a gap longer than the tolerance.
     """
 
-    __slots__ = ("stall_after_s", "ready_at", "_wait_start", "_gap_max_s", "_long_s",
-                 "_credited_to", "stalls")
+    __slots__ = ("stall_after_s", "ready_at", "_wait_start", "_short_max_s", "stalls")
 
     def __init__(self, stall_after_s: float = STALL_AFTER_S, now: float = 0.0) -> None:
         self.stall_after_s = stall_after_s
         # Since when the loop owes a turn (the open gap's start; inf while it waits).
         self.ready_at = now
         self._wait_start = now
-        self._gap_max_s = 0.0  # longest gap that ended in the open window
-        self._long_s = 0.0  # time of the open window inside long gaps (already ended)
-        self._credited_to = -math.inf  # the open gap's time up to here is in closed windows
+        self._short_max_s = 0.0  # longest short gap since the last close
+        # The long gaps (start, end), newest last: a window's part of each is its own.
         self.stalls: deque[tuple[float, float]] = deque(maxlen=_KEPT_STALLS)
 
     def __repr__(self) -> str:
@@ -115,11 +114,10 @@ class LoopWatch:
         """The loop is about to wait: the gap that began at ``ready_at`` ends here (no gap
         is open while it waits)."""
         gap = now - self.ready_at
-        if gap > self._gap_max_s:
-            self._gap_max_s = gap
         if gap > self.stall_after_s:
             self.stalls.append((self.ready_at, now))
-            self._long_s += now - max(self.ready_at, self._credited_to)
+        elif gap > self._short_max_s:
+            self._short_max_s = gap
         self._wait_start = now
         self.ready_at = math.inf
 
@@ -140,14 +138,20 @@ class LoopWatch:
 
     def close(self, start_s: float, end_s: float, now: float) -> tuple[float, float]:
         """The window ``[start_s, end_s)`` ends (``now`` is past it): its longest gap and its
-        time inside long gaps (s), the open gap counted as far as it reached into it."""
-        gap_max, long_s = self._gap_max_s, self._long_s
-        open_from = max(self.ready_at, self._credited_to, start_s)
-        if now - self.ready_at > self.stall_after_s and open_from < end_s:
-            gap_max = max(gap_max, now - self.ready_at)
-            long_s += end_s - open_from
-            self._credited_to = end_s
-        self._gap_max_s = self._long_s = 0.0
+        time inside long gaps (s). A long gap counts in every window it overlaps (the open
+        one as of ``now``), with its whole length; the short gaps that ended since the last
+        close count in the first window closed after them."""
+        gap_max, long_s = self._short_max_s, 0.0
+        self._short_max_s = 0.0
+        spans = list(self.stalls)
+        if now - self.ready_at > self.stall_after_s:
+            spans.append((self.ready_at, now))
+        for start, end in reversed(spans):
+            if end <= start_s:
+                break  # older gaps end before this window
+            if start < end_s:
+                gap_max = max(gap_max, end - start)
+                long_s += min(end, end_s) - max(start, start_s)
         return gap_max, min(long_s, end_s - start_s)
 
 
@@ -160,10 +164,11 @@ class SenderHealth:
     """
 
     def __init__(self, stall_after_s: float = STALL_AFTER_S,
-                 read: Callable[[int], SchedStat | None] = read_schedstat) -> None:
+                 read: Callable[[int], SchedStat | None] = read_schedstat,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.stall_after_us = round(stall_after_s * 1e6)
         self.watch = LoopWatch(stall_after_s)
-        self._read = read
+        self._read, self._monotonic = read, monotonic
         self._tid = 0
         self._last: SchedStat | None = None
         self._last_at = 0.0
@@ -174,18 +179,18 @@ class SenderHealth:
     def __repr__(self) -> str:
         return f"SenderHealth(tid={self._tid}, {self.watch!r})"
 
-    def begin(self, tid: int, now: float, start_s: float) -> None:
+    def begin(self, tid: int, start_s: float) -> None:
         """Thread ``tid`` will run the loop from ``start_s`` (the run's start: the loop owes
-        its first turn then, even if it gets there later); ``now``: the first reading."""
+        its first turn then, even if it gets there later). The first reading is now."""
         self._tid = tid
-        self._last, self._last_at = self._read(tid), now
+        self._last, self._last_at = self._read(tid), self._monotonic()
         self.watch = LoopWatch(self.watch.stall_after_s, start_s)
 
     def window(self, start_s: float, end_s: float, now: float, read: bool = True) -> Health:
         """The health of the window ``[start_s, end_s)``, which ended by ``now``. ``read``:
         read schedstat now (once per roll: the later windows of one roll share it)."""
         if read:
-            self._take(now)
+            self._take()
         cpu_ns, wait_ns = self._share(start_s, end_s, read)
         gap_s, long_s = self.watch.close(start_s, end_s, now)
         gap_us, wait_us = round(gap_s * 1e6), round(wait_ns / 1e3)
@@ -195,8 +200,10 @@ class SenderHealth:
                       max(wait_us, round(long_s * 1e6)) if stalled else 0, int(stalled),
                       thread_niceness(self._tid))
 
-    def _take(self, now: float) -> None:
+    def _take(self) -> None:
+        """Read schedstat, stamped when read (the thread may have waited since ``now``)."""
         reading = self._read(self._tid)
+        now = self._monotonic()
         last, span = self._last, now - self._last_at
         self._pending = (0.0, 0.0, self._last_at, now)
         if reading is not None and last is not None and span > 0:

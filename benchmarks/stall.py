@@ -14,6 +14,7 @@ run's totals, are printed; ``--json`` writes them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -53,11 +54,11 @@ def config(target: Target, seconds: float, **extra: Any) -> EngineConfig:
         max_in_flight=2000, in_flight_step=2000, timeout_s=5.0, drain_s=1.0, **extra)
 
 
-def _child(cfg: EngineConfig, start_at_s: float, queue: Any) -> None:
-    """The sender: pinned to the sender core, every thread at niceness 19."""
+def _child(cfg: EngineConfig, start_at_s: float, niceness: int, queue: Any) -> None:
+    """The sender: pinned to the sender core, every thread at ``niceness``."""
     pin(os.getpid(), {SENDER_CORE})
     for task in Path("/proc/self/task").iterdir():
-        os.setpriority(os.PRIO_PROCESS, int(task.name), SENDER_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
     queue.put(run_in_process(cfg, start_at_s))
 
 
@@ -68,6 +69,7 @@ class Scenario:
     seconds: float
     busy_from_s: float
     busy_for_s: float
+    niceness: int
     windows: list[dict[str, Any]] = field(default_factory=list)
 
     def per_second(self) -> list[dict[str, Any]]:
@@ -90,44 +92,69 @@ class Scenario:
         return out
 
 
+def affinities(pid: int) -> dict[int, set[int]]:
+    """Every thread of process ``pid`` and the cores it may run on."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found[int(task.name)] = os.sched_getaffinity(int(task.name))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
 def run(target: Target, seconds: float = 8.0, busy_from_s: float = 2.0,
-        busy_for_s: float = 3.0, **extra: Any) -> Scenario:
-    """The scenario once (see the module's docstring); busy loops killed by pid."""
-    pin(os.getpid(), {OTHER_CORE})
-    pin(int(target.pid or 0), {OTHER_CORE})
+        busy_for_s: float = 3.0, niceness: int = SENDER_NICENESS, **extra: Any) -> Scenario:
+    """The scenario once (see the module's docstring); busy loops killed by pid, this
+    process's and the target's cores given back at the end. ``busy_for_s=0``: no busy
+    loops (a quiet run)."""
+    kept = {pid: affinities(pid) for pid in (os.getpid(), int(target.pid or 0))}
+    for pid in kept:
+        pin(pid, {OTHER_CORE})
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     start_at_s = time.time() + 1.0
     child = ctx.Process(target=_child, args=(config(target, seconds, **extra), start_at_s,
-                                             queue))
-    child.start()
+                                             niceness, queue))
     busy: list[subprocess.Popen[bytes]] = []
     try:
-        time.sleep(max(0.0, start_at_s + busy_from_s - time.time()))
-        busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(BUSY_LOOPS)]
-        for loop in busy:
-            pin(loop.pid, {SENDER_CORE})
-        time.sleep(busy_for_s)
+        child.start()
+        if busy_for_s > 0:
+            time.sleep(max(0.0, start_at_s + busy_from_s - time.time()))
+            busy = [subprocess.Popen([sys.executable, "-c", BUSY])
+                    for _ in range(BUSY_LOOPS)]
+            for loop in busy:
+                pin(loop.pid, {SENDER_CORE})
+            time.sleep(busy_for_s)
     finally:
         for loop in busy:
             loop.kill()
             loop.wait()
-    windows = queue.get(timeout=seconds + 60)
-    child.join(10)
-    return Scenario(seconds, busy_from_s, busy_for_s, windows)
+        try:
+            windows = queue.get(timeout=seconds + 60)
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+            for threads in kept.values():
+                for tid, cores in threads.items():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.sched_setaffinity(tid, cores)
+    return Scenario(seconds, busy_from_s, busy_for_s, niceness, windows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--busy-from", type=float, default=2.0)
-    parser.add_argument("--busy-for", type=float, default=3.0)
+    parser.add_argument("--busy-for", type=float, default=3.0, help="0: a quiet run")
+    parser.add_argument("--niceness", type=int, default=SENDER_NICENESS)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) < 2:
         parser.error("needs 2 CPUs: one for the sender and its busy loops, one for the rest")
     with Target() as target:
-        scenario = run(target, args.seconds, args.busy_from, args.busy_for)
+        scenario = run(target, args.seconds, args.busy_from, args.busy_for, args.niceness)
     for row in scenario.per_second():
         print(row)
     print(scenario.totals())

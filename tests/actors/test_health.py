@@ -93,11 +93,24 @@ def test_an_open_gap_is_shared_among_the_windows_it_spans() -> None:
     assert watch.close(3.0, 4.0, now=4.0) == pytest.approx((2.7, 0.3))
 
 
+def test_a_gap_that_ends_after_two_windows_counts_in_both() -> None:
+    watch = LoopWatch(0.05, now=0.0)
+    watch.waiting(3.0)
+    watch.woke(3.05, until_s=3.05)  # a turn begins at 3.05 and is preempted...
+    watch.waiting(5.2)  # ...until 5.2, when it waits again
+    watch.woke(5.3, until_s=5.3)  # both windows close now, after the gap ended
+    assert watch.close(3.0, 4.0, now=5.3) == pytest.approx((2.15, 0.95))  # not 0 .. 3.0
+    assert watch.close(4.0, 5.0, now=5.3) == pytest.approx((2.15, 1.0))
+    assert watch.stalled_at(4.5, now=5.3) and not watch.stalled_at(5.25, now=5.3)
+
+
 def test_schedstat_readings_are_shared_by_time_among_windows() -> None:
     readings = iter([SchedStat(0, 0), SchedStat(2_500_000_000, 500_000_000),
                      SchedStat(3_500_000_000, 1_100_000_000)])
-    health = SenderHealth(0.05, read=lambda _tid: next(readings))
-    health.begin(1, now=0.0, start_s=0.0)
+    stamps = iter([0.0, 2.5, 3.5])  # when each reading is taken
+    health = SenderHealth(0.05, read=lambda _tid: next(readings),
+                          monotonic=lambda: next(stamps))
+    health.begin(1, start_s=0.0)
     health.watch.waiting(0.0)
     for t in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5):  # a loop turning every 0.5 s, briefly
         health.watch.woke(t, t)
