@@ -158,9 +158,9 @@ class LoopWatch:
 class SenderHealth:
     """The engine's loop watch, and its thread's schedstat shared out among windows.
 
-    Each :meth:`window` call reads schedstat once: what the thread waited for (and ran on)
-    a CPU since the previous reading is shared among the windows that reading spans, in
-    proportion to their time in it (the open window gets its part when it closes).
+    Each roll reads schedstat once: what the thread waited for (and ran on) a CPU since the
+    previous reading is shared among the windows that reading spans, in proportion to
+    their time in it (a window still open gets its part when it closes).
     """
 
     def __init__(self, stall_after_s: float = STALL_AFTER_S,
@@ -172,9 +172,9 @@ class SenderHealth:
         self._tid = 0
         self._last: SchedStat | None = None
         self._last_at = 0.0
-        self._carry = (0.0, 0.0)  # (cpu ns, wait ns) already measured for the open window
-        # The latest reading's increase: (cpu ns, wait ns, from, to) on the monotonic clock.
-        self._pending = (0.0, 0.0, 0.0, 0.0)
+        # Readings' increases not yet wholly shared out: (cpu ns, wait ns, from, to), on the
+        # monotonic clock; a window takes its part of each by its time in it.
+        self._spans: list[tuple[float, float, float, float]] = []
 
     def __repr__(self) -> str:
         return f"SenderHealth(tid={self._tid}, {self.watch!r})"
@@ -191,7 +191,7 @@ class SenderHealth:
         read schedstat now (once per roll: the later windows of one roll share it)."""
         if read:
             self._take()
-        cpu_ns, wait_ns = self._share(start_s, end_s, read)
+        cpu_ns, wait_ns = self._share(start_s, end_s)
         gap_s, long_s = self.watch.close(start_s, end_s, now)
         gap_us, wait_us = round(gap_s * 1e6), round(wait_ns / 1e3)
         stalled = is_stalled(gap_us, wait_us, round((end_s - start_s) * 1e6),
@@ -201,23 +201,27 @@ class SenderHealth:
                       thread_niceness(self._tid))
 
     def _take(self) -> None:
-        """Read schedstat, stamped when read (the thread may have waited since ``now``)."""
+        """Read schedstat, stamped just after the read (the thread may have waited since
+        the ``now`` it was given)."""
         reading = self._read(self._tid)
         now = self._monotonic()
         last, span = self._last, now - self._last_at
-        self._pending = (0.0, 0.0, self._last_at, now)
         if reading is not None and last is not None and span > 0:
-            self._pending = (float(reading.cpu_ns - last.cpu_ns),
-                             float(reading.runq_wait_ns - last.runq_wait_ns), self._last_at, now)
+            # A thread preempted between its read and its stamp moves some wait from one
+            # reading's span to the next one's: no more than the span, as one thread cannot
+            # wait (or run) longer than the time that passed.
+            self._spans.append((min(float(reading.cpu_ns - last.cpu_ns), span * 1e9),
+                                min(float(reading.runq_wait_ns - last.runq_wait_ns),
+                                    span * 1e9), self._last_at, now))
         self._last, self._last_at = reading, now
 
-    def _share(self, start_s: float, end_s: float, first: bool) -> tuple[float, float]:
-        """A window's part of the latest reading (the first window of a roll: plus what
-        earlier readings measured in it); what is left past it is the next one's so far."""
-        cpu, wait, since, until = self._pending
-        span = max(until - since, 1e-9)
-        part = max(0.0, min(end_s, until) - max(start_s, since)) / span
-        carry_cpu, carry_wait = self._carry if first else (0.0, 0.0)
-        rest = max(0.0, until - max(end_s, since)) / span
-        self._carry = (cpu * rest, wait * rest)
-        return carry_cpu + cpu * part, carry_wait + wait * part
+    def _share(self, start_s: float, end_s: float) -> tuple[float, float]:
+        """A window's part of every reading that overlaps it (windows close in order: a
+        reading that ends by this window's end has been shared out whole)."""
+        cpu_ns = wait_ns = 0.0
+        for cpu, wait, since, until in self._spans:
+            part = max(0.0, min(end_s, until) - max(start_s, since)) / max(until - since, 1e-9)
+            cpu_ns += cpu * part
+            wait_ns += wait * part
+        self._spans = [span for span in self._spans if span[3] > end_s]
+        return cpu_ns, wait_ns

@@ -129,6 +129,33 @@ def test_schedstat_readings_are_shared_by_time_among_windows() -> None:
     assert third.loop_gap_max_us < 50_000
 
 
+def test_a_reading_never_gives_more_wait_than_the_time_it_spans() -> None:
+    # Stamped 2 s late the first time (preempted after its read): the next reading holds
+    # that wait over a 1 s span; a window gets at most its own length.
+    readings = iter([SchedStat(0, 0), SchedStat(0, 0), SchedStat(0, 2_500_000_000)])
+    stamps = iter([0.0, 3.0, 4.0])
+    health = SenderHealth(0.05, read=lambda _tid: next(readings),
+                          monotonic=lambda: next(stamps))
+    health.begin(1, start_s=0.0)
+    health.window(0.0, 1.0, now=1.0)
+    assert health.window(1.0, 2.0, now=1.0, read=False).runq_wait_us == 0
+    assert health.window(2.0, 3.0, now=1.0, read=False).runq_wait_us == 0
+    assert health.window(3.0, 4.0, now=4.0).runq_wait_us == 1_000_000
+
+
+def test_a_late_stamp_is_shared_among_the_windows_it_reaches() -> None:
+    # Read at 3.5 but stamped at 4.4 (preempted): its 2.4 s of wait spans 2.0 .. 4.4, so
+    # windows 2 and 3 each get 1 s of it and window 4 its 0.4 s, not one window 1.4 s.
+    readings = iter([SchedStat(0, 0), SchedStat(0, 2_400_000_000), SchedStat(0, 2_400_000_000)])
+    stamps = iter([2.0, 4.4, 5.0])
+    health = SenderHealth(0.05, read=lambda _tid: next(readings),
+                          monotonic=lambda: next(stamps))
+    health.begin(1, start_s=0.0)
+    assert health.window(2.0, 3.0, now=3.5).runq_wait_us == 1_000_000
+    assert health.window(3.0, 4.0, now=5.0).runq_wait_us == 1_000_000
+    assert health.window(4.0, 5.0, now=5.0, read=False).runq_wait_us == 400_000
+
+
 def engine_on(net: SimNet, rate_per_s: float = 100.0, duration_s: float = 6.0,
               **options: Any) -> Engine:
     schedstat = options.pop("schedstat", lambda _tid: None)
