@@ -54,9 +54,11 @@ def config(target: Target, seconds: float, **extra: Any) -> EngineConfig:
         max_in_flight=2000, in_flight_step=2000, timeout_s=5.0, drain_s=1.0, **extra)
 
 
-def _child(cfg: EngineConfig, start_at_s: float, niceness: int, queue: Any) -> None:
-    """The sender: pinned to the sender core, every thread at ``niceness``."""
-    pin(os.getpid(), {SENDER_CORE})
+def _child(cfg: EngineConfig, start_at_s: float, niceness: int, pinned: bool,
+           queue: Any) -> None:
+    """The sender: pinned to the sender core (``pinned``), every thread at ``niceness``."""
+    if pinned:
+        pin(os.getpid(), {SENDER_CORE})
     for task in Path("/proc/self/task").iterdir():
         os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
     queue.put(run_in_process(cfg, start_at_s))
@@ -107,19 +109,20 @@ def run(target: Target, seconds: float = 8.0, busy_from_s: float = 2.0,
         busy_for_s: float = 3.0, niceness: int = SENDER_NICENESS, **extra: Any) -> Scenario:
     """The scenario once (see the module's docstring); busy loops killed by pid, this
     process's and the target's cores given back at the end. ``busy_for_s=0``: no busy
-    loops (a quiet run)."""
-    kept = {pid: affinities(pid) for pid in (os.getpid(), int(target.pid or 0))}
+    loops and nothing pinned (a quiet run, as one would run it)."""
+    pinned = busy_for_s > 0
+    kept = {pid: affinities(pid) for pid in (os.getpid(), int(target.pid or 0))} if pinned else {}
     for pid in kept:
         pin(pid, {OTHER_CORE})
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     start_at_s = time.time() + 1.0
     child = ctx.Process(target=_child, args=(config(target, seconds, **extra), start_at_s,
-                                             niceness, queue))
+                                             niceness, pinned, queue))
     busy: list[subprocess.Popen[bytes]] = []
     try:
         child.start()
-        if busy_for_s > 0:
+        if pinned:
             time.sleep(max(0.0, start_at_s + busy_from_s - time.time()))
             busy = [subprocess.Popen([sys.executable, "-c", BUSY])
                     for _ in range(BUSY_LOOPS)]
