@@ -20,6 +20,7 @@ from rafale.actors.checks import (
     number_ok,
 )
 from rafale.actors.feed import FeedPlan
+from rafale.actors.health import STALL_AFTER_S
 from rafale.actors.pacing import Schedule
 from rafale.actors.priority import ENGINE_SLICE_US
 from rafale.actors.rows import RetryPolicy
@@ -106,6 +107,8 @@ class EngineConfig:
     actor_count: int = 1
     drain_s: float | None = None
     late_after_s: float = 0.001
+    # A loop gap longer than this stalls the second (actors/health.py).
+    stall_after_s: float = STALL_AFTER_S
     feed: FeedPlan | None = None
     retry: RetryPolicy = RetryPolicy()
     keep_answers: tuple[int, ...] = ()  # statuses whose first answer body is kept
@@ -139,6 +142,7 @@ class EngineConfig:
         self._invariant(self.drain_s is None or number_ok(self.drain_s, zero_ok=True),
                         "drain_s")
         self._invariant(number_ok(self.late_after_s, zero_ok=True), "late_after_s")
+        self._invariant(number_ok(self.stall_after_s), "stall_after_s")
         self._invariant(self.lease_s is None or number_ok(self.lease_s), "lease_s")
         self._invariant(self.slice_us is None or number_ok(self.slice_us, integer=True),
                         "slice_us")

@@ -25,6 +25,8 @@ late                   int     sent requests whose send lag exceeded the run's t
                                (``late_after_s``, 1 ms by default), whatever the cause
 dropped                int     requests that fell due but were not sent by the end of the
                                schedule (or stop()): counted in the actor's last window
+late_stall             int     late requests that fell due while the sender was stalled: its loop
+                               had not turned for longer than ``stall_after_s`` (counted first)
 late_cap               int     late requests whose due time found the in-flight cap full
 late_loop              int     the other late requests (CPU starvation, a slow loop turn)
 retries                int     sent requests that retry a feed row (also counted in ``sent``;
@@ -34,6 +36,18 @@ bytes_in               int     response body bytes received in this second
 new_connections        int     connections opened in this second
 cpu_s                  float   CPU seconds the actor's process used in this second
 loops                  int     event-loop turns in this second
+runq_wait_us           int     time the sending thread was runnable but waited for a CPU in this
+                               second (the kernel's run-queue wait, from
+                               ``/proc/self/task/<tid>/schedstat``, read once a second)
+thread_cpu_us          int     time the sending thread ran on a CPU in this second (schedstat)
+loop_gap_max_us        int     the longest time the loop was not ready to send (it had neither
+                               turned nor waited for the network) that ended in this second or
+                               was still going at its end; merged by max, not summed
+stall_us               int     a stalled second's lost time: the larger of its run-queue wait and
+                               its time in loop gaps longer than ``stall_after_s`` (0 otherwise)
+stalled                int     1 when this second was sender-stalled (a loop gap longer than
+                               ``stall_after_s``, or a run-queue wait above 20 % of the second)
+niceness               int     the sending thread's niceness (read once a second; merged by max)
 status                 map     HTTP status code (as text) -> completed requests
 error                  map     "kind:curl_code" (e.g. "timeout:28") -> failed requests
 address                map     remote address -> completed requests
@@ -51,10 +65,14 @@ latency_by_tag_us      map     feed tag -> histogram of its completed requests' 
                                the intended send time (µs; feeds with a tag column only)
 =====================  ======  =================================================================
 
+A stalled second measures the sender, not the target: what happened in it is the sender's
+doing (``actors/health.py`` has the rule).
+
 Histograms are HdrHistograms from 1 µs to 10 min with 3 significant digits, carried as
 hdrh's base64 text encoding. How windows merge: counters and maps are summed (the
 ``in_flight`` gauge too, across actors of one second; over time its peak is what means
-something), histograms are added. Merging is lossless and order-free, so percentiles of
+something), but the :data:`MAXIMA` (``loop_gap_max_us``, ``niceness``) take the largest;
+histograms are added. Merging is lossless and order-free, so percentiles of
 any group (a second, an actor, a node, the run) come from the merged histogram, never from
 averaging percentiles.
 
@@ -91,7 +109,8 @@ import pyarrow as pa
 from hdrh.histogram import HdrHistogram
 
 __all__ = [
-    "COUNTERS", "COUNTS_SCHEMA", "DIMENSIONS", "GAUGES", "HIST_HIGHEST_US", "HIST_LOWEST_US",
+    "COUNTERS", "COUNTS_SCHEMA", "DIMENSIONS", "GAUGES", "HEALTH", "HIST_HIGHEST_US",
+    "HIST_LOWEST_US", "MAXIMA", "merge_counter",
     "HIST_SIGNIFICANT_DIGITS", "KEYS", "LATENCIES", "LATENCY_CORRECTED", "LATENCY_FAILED",
     "LATENCY_RAW", "OUTCOMES_SCHEMA", "OUTCOME_FIELDS", "OUTCOME_KINDS", "RATES", "REQUESTS",
     "SEND_LAG", "TAG_LATENCY", "TAG_SEPARATOR", "outcome_of",
@@ -103,11 +122,18 @@ __all__ = [
 
 KEYS: tuple[str, ...] = ("run_id", "actor", "node", "second")
 COUNTERS: tuple[str, ...] = ("intended", "sent", "completed", "failed", "late", "dropped",
-                             "late_cap", "late_loop", "retries", "in_flight", "bytes_in",
-                             "new_connections", "cpu_s", "loops")
+                             "late_stall", "late_cap", "late_loop", "retries", "in_flight",
+                             "bytes_in", "new_connections", "cpu_s", "loops", "runq_wait_us",
+                             "thread_cpu_us", "loop_gap_max_us", "stall_us", "stalled",
+                             "niceness")
 FLOAT_COUNTERS: tuple[str, ...] = ("cpu_s",)
 # The counters that count requests (the summary's "requests" table).
-REQUESTS: tuple[str, ...] = COUNTERS[:9]
+REQUESTS: tuple[str, ...] = COUNTERS[:COUNTERS.index("retries") + 1]
+# The sender's health in a window (actors/health.py measures it).
+HEALTH: tuple[str, ...] = ("runq_wait_us", "thread_cpu_us", "loop_gap_max_us", "stall_us",
+                           "stalled", "niceness")
+# Counters merged by taking the largest (of actors in a second, of seconds in a run).
+MAXIMA: tuple[str, ...] = ("loop_gap_max_us", "niceness")
 # The counters read as rates: due (the target), sent, completed (achieved).
 RATES: tuple[str, ...] = COUNTERS[:3]
 GAUGES: tuple[str, ...] = ("in_flight",)
@@ -119,6 +145,13 @@ LATENCY_FAILED = "latency_failed_us"
 SEND_LAG = "send_lag_us"
 LATENCIES: tuple[str, ...] = (LATENCY_CORRECTED, LATENCY_RAW, LATENCY_FAILED, SEND_LAG)
 TAG_LATENCY = "latency_by_tag_us"  # tag -> encoded histogram (at most 32 tags per run)
+
+
+
+def merge_counter(name: str, a: float, b: float) -> float:
+    """Two values of a counter merged: the larger of :data:`MAXIMA`, else the sum."""
+    return max(a, b) if name in MAXIMA else a + b
+
 
 # ----- histograms -------------------------------------------------------------------------
 

@@ -28,9 +28,11 @@ from rafale.actors.checks import check_index, check_number, check_rate
 from rafale.actors.config import EngineConfig
 from rafale.actors.feedrows import FeedRows
 from rafale.actors.handles import NEGOTIATED_VERSION, pin_cycle
+from rafale.actors.health import SchedStat, SenderHealth, read_schedstat
 from rafale.actors.lease import Lease
 from rafale.actors.priority import request_slice
 from rafale.actors.schedtime import ScheduleTime
+from rafale.actors.seconds import Seconds
 from rafale.actors.slots import Slots
 from rafale.actors.stats import Recorder, error_kind
 from rafale.actors.transfers import SYSTEM_CLOCK, Clock, CurlTransfers, Transfers, TransfersFactory
@@ -40,7 +42,8 @@ class Engine:
     """One sender: one Transfers (a libcurl multi), driven by its pacing, on one thread."""
 
     def __init__(self, config: EngineConfig, *, clock: Clock = SYSTEM_CLOCK,
-                 transfers: TransfersFactory = CurlTransfers) -> None:
+                 transfers: TransfersFactory = CurlTransfers,
+                 schedstat: Callable[[int], SchedStat | None] = read_schedstat) -> None:
         self.config = config
         self._clock, self._transfers_factory = clock, transfers
         self.recorder = Recorder(config.actor_index,
@@ -56,7 +59,6 @@ class Engine:
         self._lock = threading.Lock()
         self.phase = Phase.IDLE
         self.slots = Slots(config.schedule, config.actor_index, config.actor_count)
-        self._intended_counted = 0
         # Clock state (monotonic seconds).
         self._time = ScheduleTime()
         self._stop_sched_t = math.inf  # schedule time of the end: nothing falls due after it
@@ -67,8 +69,10 @@ class Engine:
         # Every drain renews the lease; once it runs out the engine stops sending (fenced)
         # and says why in status().
         self.lease = Lease(config.lease_s)
-        # Loop state (loop thread).
-        self._second = 0  # the open window
+        # The loop's gaps and its thread's run-queue wait: is the sender the bottleneck?
+        self.health = SenderHealth(config.stall_after_s, schedstat, clock.monotonic)
+        # Loop state (loop thread): the open window, and closing the seconds that ended.
+        self.seconds = Seconds(self.recorder, self.slots, self.health)
         self._cpu0 = 0.0
         self._cap = min(config.in_flight_step, config.max_in_flight)
         self._cap_full_at = -math.inf  # when the in-flight cap was last full
@@ -242,6 +246,7 @@ class Engine:
             self.feed.warm()  # the first chunk, before the start
         wall_offset = 0.0 if start_at_s is None else start_at_s - clock.time()
         start = self._time.start = clock.monotonic() + wall_offset
+        self.health.begin(threading.get_native_id(), start)
         while (left := start - clock.monotonic()) > 0 and not self._commands:
             clock.sleep(min(left, 0.05))
         self.start_skew_s = max(0.0, clock.monotonic() - start)
@@ -285,7 +290,7 @@ class Engine:
             self._fence(now)
         while self._commands:
             self._commands.popleft()()
-        if int(now - self._time.start) > self._second:
+        if int(now - self._time.start) > self.seconds.open:
             self._roll(now)
 
     def _schedule_over(self, now: float) -> bool:
@@ -344,15 +349,16 @@ class Engine:
         self.in_flight += 1
         self.sent += 1
         self.recorder.on_sent(None if closed else int((now - intended) * 1e6),
-                              intended <= self._cap_full_at)
+                              intended <= self._cap_full_at,
+                              self.health.watch.stalled_at(intended, now))
 
     def _end_sending(self, now: float) -> None:
         """Sending is over: the requests in flight get ``grace_s``; what fell due by the
         end and was not sent is counted dropped."""
         self._grace_until = now + self.config.grace_s
         if not self.slots.closed:
-            self._close_intended(self._time.at(now))
-            self.recorder.add_dropped(max(0, self._intended_counted - self.sent))
+            self.seconds.intend(min(self._time.at(now), self._end_s), self.sent)
+            self.recorder.add_dropped(max(0, self.slots.counted - self.sent))
 
     def _wait(self, transfers: Transfers) -> bool:
         """Wait for the network, the transport's timer, the next due request or the window's
@@ -360,7 +366,7 @@ class Engine:
         monotonic = self._clock.monotonic
         start = self._time.start
         grace_until = math.inf if self._grace_until is None else self._grace_until
-        wait_until = min(start + self._second + 1, grace_until, self.lease.until)
+        wait_until = min(start + self.seconds.open + 1, grace_until, self.lease.until)
         cap_full = self.in_flight >= self._cap
         if self._grace_until is None and not self._time.paused and not cap_full:
             # Also when only retries are left: each slot is handled (sent or skipped) when
@@ -370,13 +376,16 @@ class Engine:
             wait_until = min(wait_until, base + slots.next_due_s)
             if slots.catch_up:
                 wait_until = min(wait_until, base + slots.catch_up_due_s())
+        watch = self.health.watch
+        watch.waiting(monotonic())
         ready = transfers.wait(wait_until)
         woke = monotonic()
+        watch.woke(woke, wait_until)
         # The lease is checked on every wake-up, before a late roll would count what a
         # fenced engine will not send (it is set once the loop runs: no check before).
         if woke >= self.lease.until:
             self._fence(woke)
-        if int(woke - start) > self._second:  # what the events bring is the new second's
+        if int(woke - start) > self.seconds.open:  # what the events bring is the new second's
             self._roll(woke)
         transfers.act(ready)
         return cap_full
@@ -415,32 +424,22 @@ class Engine:
         abandoned = transfers.abandon()
         if self.feed is not None:
             self.feed.finish(abandoned)
-        self._close_intended(self._time.at(self._clock.monotonic()))
-        self.recorder.finish(in_flight=self.in_flight,
-                             cpu_s_total=self._clock.process_time() - self._cpu0,
-                             loops_total=self.loops)
+        self.seconds.finish(self._clock.monotonic(), self._time, self._end_s, self.sent,
+                            self.in_flight, self._clock.process_time() - self._cpu0, self.loops)
         if self.outcomes is not None:
             self.outcomes.roll()
+
+    @property
+    def _end_s(self) -> float:
+        """Schedule time at which sending ends: nothing falls due after it."""
+        return min(self.config.duration_s, self._stop_sched_t)
 
     def _roll(self, now: float) -> None:
-        """Close the windows of every second that ended by ``now``."""
-        self._second = int(now - self._time.start)
-        self._close_intended(self._time.at(now))
-        self.recorder.roll(self._second, in_flight=self.in_flight,
-                           cpu_s_total=self._clock.process_time() - self._cpu0,
-                           loops_total=self.loops)
+        """Close the windows of every second that ended by ``now`` (see Seconds.roll)."""
+        self.seconds.roll(now, self._time, self._end_s, self.sent, self.in_flight,
+                          self._clock.process_time() - self._cpu0, self.loops)
         if self.outcomes is not None:
             self.outcomes.roll()
-
-    def _close_intended(self, sched_t: float) -> None:
-        """Add to the open window the requests that fell due since the last call."""
-        if self.slots.closed:
-            due = self.sent
-        else:
-            due = self.slots.intended(min(sched_t, self.config.duration_s, self._stop_sched_t))
-        if due > self._intended_counted:
-            self.recorder.add_intended(due - self._intended_counted)
-            self._intended_counted = due
 
 
 def run_in_process(config: EngineConfig, start_at_s: float | None = None) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ class Slots:
         self.catch_up: deque[range] = deque()
         self.catch_up_intended = 0
         self.catch_up_left = 0
+        self.counted = 0  # requests already counted as intended (newly_due)
 
     def __repr__(self) -> str:
         return (f"Slots(j={self.j}, next_due_s={self.next_due_s:.6f}, "
@@ -73,6 +74,14 @@ class Slots:
         """Requests of this engine due by schedule time ``end_s`` (closed model: none)."""
         return (self.intended_base + self.pacer.count_due(end_s) - self.skipped
                 + self.catch_up_intended)
+
+    def newly_due(self, end_s: float, sent: int) -> int:
+        """Requests due by schedule time ``end_s`` not counted by an earlier call (the
+        closed model: those sent)."""
+        due = sent if self.closed else self.intended(end_s)
+        added = max(0, due - self.counted)
+        self.counted += added
+        return added
 
     # ----- changes (commands, on the loop thread) --------------------------------------
 

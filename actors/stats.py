@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 from rafale.actors.contract import (
     COUNTERS,
     DIMENSIONS,
+    HEALTH,
     LATENCIES,
     LATENCY_CORRECTED,
     LATENCY_FAILED,
@@ -34,6 +35,7 @@ from rafale.actors.contract import (
     encode,
     new_histogram,
 )
+from rafale.actors.health import Health
 from rafale.actors.hist import fold_values
 
 __all__ = ["ERROR_KINDS", "Recorder", "Window", "error_kind"]
@@ -84,12 +86,19 @@ class Window:
     late: int
     dropped: int
     retries: int
+    late_stall: int
     late_cap: int
     late_loop: int
     in_flight: int
     bytes_in: int
     new_connections: int
     loops: int
+    runq_wait_us: int
+    thread_cpu_us: int
+    loop_gap_max_us: int
+    stall_us: int
+    stalled: int
+    niceness: int
     cpu_s: float
     status: dict[int, int]
     error: dict[str, int]
@@ -215,9 +224,10 @@ class Recorder:
         """Requests that fell due and were never sent (the schedule ended or stop())."""
         self._w.dropped += n
 
-    def on_sent(self, lag_us: int | None, cap_full: bool) -> None:
+    def on_sent(self, lag_us: int | None, cap_full: bool, stalled: bool = False) -> None:
         """A request sent ``lag_us`` after its intended time (None: the closed model);
-        ``cap_full``: the in-flight cap was full at its due time."""
+        ``stalled``: the sender was stalled at its due time (the first cause of a late
+        one); ``cap_full``: the in-flight cap was full then."""
         w = self._w
         w.sent += 1
         if lag_us is None:
@@ -225,7 +235,9 @@ class Recorder:
         w.values[_LAG].append(lag_us)
         if lag_us > self.late_after_us:
             w.late += 1
-            if cap_full:
+            if stalled:
+                w.late_stall += 1
+            elif cap_full:
                 w.late_cap += 1
             else:
                 w.late_loop += 1
@@ -242,6 +254,12 @@ class Recorder:
         values = w.values
         values[_CORRECTED].append(corrected_us)
         values[_RAW].append(raw_us)
+
+    def on_health(self, health: Health) -> None:
+        """The sender's health in the open window (set just before it closes)."""
+        w = self._w
+        for name in HEALTH:
+            setattr(w, name, getattr(health, name))
 
     def on_retry(self) -> None:
         """A sent request that is a retry of a feed row (counted in ``sent`` too)."""

@@ -20,11 +20,14 @@ from rafale.actors.contract import (
     DIMENSIONS,
     FLOAT_COUNTERS,
     GAUGES,
+    HEALTH,
     LATENCIES,
+    MAXIMA,
     TAG_LATENCY,
     add_histogram,
     decode,
     encode,
+    merge_counter,
     new_histogram,
 )
 from rafale.analysis.latency import percentile_label, percentiles
@@ -55,6 +58,10 @@ class Aggregate:
     last: dict[int, tuple[int, int]] = field(default_factory=dict)
     # Feed tag -> merged latency histogram of its completed requests (from intended).
     tag_hists: dict[str, HdrHistogram] = field(default_factory=dict)
+    # The sender's health per actor: the HEALTH fields merged over its windows, and
+    # "windows"; and each actor's stalled seconds: second -> (stall_us, runq_wait_us).
+    health: dict[int, dict[str, int]] = field(default_factory=dict)
+    stalls: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"Aggregate(windows={self.windows}, actors={len(self.actors)}, "
@@ -74,7 +81,9 @@ class Aggregate:
         """Add one window dict of the contract (its histograms decoded here unless given)."""
         counters = self.counters
         for name in COUNTERS:
-            counters[name] += window.get(name) or 0
+            value = window.get(name) or 0
+            counters[name] = max(counters[name], value) if name in MAXIMA else (
+                counters[name] + value)
         for name in DIMENSIONS:
             target = self.maps[name]
             for key, count in (window.get(name) or {}).items():
@@ -91,6 +100,7 @@ class Aggregate:
                 if tag_hist is not None:
                     add_histogram(self._tag_hist(str(tag)), tag_hist)
         actor, second = int(window["actor"]), int(window["second"])
+        self.add_health(actor, second, window)
         self.actors.add(actor)
         if second >= self.last.get(actor, (-1, 0))[0]:
             self.last[actor] = (second, int(window.get("in_flight") or 0))
@@ -103,7 +113,8 @@ class Aggregate:
     def add(self, other: Aggregate) -> None:
         """self += other (lossless)."""
         for name in COUNTERS:
-            self.counters[name] += other.counters[name]
+            self.counters[name] = merge_counter(name, self.counters[name],
+                                                other.counters[name])
         for name in DIMENSIONS:
             target = self.maps[name]
             for key, count in other.maps[name].items():
@@ -112,6 +123,10 @@ class Aggregate:
             add_histogram(self.hists[name], other.hists[name])
         for tag, hist in other.tag_hists.items():
             add_histogram(self._tag_hist(tag), hist)
+        for actor, sums in other.health.items():
+            self._merge_health(actor, sums)
+        for actor, seconds in other.stalls.items():
+            self.stalls.setdefault(actor, {}).update(seconds)
         self.actors |= other.actors
         self.nodes |= other.nodes
         self.run_ids |= other.run_ids
@@ -123,6 +138,22 @@ class Aggregate:
             if span is not None:
                 self._span(span[0], busy)
                 self._span(span[1], busy)
+
+    def add_health(self, actor: int, second: int, window: Mapping[str, Any]) -> None:
+        """One window's health fields (also for windows read back from saved files)."""
+        values = {name: int(window.get(name) or 0) for name in HEALTH}
+        self._merge_health(actor, {**values, "windows": 1})
+        if values["stalled"]:
+            self.stalls.setdefault(actor, {})[second] = (values["stall_us"],
+                                                         values["runq_wait_us"])
+
+    def _merge_health(self, actor: int, values: Mapping[str, int]) -> None:
+        sums = self.health.get(actor)
+        if sums is None:
+            self.health[actor] = dict(values)
+            return
+        for name, value in values.items():
+            sums[name] = int(merge_counter(name, sums[name], value))
 
     def _tag_hist(self, tag: str) -> HdrHistogram:
         hist = self.tag_hists.get(tag)
@@ -176,4 +207,4 @@ def percentile_columns(hists: Mapping[str, HdrHistogram], pcts: Sequence[float]
 
 
 # The counters that add up over time (every counter but the gauges).
-SUMMED: tuple[str, ...] = tuple(name for name in COUNTERS if name not in GAUGES)
+SUMMED: tuple[str, ...] = tuple(name for name in COUNTERS if name not in GAUGES + MAXIMA)

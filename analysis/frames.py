@@ -21,6 +21,7 @@ from rafale.actors.contract import (
     DIMENSIONS,
     LATENCIES,
     LATENCY_CORRECTED,
+    MAXIMA,
 )
 from rafale.analysis.aggregate import FRAME_PERCENTILES, Aggregate, kind_of
 from rafale.analysis.latency import merge_histograms, percentile_label, percentiles
@@ -74,7 +75,11 @@ def _grouped(
             base[col] = pd.Series([], dtype="float64")
         return base
     groups = dict(tuple(windows.groupby(keys, sort=True)))
-    sums = windows.groupby(keys, sort=True)[present].sum().reset_index()
+    grouped = windows.groupby(keys, sort=True)
+    sums = grouped[[c for c in present if c not in MAXIMA]].sum()
+    for name in (c for c in present if c in MAXIMA):
+        sums[name] = grouped[name].max()
+    sums = sums[present].reset_index()
     for name, values in _pct_columns(groups, pcts).items():
         sums[name] = values
     return sums

@@ -33,6 +33,7 @@ from rafale.actors.contract import (
     add_histogram,
     decode,
     encode,
+    merge_counter,
     new_histogram,
     to_batches,
 )
@@ -147,7 +148,8 @@ class WindowLog:
         hists = [decode(window.get(name)) for name in LATENCIES]
         self._total.add_window(window, hists)
         for name in COUNTERS:
-            sealed.counters[name] += window.get(name) or 0
+            sealed.counters[name] = merge_counter(name, sealed.counters[name],
+                                                  window.get(name) or 0)
         sealed.actors.add(int(window["actor"]))
         merged = sealed.hists_decoded()
         for name, hist in zip(LATENCIES, hists, strict=True):

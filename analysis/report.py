@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from rafale.analysis import compare, plots, store
 from rafale.analysis.latency import percentile_label
 from rafale.analysis.result import Result
+from rafale.analysis.sender import sender_line
 
 # Summary keys of the latency table, with their row labels (rows without samples are left out).
 LATENCY_ROWS = (
@@ -151,7 +152,7 @@ def summary_text(result: Result) -> str:
     s = result.summary
     req = s.get("requests", {})
     rate = s.get("rate_per_s", {})
-    lines = [f"rafale run {plots.run_title(result)}"]
+    lines = [f"rafale run {plots.run_title(result)}", *sender_line(s.get("sender"))]
     if s.get("recomputed"):
         lines.append("  (summary recomputed: the result directory was incomplete)")
     ended = result.meta.get("ended") or result.meta.get("end_reason")
@@ -162,7 +163,8 @@ def summary_text(result: Result) -> str:
         ("requests", f"intended {req.get('intended', 0):,}  sent {req.get('sent', 0):,}  "
                      f"completed {req.get('completed', 0):,}  failed {req.get('failed', 0):,}  "
                      f"in flight at the end {req.get('in_flight_end', 0):,}"),
-        ("timing", f"late {req.get('late', 0):,} (in-flight cap {req.get('late_cap', 0):,}, "
+        ("timing", f"late {req.get('late', 0):,} (sender stalled "
+                   f"{req.get('late_stall', 0):,}, in-flight cap {req.get('late_cap', 0):,}, "
                    f"loop {req.get('late_loop', 0):,}; after "
                    f"{1000 * float(result.meta.get('late_after_s') or 0.001):g} ms)  "
                    f"dropped {req.get('dropped', 0):,}"),
@@ -206,6 +208,8 @@ def _threshold_value(result: Mapping[str, Any]) -> str:
         return f"{value / 1000.0:,.3f} ms"
     if metric == "dropped":
         return f"{value:,.0f}"
+    if metric == "sender_stall_s":
+        return f"{value / 1e6:,.2f} s"
     return f"{value:.2%}"
 
 

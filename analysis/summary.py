@@ -3,7 +3,7 @@ tables, from one :class:`~rafale.analysis.aggregate.Aggregate` of the whole run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -11,9 +11,11 @@ from hdrh.histogram import HdrHistogram
 
 from rafale.actors.contract import (
     COUNTERS,
+    HEALTH,
     LATENCIES,
     LATENCY_CORRECTED,
     LATENCY_FAILED,
+    MAXIMA,
     RATES,
     REQUESTS,
     TAG_LATENCY,
@@ -24,6 +26,7 @@ from rafale.actors.contract import (
 )
 from rafale.analysis.aggregate import SUMMED, Aggregate
 from rafale.analysis.latency import latency_summary, merge_histograms
+from rafale.analysis.sender import sender_summary
 
 # Every finished request (completed or failed) from its intended send time: the summary's
 # "all finished" latency, next to the completed-only latency_corrected_us.
@@ -69,8 +72,9 @@ def tag_table(counts: dict[str, int],
     return tags
 
 
-def summarize(total: Aggregate) -> dict[str, Any]:
-    """The summary of a run from the aggregate of all its windows.
+def summarize(total: Aggregate, nodes: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The summary of a run from the aggregate of all its windows (``nodes``: meta's, for
+    the likely cause of a stalled sender).
 
     Rates are over the sending span (first to last second in which requests were due or
     sent): the seconds after it only let in-flight requests finish.
@@ -123,6 +127,7 @@ def summarize(total: Aggregate) -> dict[str, Any]:
         "version": version,
         "version_share": _shares(version),
         "tags": tag_table(total.maps["tag"], total.tag_hists),
+        "sender": sender_summary(total, nodes),
     }
 
 
@@ -132,7 +137,12 @@ def aggregate_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> Aggregate:
     if windows.empty:
         return total
     for name in COUNTERS:
-        total.counters[name] = windows[name].sum().item()
+        if name in windows:
+            column = windows[name]
+            total.counters[name] = (column.max() if name in MAXIMA else column.sum()).item()
+    for window in windows[["actor", "second", *(h for h in HEALTH if h in windows)]].to_dict(
+            "records"):
+        total.add_health(int(window["actor"]), int(window["second"]), window)
     for (dimension, key), count in counts.groupby(["dimension", "key"])["count"].sum().items():
         total.maps[str(dimension)][str(key)] = int(count)
     for name in LATENCIES:

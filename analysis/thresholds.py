@@ -7,6 +7,9 @@ An expression is ``METRIC[SCOPE][WINDOW] OP VALUE[UNIT][:abort][:abort-after=DUR
   ``error_rate`` (finished requests without a response), ``status_5xx_rate`` (any class
   1xx-5xx, of finished requests), ``late_rate`` (late / sent), ``rate`` (sent / due: the
   target reached), ``dropped`` (a count), ``share`` (of completed requests; with a scope);
+  the sender's health: ``sender_stall_s`` (time lost in stalled seconds, summed over
+  actors: ``sender_stall_s<1s``) and ``runq_wait_share`` (the sending threads' run-queue
+  wait over their time: ``runq_wait_share<5%``);
 - SCOPE (optional): ``[tag=NAME]`` (a feed's tag: latency, error and status rates, share),
   ``[address=IP]`` or ``[version=2]`` (``share`` only: what the windows count per key);
 - WINDOW (optional): ``[10s]`` — every rolling window of that many seconds must pass, not
@@ -40,12 +43,13 @@ from rafale.actors.contract import (
 from rafale.analysis.aggregate import Aggregate
 from rafale.analysis.latency import mean, percentiles
 
-__all__ = ["HISTS", "RATES", "SCOPES", "STAT", "STATUS_RATE", "Threshold", "ThresholdWatch",
-           "evaluate"]
+__all__ = ["DURATIONS", "HISTS", "RATES", "SCOPES", "STAT", "STATUS_RATE", "Threshold",
+           "ThresholdWatch", "evaluate"]
 
 # The metrics (the parser in cluster/threshold_syntax.py reads expressions into Thresholds).
 HISTS = {"latency": LATENCY_CORRECTED, "latency_raw": LATENCY_RAW, "send_lag": SEND_LAG}
-RATES = ("error_rate", "late_rate", "rate", "share")
+RATES = ("error_rate", "late_rate", "rate", "share", "runq_wait_share")
+DURATIONS = ("sender_stall_s",)  # a time over the run (µs inside, like latencies)
 # The dimensions a threshold may be scoped to (the windows count responses per key).
 SCOPES = tuple(d for d in DIMENSIONS if d not in ("status", "error"))
 STAT = re.compile(r"p(\d{1,2}(?:\.\d{1,3})?)|max|mean")
@@ -55,7 +59,8 @@ _OPS = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__
 
 @dataclass(frozen=True)
 class Threshold:
-    """One parsed threshold. ``limit`` is in µs for latencies, a fraction for rates."""
+    """One parsed threshold. ``limit`` is in µs for latencies and durations, a fraction for
+    rates."""
 
     expression: str
     metric: str  # "latency.p99", "error_rate", "status_5xx_rate", "rate", ...
@@ -81,6 +86,10 @@ class Threshold:
         counters = agg.counters
         if kind == "dropped":
             return float(counters["dropped"])
+        if kind == "sender_stall_s":
+            return float(counters["stall_us"])
+        if kind == "runq_wait_share":
+            return counters["runq_wait_us"] / (agg.windows * 1e6) if agg.windows else None
         if kind == "rate":
             due = counters["intended"]
             return counters["sent"] / due if due else None

@@ -64,6 +64,7 @@ def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
         "start_skew_max_s": max((float(a.get("start_skew_s", 0.0)) for a in actors),
                                 default=0.0),
         "late_after_s": spec.late_after_s,
+        "stall_after_s": spec.stall_after_s,
     }
 
 

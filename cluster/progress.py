@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from rafale.actors.contract import LATENCY_CORRECTED, SEND_LAG
+from rafale.analysis.aggregate import Aggregate
 from rafale.analysis.latency import percentiles
 from rafale.analysis.log import WindowLog
 
-__all__ = ["ProgressPrinter", "Snapshot", "format_line", "snapshot"]
+__all__ = ["ProgressPrinter", "Snapshot", "format_line", "snapshot", "stalled_actors"]
+
+STALL_SHOWN_S = 3  # an actor stalled this recently is named in the progress line
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Snapshot:
     warnings: tuple[str, ...] = ()
     rows_done: int | None = None  # a feed sent once: rows with an outcome, of rows_total
     rows_total: int | None = None
+    stalled: tuple[str, ...] = ()  # "actor 0: stalled 2.1 s (run-queue wait 93 %)"
 
 
 def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
@@ -76,7 +80,23 @@ def snapshot(log: WindowLog, *, elapsed_s: float, total_s: float, state: str,
         warnings=warnings,
         rows_done=None if rows is None else rows[0],
         rows_total=None if rows is None else rows[1],
+        stalled=stalled_actors(total),
     )
+
+
+def stalled_actors(total: Aggregate, recent_s: int = STALL_SHOWN_S) -> tuple[str, ...]:
+    """A line per actor stalled in the last ``recent_s`` seconds seen: its stall time so far
+    and its run-queue wait in its stalled seconds."""
+    if total.seconds is None:
+        return ()
+    latest = total.seconds[1]
+    lines = []
+    for actor, stalls in sorted(total.stalls.items()):
+        if stalls and max(stalls) > latest - recent_s:
+            stall_s = sum(stall for stall, _ in stalls.values()) / 1e6
+            wait = sum(wait for _, wait in stalls.values()) / (len(stalls) * 1e6)
+            lines.append(f"actor {actor}: stalled {stall_s:.1f} s (run-queue wait {wait:.0%})")
+    return tuple(lines)
 
 
 def _ms(value_us: int | None) -> str:
@@ -91,12 +111,13 @@ def format_line(s: Snapshot) -> str:
               else f"{s.actors_total} actors")
     feed = ("" if s.rows_total is None else
             f"rows {s.rows_done:,}/{s.rows_total:,} ({(s.rows_done or 0) / s.rows_total:.0%})  ")
+    stalled = "".join(f"  {line}" for line in s.stalled)
     return (
         f"{s.elapsed_s:5.1f}/{s.total_s:g}s {s.state:<9} {feed}target {s.target_per_s:,.0f}/s "
         f"achieved {s.achieved_per_s:,.0f}/s  p50 {_ms(s.p50_corrected_us)} ms "
         f"p99 {_ms(s.p99_corrected_us)} ms  sent {s.sent:,}  errors {s.failed:,}  late {s.late:,} "
         f"(lag p99 {_ms(s.lag_p99_us)} ms){dropped}  in-flight {s.in_flight:,}  {actors}  "
-        f"addresses {shares}"
+        f"addresses {shares}{stalled}"
     )
 
 

@@ -170,7 +170,7 @@ class Run:
         feed's outcomes when it is sent once)."""
         drain = self._drain
         total = self.log.total()
-        summary = summarize(total)
+        summary = summarize(total, self._node_infos)
         summary["target"] = target_summary(self.spec, summary, self.log.per_second())
         if self.spec.thresholds:
             results = evaluate(self.spec.thresholds, total, drain.watch.failed_windows)

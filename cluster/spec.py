@@ -22,6 +22,7 @@ from typing import Any, Literal
 from rafale.actors.checks import normalize_http, parse_duration
 from rafale.actors.config import EngineConfig, ResolveEntry, url_host_port
 from rafale.actors.feed import FeedPlan
+from rafale.actors.health import STALL_AFTER_S
 from rafale.actors.pacing import Schedule, Stage
 from rafale.actors.rows import RetryPolicy
 from rafale.analysis.redact import redact_url
@@ -68,6 +69,7 @@ class RunSpec:
     insecure: bool = False
     timeout_s: float = 10.0
     late_after_s: float = 0.001
+    stall_after_s: float = STALL_AFTER_S
     address: str | None = None
     out: str | None = None
     label: str | None = None
@@ -175,8 +177,8 @@ class RunSpec:
             urls=self.urls, method=self.method, headers=self.headers, body=self.body,
             http=self.http, dns=self.dns, resolve=resolve, cacert=self.cacert,
             insecure=self.insecure, timeout_s=self.timeout_s, schedule=schedule,
-            late_after_s=self.late_after_s, retry=RetryPolicy(self.retry),
-            keep_answers=self.keep_answers,
+            late_after_s=self.late_after_s, stall_after_s=self.stall_after_s,
+            retry=RetryPolicy(self.retry), keep_answers=self.keep_answers,
             duration_s=until_s, max_in_flight=self.max_in_flight,
             in_flight_step=self.in_flight_step, max_connections=self.max_connections,
             streams_per_connection=self.streams_per_connection,

@@ -213,6 +213,7 @@ def _parse_limits(d: Any) -> None:
                                       parse_text=True))
     d.timeout_s = check_duration("timeout", d.timeout_s)
     d.late_after_s = check_duration("late_after", d.late_after_s, zero_ok=True)
+    d.stall_after_s = check_duration("stall_after", d.stall_after_s)
     _check_open_files(d)
 
 

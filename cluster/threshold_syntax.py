@@ -6,7 +6,15 @@ from __future__ import annotations
 import re
 
 from rafale.actors.checks import parse_duration
-from rafale.analysis.thresholds import HISTS, RATES, SCOPES, STAT, STATUS_RATE, Threshold
+from rafale.analysis.thresholds import (
+    DURATIONS,
+    HISTS,
+    RATES,
+    SCOPES,
+    STAT,
+    STATUS_RATE,
+    Threshold,
+)
 from rafale.analysis.verdict.fail_if import ABSOLUTE, RELATIVE, FailIf
 from rafale.analysis.verdict.metrics import check_row
 
@@ -43,11 +51,12 @@ def _metric(expression: str, name: str, start: int) -> str:
             raise _error(expression, start + len(kind) + 1, f"percentile {stat!r} is not "
                          "between 0 and 100")
         return f"{kind}.{stat}"
-    if name in (*RATES, "dropped") or STATUS_RATE.fullmatch(name):
+    if name in (*RATES, *DURATIONS, "dropped") or STATUS_RATE.fullmatch(name):
         return name
     raise _error(expression, start, f"unknown metric {name!r}; expected p99 (or another "
                  "percentile, max, mean, latency_raw.p99, send_lag.p99), error_rate, "
-                 "status_5xx_rate, late_rate, rate, dropped or share")
+                 "status_5xx_rate, late_rate, rate, dropped, share, sender_stall_s or "
+                 "runq_wait_share")
 
 
 def parse_threshold(expression: str) -> Threshold:
@@ -69,6 +78,10 @@ def parse_threshold(expression: str) -> Threshold:
         if unit == "%":
             raise _error(text, match.start("unit"), "a latency takes us, ms or s, not %")
         limit *= _UNITS_US[unit or "ms"]
+    elif metric in DURATIONS:
+        if unit == "%":
+            raise _error(text, match.start("unit"), f"{metric} is a time: us, ms or s")
+        limit *= _UNITS_US[unit or "s"]
     elif metric == "dropped":
         if unit:
             raise _error(text, match.start("unit"), "dropped is a count: no unit")
@@ -129,7 +142,8 @@ def _check_scope(text: str, metric: str, scope: tuple[str, str] | None, at: int)
         if scope is not None and metric.split(".")[0] in ("latency_raw", "send_lag"):
             raise _error(text, at, "a tag scope has the latency from the intended send time "
                          "only (p99[tag=NAME])")
-        if scope is not None and metric in ("rate", "late_rate", "dropped", "dropped_rate"):
+        if scope is not None and metric in ("rate", "late_rate", "dropped", "dropped_rate",
+                                            "runq_wait_share", *DURATIONS):
             raise _error(text, at, f"{metric} is counted per run, not per tag")
         return
     if metric != "share":

@@ -155,6 +155,11 @@ LateAfter = Annotated[str, typer.Option(
     "--late-after", metavar="DURATION",
     help="A request sent more than this after its intended time counts as late (e.g. 1ms, "
          "5ms); recorded in meta.json.", rich_help_panel=CONNECTIONS)]
+StallAfter = Annotated[str, typer.Option(
+    "--stall-after", metavar="DURATION",
+    help="A second in which the sender's loop did not turn for longer than this (or its "
+         "thread waited for a CPU for over 20 % of it) is flagged sender-stalled: its "
+         "results measure rafale, not the target (e.g. 50ms).", rich_help_panel=CONNECTIONS)]
 Header = Annotated[list[str] | None, typer.Option(
     "--header", "-H", metavar="'NAME: VALUE'", show_default=False,
     help="Request header; repeatable. Values are never printed or saved.", rich_help_panel=TARGET)]
@@ -243,7 +248,8 @@ RUN_FIELDS: dict[str, str] = {
     "max_in_flight": "max_in_flight", "in_flight_step": "in_flight_step",
     "max_connections": "max_connections", "streams": "streams_per_connection",
     "cacert": "cacert", "insecure": "insecure", "timeout": "timeout_s",
-    "late_after": "late_after_s", "header": "headers", "method": "method", "data": "body",
+    "late_after": "late_after_s", "stall_after": "stall_after_s", "header": "headers",
+    "method": "method", "data": "body",
     "address": "address", "out": "out", "label": "label", "show_query": "show_query",
     "keep_answer": "keep_answers", "metrics": "metrics",
     "metrics_allow_remote": "metrics_allow_remote", "otlp": "otlp",

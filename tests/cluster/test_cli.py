@@ -71,6 +71,8 @@ BAD_ARGS: list[tuple[list[str], str]] = [
     (["https://x.test/", "--cacert", "/nonexistent.pem"], "/nonexistent.pem"),
     (["https://nonexistent.invalid/", "--rate", "5"], "nonexistent.invalid"),
     (["https://x.test/", "--header", "NoColon"], "NoColon"),
+    (["https://x.test/", "--stall-after", "0ms"], "stall_after '0ms'"),
+    (["https://x.test/", "--stall-after", "soon"], "stall_after"),
 ]
 
 

@@ -43,6 +43,10 @@ from tests.rayhead import RayHead
      False),
     ("p99<250ms:abort", "latency.p99", "<", 250_000.0, None, None, True),
     ("error_rate[1m]<5%:abort-after=5s", "error_rate", "<", 0.05, None, 60, True),
+    ("sender_stall_s<1s", "sender_stall_s", "<", 1_000_000.0, None, None, False),
+    ("sender_stall_s<=500ms", "sender_stall_s", "<=", 500_000.0, None, None, False),
+    ("sender_stall_s<2", "sender_stall_s", "<", 2_000_000.0, None, None, False),  # s
+    ("runq_wait_share[5s]<20%", "runq_wait_share", "<", 0.2, None, 5, False),
 ])
 def test_valid_expressions_parse(text: str, metric: str, op: str, limit: float,
                                  scope: tuple[str, str] | None, window: int | None,
@@ -67,6 +71,9 @@ def test_valid_expressions_parse(text: str, metric: str, op: str, limit: float,
     ("error_rate<1ms", 12, "is a rate"),
     ("dropped<1%", 9, "no unit"),
     ("p99<1ms:explode", 8, "unknown option 'explode'"),
+    ("sender_stall_s<5%", 16, "is a time"),
+    ("runq_wait_share<5ms", 17, "is a rate"),
+    ("sender_stall_s[tag=a]<1s", 14, "counted per run, not per tag"),
 ])
 def test_bad_expressions_name_the_position(text: str, position: int, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)) as caught:
