@@ -122,13 +122,19 @@ def test_killed_actor_is_saved_in_meta_and_no_drained_second_is_lost(
     assert drained_before and drained_before <= kept
     assert_seconds_contiguous(saved.windows)
     # Every second before the kill (all the survivor's, all the drained ones of the killed
-    # actor): each actor sent its half of the schedule (±1).
+    # actor): each actor was asked its half of the schedule (±1; intended is counted in the
+    # schedule's second) and had sent it by the second's end, give or take the few requests
+    # due in its last milliseconds that a loaded loop sends just after the boundary (sent
+    # is counted in the second it happens in: 198 then 202 was seen under CI load).
     per_actor = sent_by(saved.windows, "actor", "second")
     intended = saved.windows.groupby(["actor", "second"])["intended"].sum()
     before = drained_before | {(0, s) for s in range(math.floor(killed_at_s))}
     for key in sorted(before):
-        assert abs(per_actor[key] - rate / actors) <= 1, (key, per_actor)
         assert abs(intended[key] - rate / actors) <= 1, (key, intended)
+        actor, second = key
+        owed = sum(intended[(actor, s)] for s in range(second + 1))
+        done = sum(per_actor[(actor, s)] for s in range(second + 1))
+        assert 0 <= owed - done <= 0.02 * rate / actors, (key, per_actor)
     # From the first whole second after the survivors switched stripes (RESTRIPE_AHEAD_S
     # after the takeover), actor 0 sends the full rate.
     per_second = sent_by(saved.windows, "second")
