@@ -105,8 +105,8 @@ def books_balance(windows: Windows, engine: Engine | None = None,
     - completed = sum of status = version = address counts = histogram counts (both);
       failed = sum of error counts, and every error key is "<its kind>:<curl code>";
     - the windows add up to the engine's counters (sent, completed, failed, in_flight);
-    - late = late_cap + late_loop = the sent requests whose send lag (its histogram) is over
-      the 1 ms tolerance; the failed histogram counts every failure;
+    - late = late_stall + late_cap + late_loop = the sent requests whose send lag (its
+      histogram) is over the 1 ms tolerance; the failed histogram counts every failure;
     - every request that fell due was sent or dropped (intended = sent + dropped);
     - intended adds up to the schedule's count when given.
     """
@@ -130,7 +130,7 @@ def books_balance(windows: Windows, engine: Engine | None = None,
         for hist in ("latency_corrected_us", "latency_raw_us"):
             assert HdrHistogram.decode(w[hist]).total_count == w["completed"], (where, hist)
         assert HdrHistogram.decode(w["latency_failed_us"]).total_count == w["failed"], where
-        assert w["late"] == w["late_cap"] + w["late_loop"], where
+        assert w["late"] == w["late_stall"] + w["late_cap"] + w["late_loop"], where
         lags = HdrHistogram.decode(w["send_lag_us"])
         if lags.total_count:  # the open model: one lag per sent request
             assert lags.total_count == w["sent"], where
