@@ -112,8 +112,9 @@ def _counters(total: Aggregate, names: list[str], values: list[str]) -> list[Met
     counter("rafale_retries", "Feed rows sent again.", c["retries"])
     late = CounterMetricFamily("rafale_late", "Requests sent later than late_after, by cause.",
                                labels=[*names, "cause"])
-    other = c["late"] - c["late_cap"] - c["late_loop"]
-    for cause, value in (("cap", c["late_cap"]), ("loop", c["late_loop"]),
+    stall = c.get("late_stall", 0)
+    other = c["late"] - stall - c["late_cap"] - c["late_loop"]
+    for cause, value in (("stall", stall), ("cap", c["late_cap"]), ("loop", c["late_loop"]),
                          ("other", max(other, 0))):
         late.add_metric([*values, cause], value)
     out.append(late)

@@ -121,7 +121,8 @@ def metrics_data(total: Aggregate, resource: Mapping[str, str],
         return [point(int(count), {attribute: int(key) if number and key.isdigit() else key})
                 for key, count in sorted(total.maps.get(dimension, {}).items())]
 
-    other = max(c["late"] - c["late_cap"] - c["late_loop"], 0)
+    stall = c.get("late_stall", 0)
+    other = max(c["late"] - stall - c["late_cap"] - c["late_loop"], 0)
     metrics = [
         histogram("http.client.request.duration", "Duration of HTTP client requests, from "
                   "their intended send time (coordinated omission corrected).",
@@ -136,7 +137,8 @@ def metrics_data(total: Aggregate, resource: Mapping[str, str],
                 [point(int(c["intended"]))]),
         counter("rafale.sent", "Requests sent.", [point(int(c["sent"]))]),
         counter("rafale.late", "Requests sent later than late_after, by cause.",
-                [point(int(c["late_cap"]), {"cause": "cap"}),
+                [point(int(stall), {"cause": "stall"}),
+                 point(int(c["late_cap"]), {"cause": "cap"}),
                  point(int(c["late_loop"]), {"cause": "loop"}),
                  point(int(other), {"cause": "other"})]),
         counter("rafale.dropped", "Requests due and never sent (the schedule ended first).",

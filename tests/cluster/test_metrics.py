@@ -101,6 +101,8 @@ def test_families_from_an_aggregate_count_what_its_windows_hold() -> None:
     assert value(samples, "rafale_requests_total", outcome="failed") == counters["failed"]
     assert value(samples, "rafale_sent_total") == counters["sent"]
     assert value(samples, "rafale_late_total") == counters["late"]
+    for cause in ("stall", "cap", "loop"):
+        assert value(samples, "rafale_late_total", cause=cause) == counters[f"late_{cause}"]
     assert value(samples, "rafale_responses_total") == sum(total.maps["status"].values())
     assert value(samples, "rafale_request_duration_seconds_count") == \
         total.hists["latency_corrected_us"].get_total_count()

@@ -157,7 +157,9 @@ def test_the_metrics_count_what_the_aggregate_holds_with_exact_buckets() -> None
     assert c["completed"] > 0 and c["failed"] > 0
     for name in ("intended", "sent", "dropped", "retries"):
         assert points(metric(data, f"rafale.{name}")) == {None: c[name]}, name
-    assert sum(points(metric(data, "rafale.late")).values()) == c["late"] > 0
+    late = points(metric(data, "rafale.late"))
+    assert sum(late.values()) == c["late"] > 0
+    assert late["stall"] == c["late_stall"] and late["cap"] == c["late_cap"]
     assert points(metric(data, "rafale.responses")) == {200: c["completed"]}
     assert points(metric(data, "rafale.failures")) == total.maps["error"]
     assert points(metric(data, "rafale.responses.by_address")) == total.maps["address"]
