@@ -19,31 +19,20 @@ import json
 import multiprocessing as mp
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.contention import OTHER_CORE, SENDER_CORE, busy_loops, pin
 from rafale.actors.config import EngineConfig, ResolveEntry
 from rafale.actors.engine import run_in_process
 from rafale.actors.pacing import Schedule
 from rafale.cluster.target import Target
 
 RATE_PER_S = 1000.0
-SENDER_CORE, OTHER_CORE = 0, 1
 BUSY_LOOPS = 4
 SENDER_NICENESS = 19
-BUSY = "while True:\n    pass\n"
-
-
-def pin(pid: int, cores: set[int]) -> None:
-    """Pin every thread of process ``pid``."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            os.sched_setaffinity(int(task.name), cores)
-        except (ProcessLookupError, PermissionError):
-            continue
 
 
 def config(target: Target, seconds: float, **extra: Any) -> EngineConfig:
@@ -124,10 +113,7 @@ def run(target: Target, seconds: float = 8.0, busy_from_s: float = 2.0,
         child.start()
         if pinned:
             time.sleep(max(0.0, start_at_s + busy_from_s - time.time()))
-            busy = [subprocess.Popen([sys.executable, "-c", BUSY])
-                    for _ in range(BUSY_LOOPS)]
-            for loop in busy:
-                pin(loop.pid, {SENDER_CORE})
+            busy = busy_loops(BUSY_LOOPS)
             time.sleep(busy_for_s)
     finally:
         for loop in busy:

@@ -120,8 +120,13 @@ def _scopes(text: str, scopes: str, offset: int
     return scope, window_s
 
 
-def _first_bad(text: str) -> int:
-    """Where an expression stops making sense (for the error pointer)."""
+_THRESHOLD_VALUE = r"[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?\s*(us|µs|ms|s|%)?"
+_CHANGE_VALUE = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?\s*"
+
+
+def _first_bad(text: str, value_pattern: str = _THRESHOLD_VALUE) -> int:
+    """Where an expression stops making sense (for the error pointer): after its metric and
+    scopes, its operator, then its value (``value_pattern``)."""
     head = re.match(r"\s*[A-Za-z_][\w.]*(?:\[[^\]]*\])*\s*", text)
     if head is None:
         return len(text) - len(text.lstrip())
@@ -130,7 +135,7 @@ def _first_bad(text: str) -> int:
     if op is None:
         return rest
     rest += op.end()
-    value = re.match(r"[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?\s*(us|µs|ms|s|%)?", text[rest:])
+    value = re.match(value_pattern, text[rest:])
     return rest if value is None else rest + value.end()
 
 
@@ -192,20 +197,6 @@ _FAIL_IF_HELP = ("expected METRIC[SCOPE] OP CHANGE UNIT with UNIT % (relative), 
                  "(percentage points) or us/ms/s, e.g. p99>+10%, error_rate>+0.5pp, rate<-2%")
 
 
-def _fail_if_bad(text: str) -> int:
-    """Where a --fail-if expression stops making sense (for the error pointer)."""
-    head = re.match(r"\s*[A-Za-z_][\w.]*(?:\[[^\]]*\])*\s*", text)
-    if head is None:
-        return len(text) - len(text.lstrip())
-    rest = head.end()
-    op = re.match(r"(<=|>=|<|>)\s*", text[rest:])
-    if op is None:
-        return rest
-    rest += op.end()
-    value = re.match(r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?\s*", text[rest:])
-    return rest if value is None else rest + value.end()
-
-
 def _fail_if_metric(text: str, name: str, start: int) -> str:
     if name == "dropped_rate":
         return name
@@ -227,7 +218,7 @@ def parse_fail_if(expression: str) -> FailIf:
     text = str(expression)
     match = _FAIL_IF.fullmatch(text)
     if match is None:
-        raise _error(text, _fail_if_bad(text), _FAIL_IF_HELP, "fail-if")
+        raise _error(text, _first_bad(text, _CHANGE_VALUE), _FAIL_IF_HELP, "fail-if")
     metric = _fail_if_metric(text, match.group("metric"), match.start("metric"))
     try:
         scope, window_s = _scopes(text, match.group("scopes"), match.start("scopes"))
