@@ -36,27 +36,34 @@ def _error(expression: str, position: int, what: str, kind: str = "threshold"
                       f"  {expression}\n  {pointer}")
 
 
-def _metric(expression: str, name: str, start: int) -> str:
-    kind, _, stat = name.partition(".")
+_THRESHOLD_METRICS = ("p99 (or another percentile, max, mean, latency_raw.p99, send_lag.p99), "
+                      "error_rate, status_5xx_rate, late_rate, rate, dropped, share, "
+                      "sender_stall_s or runq_wait_share")
+_FAIL_IF_METRICS = ("p99 (or another percentile, max, mean, latency_raw.p99, send_lag.p99), "
+                    "error_rate, late_rate, rate, dropped_rate or share")
+
+
+def _metric(expression: str, name: str, start: int, kind: str = "threshold",
+            expected: str = _THRESHOLD_METRICS) -> str:
+    """The metric ``name`` (at ``start``) normalised; an error of ``kind`` (threshold or
+    fail-if) listing ``expected`` when unknown."""
+    hist, _, stat = name.partition(".")
     if STAT.fullmatch(name):  # a bare statistic (p99, p99.9, max, mean): the latency
-        kind, stat = "latency", name
-    if stat or kind in HISTS:
-        if kind not in HISTS:
-            raise _error(expression, start, f"unknown latency {kind!r}; expected latency, "
-                         "latency_raw or send_lag")
+        hist, stat = "latency", name
+    if stat or hist in HISTS:
+        if hist not in HISTS:
+            raise _error(expression, start, f"unknown latency {hist!r}; expected latency, "
+                         "latency_raw or send_lag", kind)
         if not stat or not STAT.fullmatch(stat):
-            raise _error(expression, start + len(kind) + 1, f"unknown statistic {stat!r}; "
-                         "expected p50..p99.99, max or mean")
+            raise _error(expression, start + len(hist) + 1, f"unknown statistic {stat!r}; "
+                         "expected p50..p99.99, max or mean", kind)
         if stat.startswith("p") and not 0 < float(stat[1:]) < 100:
-            raise _error(expression, start + len(kind) + 1, f"percentile {stat!r} is not "
-                         "between 0 and 100")
-        return f"{kind}.{stat}"
+            raise _error(expression, start + len(hist) + 1, f"percentile {stat!r} is not "
+                         "between 0 and 100", kind)
+        return f"{hist}.{stat}"
     if name in (*RATES, *DURATIONS, "dropped") or STATUS_RATE.fullmatch(name):
         return name
-    raise _error(expression, start, f"unknown metric {name!r}; expected p99 (or another "
-                 "percentile, max, mean, latency_raw.p99, send_lag.p99), error_rate, "
-                 "status_5xx_rate, late_rate, rate, dropped, share, sender_stall_s or "
-                 "runq_wait_share")
+    raise _error(expression, start, f"unknown metric {name!r}; expected {expected}", kind)
 
 
 def parse_threshold(expression: str) -> Threshold:
@@ -200,12 +207,7 @@ _FAIL_IF_HELP = ("expected METRIC[SCOPE] OP CHANGE UNIT with UNIT % (relative), 
 def _fail_if_metric(text: str, name: str, start: int) -> str:
     if name == "dropped_rate":
         return name
-    try:
-        metric = _metric(text, name, start)
-    except ValueError as exc:
-        raise _error(text, start, str(exc).split(": ", 1)[1].split(" at position")[0]
-                     .replace("status_5xx_rate, ", "")
-                     .replace("dropped or share", "dropped_rate or share"), "fail-if") from None
+    metric = _metric(text, name, start, "fail-if", _FAIL_IF_METRICS)
     if metric == "dropped" or STATUS_RATE.fullmatch(metric):
         raise _error(text, start, f"{metric} is not compared; expected p99 (or another "
                      "latency), rate, error_rate, late_rate, dropped_rate or share", "fail-if")
