@@ -82,10 +82,26 @@ class SenderActor:
 
     # ----- lifecycle -------------------------------------------------------------------
 
+    def reset(self, config: EngineConfig, join_s: float = 5.0) -> dict[str, Any]:
+        """A fresh engine for the next run of a series (a warm sender: no new Ray worker);
+        returns :meth:`where`. Refused while the previous engine still runs after
+        ``join_s`` (the driver then starts a new sender instead)."""
+        if self._thread is not None:
+            self._thread.join(join_s)
+            if self._thread.is_alive():
+                raise RuntimeError(f"actor {self.config.actor_index} is still sending; "
+                                   "a sender is reset only once its engine has finished")
+        self.config = config
+        self._engine = Engine(config)
+        self._thread = None
+        self._error = None
+        return self.where()
+
     def start(self, start_at_s: float | None = None) -> None:
         """Run the engine in a thread from ``start_at_s`` (epoch seconds); return at once."""
         if self._thread is not None:
-            raise RuntimeError("this sender was already started; a sender runs once")
+            raise RuntimeError("this sender was already started: it runs once, "
+                               "reset() it for another run")
         again = renice_process(0)  # threads Ray started since __init__, if any
         self.priority = Priority(self.priority.started, again.now,
                                  again.error or self.priority.error)

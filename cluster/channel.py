@@ -69,3 +69,7 @@ class ActorChannel(Protocol):
 
     def kill_all(self) -> None:
         """End every actor of the run (their CPUs freed for the next run)."""
+
+    def release(self, finished: Sequence[int]) -> None:
+        """The run is over: the ``finished`` actors (alive, their engine done) may serve
+        the next run of a series (warm senders); every other actor is ended."""

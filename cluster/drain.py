@@ -384,7 +384,7 @@ class Drain:
                 for code, body in found.items():
                     self.answers.setdefault(code, redact_text(body))
         self.log.seal_all()
-        self.channel.kill_all()
+        self.channel.release([a.index for a in self.live() if a.state == Phase.DONE])
 
     def feed_summary(self) -> dict[str, Any]:
         """The summary's "feed": the feed, and its rows' outcomes when it is sent once."""

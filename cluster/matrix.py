@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from rafale.cluster.meta import Ended
 from rafale.cluster.spec import RunSpec, normalize_http
+from rafale.cluster.warm import WarmSenders
 
 __all__ = ["Case", "plan", "run_matrix", "split_list"]
 
@@ -94,14 +95,15 @@ def run_matrix(cases: Sequence[Case], out: str | Path,
     from rafale.cluster.run import start
 
     results: list[Any] = []
-    for case in cases:
-        if on_start is not None:
-            on_start(case)
-        result = start(spec=case.spec, on_progress=on_progress,
-                       metrics_endpoint=metrics_endpoint).wait()
-        results.append(result)
-        if on_run is not None:
-            on_run(case, result)
-        if result.meta.get("ended") == Ended.INTERRUPTED:
-            break
+    with WarmSenders() as warm:  # one set of senders for every case (cluster/warm.py)
+        for case in cases:
+            if on_start is not None:
+                on_start(case)
+            result = start(spec=case.spec, on_progress=on_progress,
+                           metrics_endpoint=metrics_endpoint, warm=warm).wait()
+            results.append(result)
+            if on_run is not None:
+                on_run(case, result)
+            if result.meta.get("ended") == Ended.INTERRUPTED:
+                break
     return results, compare.write_comparison(out, results)

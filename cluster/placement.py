@@ -37,6 +37,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 import rafale
 from rafale.actors.config import EngineConfig
 from rafale.actors.sender import SenderActor
+from rafale.cluster.warm import WarmSenders
 
 PACKAGE_DIR = Path(rafale.__file__).resolve().parent
 CONTROL_CONCURRENCY = 8  # start() returns at once; control calls never queue behind it
@@ -290,28 +291,32 @@ _RemoteSender: Any = ray.remote(SenderActor)  # typed loosely: Ray stubs do not 
 
 
 def place(configs: Sequence[EngineConfig], node_ids: Sequence[str], *,
-          ready_timeout_s: float = READY_TIMEOUT_S
+          ready_timeout_s: float = READY_TIMEOUT_S, warm: WarmSenders | None = None
           ) -> tuple[list[ActorHandle], list[dict[str, Any]]]:
     """One SenderActor per config on its node; returns the handles and every actor's
     where() answer (node id, hostname, ip, pid, libcurl) once all have answered.
 
-    Raises RuntimeError (after killing what was placed) if an actor does not answer
-    within ``ready_timeout_s`` or reports another node than planned.
+    With ``warm``, an idle sender of the series on the same node is reset for its config
+    instead of starting a new one (a new one replaces it if the reset fails). Raises
+    RuntimeError (after killing what was placed) if an actor does not answer within
+    ``ready_timeout_s`` or reports another node than planned.
     """
     if len(configs) != len(node_ids):
         raise ValueError(f"{len(configs)} configs but {len(node_ids)} node ids; "
                          "give one node id per config")
-    handles = [
-        _RemoteSender.options(
-            num_cpus=1,
-            max_concurrency=CONTROL_CONCURRENCY,
-            max_restarts=0,
-            max_task_retries=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-        ).remote(config)
-        for config, node_id in zip(configs, node_ids, strict=True)
-    ]
-    refs = [handle.where.remote() for handle in handles]
+    handles: list[ActorHandle] = []
+    refs: list[Any] = []
+    reset: list[int] = []  # the warm senders, by position
+    for config, node_id in zip(configs, node_ids, strict=True):
+        handle = warm.take(node_id) if warm is not None else None
+        if handle is not None:
+            reset.append(len(handles))
+            handles.append(handle)
+            refs.append(handle.reset.remote(config))
+        else:
+            handles.append(_new_sender(config, node_id))
+            refs.append(handles[-1].where.remote())
+    _replace_failed_resets(reset, configs, node_ids, handles, refs, ready_timeout_s)
     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=ready_timeout_s)
     try:
         if len(ready) < len(refs):
@@ -335,6 +340,31 @@ def place(configs: Sequence[EngineConfig], node_ids: Sequence[str], *,
         kill_all(handles)
         raise
     return handles, wheres
+
+
+def _new_sender(config: EngineConfig, node_id: str) -> ActorHandle:
+    handle: ActorHandle = _RemoteSender.options(
+        num_cpus=1,
+        max_concurrency=CONTROL_CONCURRENCY,
+        max_restarts=0,
+        max_task_retries=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+    ).remote(config)
+    return handle
+
+
+def _replace_failed_resets(reset: Sequence[int], configs: Sequence[EngineConfig],
+                           node_ids: Sequence[str], handles: list[ActorHandle],
+                           refs: list[Any], timeout_s: float) -> None:
+    """A warm sender whose reset failed (gone, or still sending) is killed and replaced
+    by a new sender, in place in ``handles`` and ``refs``."""
+    for i in reset:
+        try:
+            ray.get(refs[i], timeout=timeout_s)
+        except ray.exceptions.RayError:
+            kill_all([handles[i]], wait_s=0.0)
+            handles[i] = _new_sender(configs[i], node_ids[i])
+            refs[i] = handles[i].where.remote()
 
 
 def alive_node_ids() -> set[str] | None:

@@ -13,6 +13,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from rafale.cluster import placement
 from rafale.cluster.channel import Answered, Dead, Failed, Reply
+from rafale.cluster.warm import WarmSenders
 
 __all__ = ["RayChannel"]
 
@@ -20,8 +21,11 @@ __all__ = ["RayChannel"]
 class RayChannel:
     """The run's actors as Ray actor handles (``SenderActor``), by index."""
 
-    def __init__(self, handles: Sequence[Any]) -> None:
+    def __init__(self, handles: Sequence[Any], node_ids: Sequence[str] = (),
+                 warm: WarmSenders | None = None) -> None:
         self.handles = list(handles)
+        self.node_ids = list(node_ids)
+        self.warm = warm  # the series' idle senders, given the finished ones at the end
         self._pending: dict[int, Any] = {}  # actor -> its outstanding poll (an ObjectRef)
 
     def ask(self, actor: int) -> None:
@@ -68,3 +72,10 @@ class RayChannel:
 
     def kill_all(self) -> None:
         placement.kill_all(self.handles)
+
+    def release(self, finished: Sequence[int]) -> None:
+        kept = set(finished) if self.warm is not None else set()
+        if self.warm is not None and kept:
+            self.warm.give([self.handles[i] for i in sorted(kept)],
+                           [self.node_ids[i] for i in sorted(kept)])
+        placement.kill_all([h for i, h in enumerate(self.handles) if i not in kept])

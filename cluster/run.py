@@ -58,6 +58,7 @@ from rafale.cluster.ray_channel import RayChannel
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec, unknown_option_message
 from rafale.cluster.takeover import RESTRIPE_AHEAD_S
+from rafale.cluster.warm import WarmSenders
 
 if TYPE_CHECKING:
     from rafale.analysis.aggregate import Aggregate
@@ -384,12 +385,15 @@ class Run:
 
 
 def start(*, spec: RunSpec | None = None, on_progress: Callable[[Snapshot], None] | None = None,
-          metrics_endpoint: MetricsEndpoint | None = None, **options: Any) -> Run:
+          metrics_endpoint: MetricsEndpoint | None = None, warm: WarmSenders | None = None,
+          **options: Any) -> Run:
     """Validate, resolve, place and start a run; return the :class:`Run` at once.
 
     ``options`` are RunSpec field names (``urls``, ``rate_per_s``, ``duration_s``, ``http``,
     ``dns``, ``resolve``, ``actors``, ``out``...); with ``spec=`` they override its fields.
     ``metrics_endpoint``: a shared endpoint (of several runs) to serve on, not ``metrics=``.
+    ``warm``: the idle senders of a series (cluster/warm.py): reused, and given this run's
+    senders back at its end instead of killing them.
     Bad input raises ValueError before Ray starts or any request is sent.
     """
     global _current
@@ -417,7 +421,7 @@ def start(*, spec: RunSpec | None = None, on_progress: Callable[[Snapshot], None
     handed = engine_entries(spec, entries)
     feed_plan = spec.feed.plan(spec.feed_mode, put=ray.put) if spec.feed is not None else None
     configs = [spec.engine_config(i, count, handed, feed_plan) for i in range(count)]
-    handles, wheres = placement.place(configs, node_ids)
+    handles, wheres = placement.place(configs, node_ids, warm=warm)
     endpoint = None
     try:  # a busy --metrics port is refused here: before the actors start sending
         endpoint = metrics_endpoint or (MetricsEndpoint(spec.metrics) if spec.metrics else None)
@@ -431,7 +435,7 @@ def start(*, spec: RunSpec | None = None, on_progress: Callable[[Snapshot], None
         if endpoint is not None:
             endpoint.stop()
         raise
-    run = Run(spec, actors, RayChannel(handles), start_at_s, entries,
+    run = Run(spec, actors, RayChannel(handles, node_ids, warm), start_at_s, entries,
               placement.node_infos(node_ids), on_progress, feed_plan, endpoint)
     if spec.otlp is not None:  # the OpenTelemetry SDK loads only when asked for
         from rafale.cluster.otlp import OtlpExporter

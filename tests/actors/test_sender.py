@@ -111,6 +111,21 @@ def test_control_after_the_end_is_harmless_and_start_runs_once(target: Target) -
     assert sum_of(actor.drain(), "completed") == 25
 
 
+def test_reset_gives_a_fresh_engine_in_the_same_process_and_waits_for_the_last_one(
+        target: Target) -> None:
+    actor = SenderActor(config_for(target, schedule=Schedule.constant(50, 0.5), duration_s=0.5))
+    actor.start()
+    where = actor.reset(config_for(target, schedule=Schedule.constant(40, 0.5),
+                                   duration_s=0.5), join_s=10.0)  # waits for the first run
+    assert where["pid"] == os.getpid()
+    assert actor.drain() == []  # the first run's windows went with its engine
+    actor.start()
+    with pytest.raises(RuntimeError, match="still sending"):
+        actor.reset(config_for_unstarted(), join_s=0.0)
+    assert actor.join(10.0)
+    assert sum_of(actor.drain(), "completed") == 20
+
+
 @pytest.mark.parametrize("rate", [0, -1.0, float("inf"), "fast"])
 def test_bad_rate_is_refused(rate: Any) -> None:
     with pytest.raises(ValueError) as info:

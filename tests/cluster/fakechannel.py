@@ -78,6 +78,7 @@ class FakeChannel:
         self.calls: list[tuple[int, str, tuple[Any, ...]]] = []
         self.waited_for: list[list[int]] = []
         self.killed = False
+        self.released: list[int] | None = None  # the actors the run ended with, finished
         self.kept_answers: dict[str, str] = {"503": "busy, try later"}
 
     def books(self, now: float) -> list[ActorBook]:
@@ -142,4 +143,8 @@ class FakeChannel:
         return set(self.nodes)
 
     def kill_all(self) -> None:
+        self.killed = True
+
+    def release(self, finished: Sequence[int]) -> None:
+        self.released = list(finished)
         self.killed = True

@@ -268,7 +268,7 @@ def test_a_lost_actors_unreported_rows_are_resent_or_unknown(resend: bool) -> No
     else:
         assert channel.calls_of("add_rows") == [] and drain.resent == 0
     drain.last_drain()
-    assert channel.killed
+    assert channel.killed and channel.released == []  # the survivor had not finished
     final = drain.outcomes_final
     assert final is not None and final.num_rows == 400
     counts = outcome_counts(final)
@@ -282,14 +282,16 @@ def test_a_lost_actors_unreported_rows_are_resent_or_unknown(resend: bool) -> No
 
 
 def test_the_last_drain_takes_the_last_answers_and_the_kept_bodies() -> None:
-    drain, channel, clock = drain_of(2, keep_answers=(503,))
+    drain, channel, clock = drain_of(3, keep_answers=(503,))
     run_seconds(drain, channel, clock, range(2))
-    for sender in channel.senders:
+    for sender in channel.senders[:2]:
         sender.state = Phase.DONE
+    channel.senders[2].dead = True
     channel.second(2)
     clock.advance(0.5)
     drain.last_drain()
-    assert [a.last_second for a in drain.actors] == [2, 2]
+    assert channel.released == [0, 1]  # finished and alive: they may serve the next run
+    assert [a.last_second for a in drain.actors[:2]] == [2, 2]
     assert drain.answers == {"503": "busy, try later"}
-    assert drain.log.total().counters["sent"] == 2 * 3 * 10 and channel.killed
+    assert drain.log.total().counters["sent"] == 2 * 3 * 10 + 2 * 10 and channel.killed
     assert drain.finished()

@@ -11,12 +11,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import ray
 
 from rafale.analysis import frames, store
 from rafale.cluster import placement
 from rafale.cluster.run import Run, RunResult, start
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.target import Target
+from rafale.cluster.warm import WarmSenders
 
 pytestmark = pytest.mark.slow
 
@@ -165,3 +167,24 @@ def test_python_api_start_wait_save(target: Target, local_ray: None, tmp_path: P
     for path in saved.iterdir():
         assert b"s3cret-token" not in path.read_bytes(), path
     assert os.path.exists(saved / "meta.json")
+
+
+def test_a_series_reuses_its_warm_senders_and_frees_their_cpus_at_the_end(
+        target: Target, local_ray: None) -> None:
+    with WarmSenders() as warm:
+        first = start(warm=warm, **options(target, rate_per_s=100, duration_s=1, actors=2)).wait(
+            timeout=60)
+        assert warm.idle() == 2  # given back, not killed
+        second = start(warm=warm, **options(target, rate_per_s=60, duration_s=1, actors=1,
+                                            http="1.1")).wait(timeout=60)
+        assert warm.reused == 1 and warm.idle() == 2
+    pids = {a["pid"] for a in first.meta["actors"]}
+    assert len(pids) == 2 and {a["pid"] for a in second.meta["actors"]} < pids
+    for result, sent in ((first, 100), (second, 60)):
+        requests = result.summary["requests"]
+        assert requests["sent"] == sent and requests["completed"] == sent
+    assert second.summary["version"] == {"1.1": 60}
+    deadline = time.monotonic() + 10  # closed: both CPUs free again
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == 2
