@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ OUTCOMES_FILE = "outcomes.parquet"
 OUTCOMES_PARTS = "outcomes"
 META_FILE = "meta.json"
 SUMMARY_FILE = "summary.json"
+REPEAT_FILE = "repeat.json"  # the runs of `rafale run --repeat N` (DIR/1 .. DIR/N)
 _PART = "part-{:06d}.parquet"
 _SORT = [("second", "ascending"), ("actor", "ascending")]
 
@@ -149,6 +150,37 @@ def save(directory: str | os.PathLike[str],
     log = windows if isinstance(windows, WindowLog) else WindowLog.of(windows)
     windows_table, counts_table = log.tables()
     return write_tables(directory, windows_table, counts_table, meta, summarize(log.total()))
+
+
+def write_repeat(directory: str | os.PathLike[str],
+                 run_dirs: Sequence[str | os.PathLike[str]]) -> Path:
+    """Atomically write ``directory``/repeat.json listing the runs of a series (relative
+    to ``directory`` when inside it, so the series can be moved), in the order they ran."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for run in map(Path, run_dirs):
+        try:
+            runs.append(str(run.relative_to(path)))
+        except ValueError:
+            runs.append(str(run.resolve()))
+    write_json(path / REPEAT_FILE, {"runs": runs})
+    return path / REPEAT_FILE
+
+
+def repeated_runs(directory: str | os.PathLike[str]) -> list[Path] | None:
+    """The run directories a series' repeat.json lists, in order; None when ``directory``
+    holds no repeat.json (it is one run, or not a result at all). ValueError for a
+    repeat.json that does not list runs."""
+    path = Path(directory)
+    listing = path / REPEAT_FILE
+    if not listing.is_file():
+        return None
+    runs = (_read_json(listing) or {}).get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, str) and r for r in runs):
+        raise ValueError(f"{listing} does not list runs: expected {{\"runs\": [\"1\", "
+                         "\"2\", ...]}, as `rafale run --repeat N` writes it")
+    return [path / run for run in runs]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

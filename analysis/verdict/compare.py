@@ -72,12 +72,18 @@ class Options:
 
 
 def _runs(side: Side) -> list[Result]:
-    from rafale.analysis.store import load
+    """A side's runs, loaded; a series' directory (``rafale run --repeat N``: its
+    repeat.json) stands for the runs it lists."""
+    from rafale.analysis.store import load, repeated_runs
 
     items = [side] if isinstance(side, str | os.PathLike | Result) else list(side)
-    if not items:
+    paths: list[Run] = []
+    for item in items:
+        listed = None if isinstance(item, Result) else repeated_runs(item)
+        paths += [item] if listed is None else listed
+    if not paths:
         raise ValueError("a side of the comparison has no run; give at least one")
-    return [item if isinstance(item, Result) else load(item) for item in items]
+    return [item if isinstance(item, Result) else load(item) for item in paths]
 
 
 def side_series(side: Side) -> Series:
@@ -192,7 +198,8 @@ def compare(base: Side, cand: Side, *more: Side, min_effect: float = 0.05,
             confidence: float = 0.95, resamples: int = 1000, seed: int | None = None,
             allow_different: bool = False) -> pd.DataFrame:
     """Compare a candidate (or several) against a base: each side a result directory, a
-    loaded Result, or a sequence of them (repeats of one spec).
+    loaded Result, or a sequence of them (repeats of one spec); the directory of a
+    ``rafale run --repeat N`` series stands for its runs.
 
     One row per metric (see ``analysis/verdict/metrics.py``) with the columns
     :data:`COLUMNS`; with several candidates, a ``candidate`` column first and one block

@@ -223,6 +223,53 @@ def test_the_public_api_has_compare() -> None:
     assert rafale.compare is compare
 
 
+# ----- a series of runs (rafale run --repeat N) --------------------------------------------
+
+
+def series(directory: Path, seeds: tuple[int, ...], **spec: Any) -> list[Path]:
+    """A --repeat directory: one run per seed in DIR/1 .. DIR/N, listed in repeat.json."""
+    runs = [save_run(directory / str(i), seed=seed, **spec)
+            for i, seed in enumerate(seeds, 1)]
+    store.write_repeat(directory, runs)
+    return runs
+
+
+def test_a_repeat_directory_lists_its_runs_relative_to_itself(tmp_path: Path) -> None:
+    runs = series(tmp_path / "before", (1, 2))
+    listing = json.loads((tmp_path / "before" / store.REPEAT_FILE).read_text())
+    assert listing == {"runs": ["1", "2"]}
+    assert store.repeated_runs(tmp_path / "before") == runs
+    assert store.repeated_runs(runs[0]) is None  # one run, not a series
+    (tmp_path / "before").rename(tmp_path / "moved")
+    assert store.repeated_runs(tmp_path / "moved") == [tmp_path / "moved" / "1",
+                                                       tmp_path / "moved" / "2"]
+
+
+def test_a_repeat_directory_stands_for_its_runs(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`rafale compare BEFORE AFTER` with two series of three runs: the same table as
+    the runs given one by one, with the hierarchical interval (runs, then seconds)."""
+    before = series(tmp_path / "before", (1, 2, 3))
+    after = series(tmp_path / "after", (4, 5, 6))
+    by_directory = compare(tmp_path / "before", str(tmp_path / "after"), seed=8,
+                           resamples=100)
+    pd.testing.assert_frame_equal(by_directory, compare(before, after, seed=8, resamples=100))
+    assert by_directory.attrs["base"] == [str(r) for r in before]
+    assert "between-run" in by_directory.attrs["interval"]
+    code = main(["compare", str(tmp_path / "before"), str(tmp_path / "after"), "--resamples",
+                 "100"])
+    assert code == 0 and "between-run and within-run noise" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("listing", ['{"runs": "1"}', '{"runs": [1, 2]}', "[]", "{"])
+def test_a_repeat_file_that_lists_no_runs_exits_2(tmp_path: Path, runs: dict[str, Path],
+                                                  listing: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / store.REPEAT_FILE).write_text(listing)
+    assert main(["compare", str(tmp_path), str(runs["a"])]) == 2
+    assert f"{tmp_path / store.REPEAT_FILE} does not list runs" in capsys.readouterr().err
+
+
 # ----- --fail-if ---------------------------------------------------------------------------
 
 
