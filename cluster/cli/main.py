@@ -60,6 +60,7 @@ from rafale.cluster.cli.options import (
     Progress,
     Ramp,
     Rate,
+    Repeat,
     ResendUnknown,
     ReserveCpu,
     Resolve,
@@ -71,6 +72,7 @@ from rafale.cluster.cli.options import (
     Thresholds,
     Timeout,
     Urls,
+    repeat_outs,
     spec_options,
 )
 from rafale.cluster.spec import RunSpec
@@ -103,25 +105,54 @@ def run(
     threshold: Thresholds = None, abort_on_fail: AbortOnFail = False,
     actors: Actors = "auto", address: Address = None, reserve_driver_cpu: ReserveCpu = False,
     lease: Lease = "3s", gap: Gap = "catch-up",
-    out: Out = None, label: Label = None, show_query: ShowQuery = False,
-    keep_answer: KeepAnswer = None, charts: Charts = True, progress: Progress = True,
-    html: Html = False,
+    out: Out = None, repeat: Repeat = None, label: Label = None,
+    show_query: ShowQuery = False, keep_answer: KeepAnswer = None, charts: Charts = True,
+    progress: Progress = True, html: Html = False,
     metrics: Metrics = None, metrics_allow_remote: MetricsAllowRemote = False,
     otlp: Otlp = None,
 ) -> None:
-    """Send requests at --rate for --duration (or a feed's rows) and print a summary."""
+    """Send requests at --rate for --duration (or a feed's rows) and print a summary;
+    with --repeat N, N times in a row into --out DIR/1 .. DIR/N."""
     show_warnings()
     try:
         spec = RunSpec.parse(**spec_options(ctx.params))
+        specs = ([spec] if repeat is None
+                 else [spec.replace(out=o) for o in repeat_outs(repeat, spec.out)])
     except ValueError as exc:
         fail(str(exc))
     sigterm_as_interrupt()
+    series = spec.out if repeat is not None else None  # the directory of DIR/1 .. DIR/N
+    # A series serves one /metrics for all its runs (each its run_id), as the matrix does.
+    endpoint = shared_metrics(spec.metrics) if series is not None else None
+    code, saved = 0, []
+    for number, one in enumerate(specs, 1):
+        if series is not None:
+            typer.echo(f"run {number}/{len(specs)} into {one.out} ...", err=True)
+        ended = _run_once(one, charts=charts, progress=progress, html=html,
+                          metrics_endpoint=endpoint)
+        if series is not None:
+            from rafale.analysis.store import write_repeat
+
+            saved.append(str(one.out))
+            typer.echo(f"wrote {write_repeat(series, saved)}")
+        code = ended or code  # the last non-zero exit code
+        if ended == EXIT_INTERRUPTED:
+            break
+    if endpoint is not None:
+        typer.echo(f"metrics: {endpoint.close()}")
+    raise typer.Exit(code)
+
+
+def _run_once(spec: RunSpec, *, charts: bool, progress: bool, html: bool,
+              metrics_endpoint: Any = None) -> int:
+    """One run of ``rafale run``: start it, print its progress and summary, write its
+    charts; return its exit code (bad input or a failed start or save exit here)."""
     from rafale.cluster.progress import ProgressPrinter
     from rafale.cluster.run import start
 
     printer = ProgressPrinter() if progress else None
     try:
-        running = start(spec=spec, on_progress=printer)
+        running = start(spec=spec, on_progress=printer, metrics_endpoint=metrics_endpoint)
     except ValueError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -131,16 +162,17 @@ def run(
     sigterm_as_interrupt()  # again: ray.init installs its own SIGTERM handler
     from rafale.analysis.report import render, summary_text  # matplotlib: after the start
 
-    if running.metrics is not None:
-        typer.echo(f"metrics: {running.metrics.url} (Prometheus format)", err=True)
+    own_metrics = running.metrics if metrics_endpoint is None else None  # a series': shared
+    if own_metrics is not None:
+        typer.echo(f"metrics: {own_metrics.url} (Prometheus format)", err=True)
     if running.otlp is not None:
         typer.echo(f"otlp: exporting to {redact_url(running.otlp.url)} every second", err=True)
     result = running.wait()
     if printer is not None:
         printer.close()
     typer.echo(summary_text(result), nl=False)
-    if running.metrics is not None:
-        typer.echo(f"  metrics: {running.metrics.close()}")
+    if own_metrics is not None:
+        typer.echo(f"  metrics: {own_metrics.close()}")
     if running.otlp is not None and running.otlp.final_ok:  # else a warning says it
         typer.echo(f"  otlp: {running.otlp.outcome}")
     if running.save_error is not None:
@@ -157,8 +189,8 @@ def run(
     elif html:
         typer.echo("rafale: warning: --html needs --out (the report is written there)",
                    err=True)
-    raise typer.Exit(exit_code(str(result.meta.get("ended", "")),
-                               bool(result.summary.get("thresholds_passed", True))))
+    return exit_code(str(result.meta.get("ended", "")),
+                     bool(result.summary.get("thresholds_passed", True)))
 
 
 @app.command()

@@ -204,6 +204,12 @@ Out = Annotated[str | None, typer.Option(
     "--out", metavar="DIR", show_default=False, rich_help_panel=OUTPUT,
     help="Save results here (windows.parquet, counts.parquet, meta.json, summary.json, "
          "charts); checkpointed every few seconds.")]
+Repeat = Annotated[int | None, typer.Option(
+    "--repeat", metavar="N", show_default=False, rich_help_panel=OUTPUT,
+    help="Run the same spec N times, one after another, into --out DIR/1 .. DIR/N, listed "
+         "in DIR/repeat.json (rewritten after each run); rafale compare reads such a DIR "
+         "as its runs. Ctrl-C stops the series; the exit code is the last non-zero one of "
+         "the runs. Default: one run, saved in --out itself.")]
 Label = Annotated[str | None, typer.Option(
     "--label", metavar="TEXT", show_default=False, rich_help_panel=OUTPUT,
     help="A name for this run in comparisons.")]
@@ -254,7 +260,19 @@ RUN_FIELDS: dict[str, str] = {
     "keep_answer": "keep_answers", "metrics": "metrics",
     "metrics_allow_remote": "metrics_allow_remote", "otlp": "otlp",
 }
-RUN_ONLY = ("charts", "progress", "html")  # what `rafale run` does with the result
+RUN_ONLY = ("repeat", "charts", "progress", "html")  # how often, what to do with the result
+
+
+def repeat_outs(repeat: int, out: str | None) -> list[str]:
+    """Where each run of ``rafale run --repeat N --out DIR`` saves: DIR/1 .. DIR/N;
+    ValueError naming a bad --repeat (before Ray starts)."""
+    if repeat < 1:
+        raise ValueError(f"--repeat {repeat} is not a number of runs; expected 1 or more "
+                         "(--repeat 3 --out DIR runs the spec 3 times into DIR/1 .. DIR/3)")
+    if not out:
+        raise ValueError(f"--repeat {repeat} needs --out DIR: the runs are saved in DIR/1 "
+                         f".. DIR/{repeat}, listed in DIR/repeat.json")
+    return [str(Path(out) / str(i)) for i in range(1, repeat + 1)]
 
 
 def spec_options(params: dict[str, Any]) -> dict[str, Any]:

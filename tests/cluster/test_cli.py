@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from rafale.analysis import store
+from rafale.analysis.verdict import side_series
 from rafale.cluster import cli, placement
 from rafale.cluster.cli import common as cli_common
 from rafale.cluster.meta import Ended
@@ -73,6 +74,9 @@ BAD_ARGS: list[tuple[list[str], str]] = [
     (["https://x.test/", "--header", "NoColon"], "NoColon"),
     (["https://x.test/", "--stall-after", "0ms"], "stall_after '0ms'"),
     (["https://x.test/", "--stall-after", "soon"], "stall_after"),
+    (["https://x.test/", "--repeat", "0", "--out", "/tmp/unused-repeat"],
+     "--repeat 0 is not a number of runs; expected 1 or more"),
+    (["https://x.test/", "--repeat", "2"], "--repeat 2 needs --out DIR"),
 ]
 
 
@@ -214,8 +218,9 @@ def test_sigterm_stops_and_saves(target: Target, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_an_unreachable_rate_keeps_the_duration_and_says_so(target: Target, tmp_path: Path,
-                                                            ray_head: RayHead) -> None:
+def test_an_unreachable_rate_keeps_the_duration_and_says_so(
+        target: Target, tmp_path: Path, ray_head: RayHead,
+        capsys: pytest.CaptureFixture[str]) -> None:
     done = rafale("run", target.https_url, "--rate", "1e9", "--duration", "2s", "--actors", "1",
                   "--timeout", "2s", "--max-in-flight", "50", "--out", str(tmp_path / "fast"),
                   "--no-charts", *target_args(target), head=ray_head)
@@ -236,14 +241,28 @@ def test_an_unreachable_rate_keeps_the_duration_and_says_so(target: Target, tmp_
              - datetime.fromisoformat(result.meta["started_at"])).total_seconds()
     assert ran_s >= 2, ran_s
 
-    done = rafale("run", target.https_url, "--rate", "100", "--duration", "3s", "--actors", "1",
-                  "--out", str(tmp_path / "ok"), "--no-charts", *target_args(target),
+    # A reachable rate, twice in a row (--repeat 2): each run reaches it and says nothing;
+    # each is a result directory of its own, listed in repeat.json, and the series'
+    # directory stands for its two runs in rafale compare.
+    series = tmp_path / "ok"
+    done = rafale("run", target.https_url, "--rate", "100", "--duration", "1s", "--actors", "1",
+                  "--repeat", "2", "--out", str(series), "--no-charts", *target_args(target),
                   head=ray_head)
     assert done.returncode == 0, done.stderr
     assert "target not reached" not in done.stdout
-    summary = store.load(tmp_path / "ok").summary
-    assert summary["requests"]["dropped"] == 0 and summary["target"]["reached"]
-    assert summary["requests"]["sent"] == summary["target"]["scheduled"] == 300
+    assert done.stdout.count("latency (ms)") == 2, done.stdout  # each run's summary
+    assert json.loads((series / store.REPEAT_FILE).read_text()) == {"runs": ["1", "2"]}
+    run_ids = set()
+    for run in ("1", "2"):
+        result = store.load(series / run)
+        summary = result.summary
+        assert summary["requests"]["dropped"] == 0 and summary["target"]["reached"]
+        assert summary["requests"]["sent"] == summary["target"]["scheduled"] == 100
+        run_ids.add(result.meta["run_id"])
+    assert len(run_ids) == 2
+    assert side_series(series).labels == (str(series / "1"), str(series / "2"))
+    assert cli.main(["compare", str(series), str(series), "--resamples", "100"]) == 0
+    assert "within-run noise only (2 vs 2 runs)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("ended", "passed", "code"), [

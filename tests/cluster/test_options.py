@@ -12,7 +12,7 @@ import pytest
 import typer.main
 
 from rafale.cluster.cli import app
-from rafale.cluster.cli.options import RUN_FIELDS, RUN_ONLY, spec_options
+from rafale.cluster.cli.options import RUN_FIELDS, RUN_ONLY, repeat_outs, spec_options
 from rafale.cluster.spec import RunSpec
 
 URL = "https://rafale.test/"
@@ -113,6 +113,14 @@ def test_every_option_reaches_its_field(tmp_path: Path) -> None:
     covered = {*expected, "resolve", "thresholds", "stages", "feed", "feed_format",
                "feed_mode", "retry", "resend_unknown", "only"}
     assert covered == set(FIELDS), "give every field a value here"
+
+
+def test_repeat_is_not_a_field_but_where_each_run_saves(tmp_path: Path) -> None:
+    """--repeat N runs one spec N times: the spec keeps --out, each run saves in DIR/k."""
+    context = run_command().make_context("run", [URL, "--repeat", "3", "--out", str(tmp_path)])
+    assert context.params["repeat"] == 3
+    assert RunSpec.parse(**spec_options(context.params)).out == str(tmp_path)
+    assert repeat_outs(3, str(tmp_path)) == [str(tmp_path / k) for k in ("1", "2", "3")]
 
 
 def test_only_reaches_its_field(tmp_path: Path) -> None:
