@@ -4,6 +4,7 @@ verdicts, spec differences, --fail-if, and the command's exits on bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,13 @@ import pandas as pd
 import pytest
 
 import rafale
-from rafale.actors.contract import LATENCY_CORRECTED, counts_view, new_histogram
+from rafale.actors.contract import (
+    LATENCY_CORRECTED,
+    counts_view,
+    decode,
+    encode,
+    new_histogram,
+)
 from rafale.analysis import store
 from rafale.analysis.latency import mean, percentiles
 from rafale.analysis.verdict import (
@@ -22,11 +29,13 @@ from rafale.analysis.verdict import (
     NOT_COMPARABLE,
     WORSE,
     Options,
+    baseline,
     bootstrap,
     compare,
     compare_series,
 )
-from rafale.analysis.verdict.compare import verdict
+from rafale.analysis.verdict.baseline import against_first
+from rafale.analysis.verdict.compare import COLUMNS, verdict
 from rafale.analysis.verdict.fail_if import ABSOLUTE, RELATIVE, FailIf
 from rafale.analysis.verdict.metrics import describe
 from rafale.analysis.verdict.series import series_of
@@ -268,6 +277,100 @@ def test_a_repeat_file_that_lists_no_runs_exits_2(tmp_path: Path, runs: dict[str
     (tmp_path / store.REPEAT_FILE).write_text(listing)
     assert main(["compare", str(tmp_path), str(runs["a"])]) == 2
     assert f"{tmp_path / store.REPEAT_FILE} does not list runs" in capsys.readouterr().err
+
+
+# ----- a matrix's baseline: every cell against the first -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """A matrix: HTTP/1.1 first, HTTP/2 (other seconds), h2c at another origin, a cell
+    whose latencies are all 40 % higher, and one at another rate."""
+    root = tmp_path_factory.mktemp("matrix")
+    slow = save_run(root / "http2-slow", seed=2, http="2")
+    windows = pd.read_parquet(slow / store.WINDOWS_FILE)
+    for column in (LATENCY_CORRECTED, "latency_raw_us"):
+        windows[column] = [_scaled(text, 1.4) for text in windows[column]]
+    windows.to_parquet(slow / store.WINDOWS_FILE)
+    (slow / store.SUMMARY_FILE).unlink()
+    return [save_run(root / "http1.1", seed=1, http="1.1"),
+            save_run(root / "http2", seed=2, http="2"),
+            save_run(root / "http2c", seed=3, http="2c", urls=["http://rafale.test:8080/"]),
+            slow, save_run(root / "fast", seed=4, rate_per_s=600.0)]
+
+
+def _scaled(encoded: str, factor: float) -> str:
+    """An encoded histogram with every recorded latency times ``factor``."""
+    source, scaled = decode(encoded), new_histogram()
+    assert source is not None
+    for item in source.get_recorded_iterator():
+        scaled.record_value(int(item.value_iterated_to * factor), item.count_at_value_iterated_to)
+    return encode(scaled)
+
+
+def test_every_cell_is_compared_against_the_first(cells: list[Path]) -> None:
+    table = against_first(cells, seed=4, resamples=200)
+    assert table.attrs["base"] == "http1.1" and table.attrs["seed"] == 4
+    assert list(table.columns) == ["cell", *COLUMNS]
+    names = ["http2", "http2c", "http2-slow", "fast"]
+    assert list(zip(table["cell"], table["metric"], strict=True)) == [
+        (cell, metric) for cell in names for metric in baseline.METRICS]
+    verdicts = table.set_index(["cell", "metric"])["verdict"]
+    # Another protocol and another origin are compared (the same rate); the slow cell's
+    # latencies are worse, its rate and errors not; another rate is not comparable.
+    assert verdicts["http2"].isin([NO_CHANGE, BETTER, WORSE]).all()
+    assert verdicts["http2c"].isin([NO_CHANGE, BETTER, WORSE]).all()
+    assert verdicts["http2-slow", "latency.p50"] == verdicts["http2-slow", "latency.p99"] == WORSE
+    assert verdicts["http2-slow", "rate"] == verdicts["http2-slow", "error_rate"] == NO_CHANGE
+    assert (verdicts["fast"] == NOT_COMPARABLE).all()
+    assert set(table.loc[table["cell"] == "fast", "reason"]) == {
+        "rate differs (300.0/s vs 600.0/s)"}
+
+
+def test_the_baseline_compares_what_compare_does(cells: list[Path]) -> None:
+    """A cell's rows are compare's rows for the same two runs and seed."""
+    table = against_first(cells[:2], seed=9, resamples=200).drop(columns="cell")
+    full = compare(cells[0], cells[1], seed=9, resamples=200, allow_different=True)
+    expected = full[full["metric"].isin(list(baseline.METRICS))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), expected, check_like=False)
+
+
+def test_the_baseline_text_fits_100_columns_and_names_its_first(cells: list[Path]) -> None:
+    long = ["http1.1", "http2-" + "x" * 120, "http2c", "http2-slow", "fast"]
+    table = against_first(cells, long, seed=4, resamples=200)
+    lines = baseline.baseline_lines(table)
+    assert lines[0] == "baseline: every cell against the first, http1.1"
+    assert all(len(line) <= baseline.WIDTH for line in lines), lines
+    assert lines[1].split() == ["cell", "rate", "p50", "p99", "errors"]
+    rows = {line.split()[0]: line for line in lines[2:6]}
+    [cut] = [label for label in rows if label.startswith("http2-x")]
+    assert cut.endswith("…") and len(cut) < len(long[1])  # the label cut to fit
+    words = re.findall(r"noise|worse|better|not comparable", rows["http2-slow"])
+    assert words == ["noise", "worse", "worse", "noise"], rows["http2-slow"]
+    assert rows["fast"].count("not comparable") == 4
+    assert any("not comparable: fast rate, p50, p99, errors: rate differs" in line
+               for line in lines)
+    assert any("seed 4" in line for line in lines)
+
+
+def test_one_cell_has_no_baseline_to_compare(cells: list[Path]) -> None:
+    table = against_first(cells[:1])
+    assert table.empty
+    assert baseline.baseline_lines(table)[-1] == "  (one cell: nothing to compare against)"
+
+
+def test_the_baseline_is_written_into_the_matrix_directory(cells: list[Path],
+                                                           tmp_path: Path) -> None:
+    table = against_first(cells, seed=4, resamples=200)
+    md, csv = baseline.write_baseline(tmp_path, table)
+    assert (md.name, csv.name) == (baseline.BASELINE_MD, baseline.BASELINE_CSV)
+    rows = pd.read_csv(csv)
+    assert list(rows.columns) == ["base_cell", "cell", *COLUMNS]
+    assert len(rows) == 4 * len(baseline.METRICS) and set(rows["base_cell"]) == {"http1.1"}
+    assert list(rows["verdict"]) == list(table["verdict"])
+    text = md.read_text()
+    assert baseline.baseline_text(table) in text  # what the terminal shows
+    assert "not comparable: rate differs (300.0/s vs 600.0/s)" in text  # every row's reason
 
 
 # ----- --fail-if ---------------------------------------------------------------------------
