@@ -10,8 +10,11 @@ Starts the embedded target (Caddy on 127.0.0.2 and 127.0.0.3) and a local Ray, t
 2. **latency at a fixed rate**: one run per HTTP version (pinned DNS) at ``--rate``, so the
    latencies are compared at the same load.
 
-Every run is saved under ``results/demo-<timestamp>/{max,latency}/``; the terminal shows
-the key columns, the full tables are in ``comparison.md``. ``--publish DIR`` also copies the
+Each phase ends with its baseline: every cell against the phase's first (HTTP/1.1 system
+DNS for the first phase, HTTP/1.1 pinned for the second), a verdict for the rate, p50, p99
+and error rate (significantly better, worse, or noise). Every run is saved under
+``results/demo-<timestamp>/{max,latency}/``; the terminal shows the key columns, the full
+tables are in ``comparison.md`` and ``baseline.md``. ``--publish DIR`` also copies the
 tables and charts there with ``demo.json`` (what the README shows, rendered by
 ``benchmarks.readme``).
 """
@@ -83,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.monotonic()
 
     from rafale.analysis import compare, report
+    from rafale.analysis.verdict.baseline import baseline_text
     from rafale.cluster.target import Target
 
     with Target() as target:
@@ -94,19 +98,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases = _cases(target, closed, out / "max", DNS_MODES)
         print(f"1. maximum throughput: {len(cases)} runs of {args.duration:g} s, closed model "
               f"({args.max_in_flight} in flight per actor), one actor per CPU", flush=True)
-        maximum, written = run_matrix(cases, out / "max", on_run=_describe)
+        baselines: list[Any] = []
+        maximum, written = run_matrix(cases, out / "max", on_run=_describe,
+                                      on_baseline=baselines.append)
         fixed = {**common, "rate_per_s": args.rate, "ramp_s": min(1.0, args.duration / 4)}
         cases = _cases(target, fixed, out / "latency", ("pinned",))
         print(f"2. latency at {args.rate:g} req/s: {len(cases)} runs of {args.duration:g} s",
               flush=True)
-        latency, more = run_matrix(cases, out / "latency", on_run=_describe)
+        latency, more = run_matrix(cases, out / "latency", on_run=_describe,
+                                   on_baseline=baselines.append)
         written += more
     tables = {name: compare.compare(results).to_dict("records")
               for name, results in (("max", maximum), ("latency", latency))}
     print("\nmaximum throughput (closed model):")
     print(compare.to_terminal(compare.compare(maximum)), end="")
+    print(baseline_text(baselines[0]), end="")
     print(f"\nlatency at {args.rate:g} req/s:")
     print(compare.to_terminal(compare.compare(latency)), end="")
+    print(baseline_text(baselines[1]), end="")
     for phase in ("max", "latency"):
         for run_dir in compare.result_dirs(out / phase):
             written += report.render(run_dir)

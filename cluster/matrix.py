@@ -4,7 +4,8 @@
 traffic), skipping the combinations that cannot work for a URL's scheme with a note
 (HTTP/2 and HTTP/3 need https://, h2c needs http://). :func:`run_matrix` runs them one
 after the other, each saved in its own subdirectory of ``out``, and writes the
-comparison table and charts (analysis.compare) over the runs that were made.
+comparison table and charts (analysis.compare) over the runs that were made, and every
+cell compared against the first (baseline.md, baseline.csv).
 """
 
 from __future__ import annotations
@@ -87,11 +88,15 @@ def run_matrix(cases: Sequence[Case], out: str | Path,
                on_start: Callable[[Case], None] | None = None,
                on_progress: Callable[[Any], None] | None = None,
                metrics_endpoint: Any = None,
+               on_baseline: Callable[[Any], None] | None = None,
                ) -> tuple[list[Any], list[Path]]:
-    """Run every case back to back; write the comparison into ``out``. Returns
-    (results, written paths). Stops early (still writing the comparison) when a run is
-    interrupted. ``metrics_endpoint``: one shared /metrics for every case (each its labels)."""
+    """Run every case back to back; write the comparison and the baseline (every cell
+    against the first: analysis/verdict/baseline.py) into ``out``. Returns (results,
+    written paths); ``on_baseline`` gets the baseline table written (to print it). Stops
+    early (still writing both) when a run is interrupted. ``metrics_endpoint``: one shared
+    /metrics for every case (each its labels)."""
     from rafale.analysis import compare
+    from rafale.analysis.verdict.baseline import against_first, write_baseline
     from rafale.cluster.run import start
 
     results: list[Any] = []
@@ -106,4 +111,8 @@ def run_matrix(cases: Sequence[Case], out: str | Path,
                 on_run(case, result)
             if result.meta.get("ended") == Ended.INTERRUPTED:
                 break
-    return results, compare.write_comparison(out, results)
+    written = compare.write_comparison(out, results)
+    baseline = against_first(results, [case.label for case in cases[: len(results)]])
+    if on_baseline is not None:
+        on_baseline(baseline)
+    return results, written + write_baseline(out, baseline)

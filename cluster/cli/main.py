@@ -215,7 +215,8 @@ def matrix(
     address: Address = None, reserve_driver_cpu: ReserveCpu = False, html: Html = False,
     metrics: Metrics = None, metrics_allow_remote: MetricsAllowRemote = False,
 ) -> None:
-    """Run every HTTP version × DNS mode (× actor count) back to back and compare them.
+    """Run every HTTP version × DNS mode (× actor count) back to back and compare them;
+    then every cell against the first (its verdicts: baseline.md).
 
     With --metrics, one endpoint serves every run of the matrix (each with its own run
     label) and stays up after the last one until the final values are scraped."""
@@ -245,11 +246,16 @@ def matrix(
         typer.echo(f"run {case.label} ...", err=True)
 
     endpoint = shared_metrics(cases[0].spec.metrics)
+    baselines: list[Any] = []
     try:
-        results, written = run_matrix(cases, out, on_start=started, metrics_endpoint=endpoint)
+        results, written = run_matrix(cases, out, on_start=started, metrics_endpoint=endpoint,
+                                      on_baseline=baselines.append)
     except ValueError as exc:
         fail(str(exc))
+    from rafale.analysis.verdict.baseline import baseline_text
+
     typer.echo(compare.to_terminal(compare.compare(results)), nl=False)
+    typer.echo(baseline_text(baselines[0]), nl=False)
     if endpoint is not None:
         typer.echo(f"metrics: {endpoint.close()}")
     typer.echo(f"full table: {Path(out) / compare.COMPARISON_MD}")

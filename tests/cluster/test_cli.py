@@ -15,12 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from rafale.analysis import store
-from rafale.analysis.verdict import side_series
+from rafale.analysis.verdict import VERDICTS, baseline, side_series
 from rafale.cluster import cli, placement
 from rafale.cluster.cli import common as cli_common
 from rafale.cluster.meta import Ended
@@ -191,6 +192,20 @@ def test_matrix_runs_every_valid_combination(target: Target, tmp_path: Path,
         "http1.1-system-autoactors", "http3-system-autoactors"]
     assert store.load(out / "http3-system-autoactors").summary["version"] == {
         "3": store.load(out / "http3-system-autoactors").summary["requests"]["completed"]}
+    # The baseline: the other cell against the first (HTTP/1.1), a verdict per metric,
+    # printed within 100 columns and written as baseline.md and baseline.csv.
+    printed = done.stdout[done.stdout.index("baseline: "):done.stdout.index("full table:")]
+    assert printed.startswith("baseline: every cell against the first, "
+                              "http1.1-system-autoactors\n"), printed
+    assert all(len(line) <= baseline.WIDTH for line in printed.splitlines()), printed
+    [cell] = [line for line in printed.splitlines() if line.startswith("http3-")]
+    assert len(re.findall(r"better|worse|noise|not comparable", cell)) == 4, cell
+    rows = pd.read_csv(out / baseline.BASELINE_CSV)
+    assert list(zip(rows["cell"], rows["metric"], strict=True)) == [
+        ("http3-system-autoactors", metric) for metric in baseline.METRICS]
+    assert set(rows["base_cell"]) == {"http1.1-system-autoactors"}
+    assert set(rows["verdict"]) <= set(VERDICTS)
+    assert f"wrote {out / baseline.BASELINE_MD}" in done.stdout
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """`make demo` tells the story: the closed-model comparison differs by protocol (the data
-behind the chart), pinned DNS spreads over both addresses, the terminal tables fit 120
-columns, and the scaling chart is drawn only for several actor counts."""
+behind the chart), pinned DNS spreads over both addresses, each phase's cells are compared
+against its first (the baseline), the terminal tables fit 120 columns, and the scaling
+chart is drawn only for several actor counts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rafale.analysis.verdict import baseline
 from rafale.cluster import demo
 
 
@@ -40,6 +42,17 @@ def test_the_demo_compares_protocol_ceilings_and_dns_modes(
                      printed.index("full tables:")]
     assert tables.count("\n") >= 12  # two headers, 8 + 4 rows
     assert all(len(line) <= 120 for line in tables.splitlines()), tables
+    # Each phase ends with its baseline: every other cell against the phase's first
+    # (HTTP/1.1 system DNS, then HTTP/1.1 pinned), 4 metrics each, printed and written.
+    for phase, first, cells in (("max", "http1.1-system-autoactors", 8),
+                                ("latency", "http1.1-pinned-autoactors", 4)):
+        assert f"baseline: every cell against the first, {first}\n" in tables
+        labels = set(pd.read_csv(out / phase / "comparison.csv")["label"]) - {first}
+        rows = pd.read_csv(out / phase / baseline.BASELINE_CSV)
+        assert len(labels) == cells - 1 and len(rows) == (cells - 1) * len(baseline.METRICS)
+        assert set(zip(rows["cell"], rows["metric"], strict=True)) == {
+            (cell, metric) for cell in labels for metric in baseline.METRICS}
+        assert set(rows["base_cell"]) == {first}
     published = json.loads((publish / "demo.json").read_text())
     assert len(published["max"]) == 8 and len(published["latency"]) == 4
     assert (publish / "max-comparison.png").stat().st_size > 10_000
