@@ -76,6 +76,7 @@ from rafale.cluster.cli.options import (
     spec_options,
 )
 from rafale.cluster.spec import RunSpec
+from rafale.cluster.warm import WarmSenders
 from rafale.cluster.webpush.cli import app as webpush_app
 
 app = typer.Typer(
@@ -125,26 +126,28 @@ def run(
     # A series serves one /metrics for all its runs (each its run_id), as the matrix does.
     endpoint = shared_metrics(spec.metrics) if series is not None else None
     code, saved = 0, []
-    for number, one in enumerate(specs, 1):
-        if series is not None:
-            typer.echo(f"run {number}/{len(specs)} into {one.out} ...", err=True)
-        ended = _run_once(one, charts=charts, progress=progress, html=html,
-                          metrics_endpoint=endpoint)
-        if series is not None:
-            from rafale.analysis.store import write_repeat
+    # A series reuses its senders from one run to the next (cluster/warm.py).
+    with WarmSenders() as warm:
+        for number, one in enumerate(specs, 1):
+            if series is not None:
+                typer.echo(f"run {number}/{len(specs)} into {one.out} ...", err=True)
+            ended = _run_once(one, charts=charts, progress=progress, html=html,
+                              metrics_endpoint=endpoint, warm=warm if series else None)
+            if series is not None:
+                from rafale.analysis.store import write_repeat
 
-            saved.append(str(one.out))
-            typer.echo(f"wrote {write_repeat(series, saved)}")
-        code = ended or code  # the last non-zero exit code
-        if ended == EXIT_INTERRUPTED:
-            break
+                saved.append(str(one.out))
+                typer.echo(f"wrote {write_repeat(series, saved)}")
+            code = ended or code  # the last non-zero exit code
+            if ended == EXIT_INTERRUPTED:
+                break
     if endpoint is not None:
         typer.echo(f"metrics: {endpoint.close()}")
     raise typer.Exit(code)
 
 
 def _run_once(spec: RunSpec, *, charts: bool, progress: bool, html: bool,
-              metrics_endpoint: Any = None) -> int:
+              metrics_endpoint: Any = None, warm: WarmSenders | None = None) -> int:
     """One run of ``rafale run``: start it, print its progress and summary, write its
     charts; return its exit code (bad input or a failed start or save exit here)."""
     from rafale.cluster.progress import ProgressPrinter
@@ -152,7 +155,8 @@ def _run_once(spec: RunSpec, *, charts: bool, progress: bool, html: bool,
 
     printer = ProgressPrinter() if progress else None
     try:
-        running = start(spec=spec, on_progress=printer, metrics_endpoint=metrics_endpoint)
+        running = start(spec=spec, on_progress=printer, metrics_endpoint=metrics_endpoint,
+                        warm=warm)
     except ValueError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

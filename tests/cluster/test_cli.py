@@ -267,14 +267,15 @@ def test_an_unreachable_rate_keeps_the_duration_and_says_so(
     assert "target not reached" not in done.stdout
     assert done.stdout.count("latency (ms)") == 2, done.stdout  # each run's summary
     assert json.loads((series / store.REPEAT_FILE).read_text()) == {"runs": ["1", "2"]}
-    run_ids = set()
+    run_ids, pids = set(), set()
     for run in ("1", "2"):
         result = store.load(series / run)
         summary = result.summary
         assert summary["requests"]["dropped"] == 0 and summary["target"]["reached"]
         assert summary["requests"]["sent"] == summary["target"]["scheduled"] == 100
         run_ids.add(result.meta["run_id"])
-    assert len(run_ids) == 2
+        pids.add(result.meta["actors"][0]["pid"])
+    assert len(run_ids) == 2 and len(pids) == 1  # the second run reused the warm sender
     assert side_series(series).labels == (str(series / "1"), str(series / "2"))
     assert cli.main(["compare", str(series), str(series), "--resamples", "100"]) == 0
     assert "within-run noise only (2 vs 2 runs)" in capsys.readouterr().out
