@@ -16,8 +16,6 @@ import rafale
 from rafale.actors.contract import (
     LATENCY_CORRECTED,
     counts_view,
-    decode,
-    encode,
     new_histogram,
 )
 from rafale.analysis import store
@@ -47,8 +45,10 @@ from tests.analysis.windows_factory import RunShape, make_run
 URL = "https://rafale.test:8443/"
 
 
-def save_run(path: Path, seed: int = 7, seconds: int = 12, **spec: Any) -> Path:
-    windows, _ = make_run(RunShape(seconds=seconds, seed=seed, requests_per_window=150))
+def save_run(path: Path, seed: int = 7, seconds: int = 12, latency_factor: float = 1.0,
+             **spec: Any) -> Path:
+    windows, _ = make_run(RunShape(seconds=seconds, seed=seed, requests_per_window=150,
+                                   latency_factor=latency_factor))
     meta = {"spec": {"urls": [URL], "rate_per_s": 300.0, "http": "2", "dns": "system",
                      "method": "GET", **spec},
             "http": spec.get("http", "2"), "dns": spec.get("dns", "system"),
@@ -287,25 +287,11 @@ def cells(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """A matrix: HTTP/1.1 first, HTTP/2 (other seconds), h2c at another origin, a cell
     whose latencies are all 40 % higher, and one at another rate."""
     root = tmp_path_factory.mktemp("matrix")
-    slow = save_run(root / "http2-slow", seed=2, http="2")
-    windows = pd.read_parquet(slow / store.WINDOWS_FILE)
-    for column in (LATENCY_CORRECTED, "latency_raw_us"):
-        windows[column] = [_scaled(text, 1.4) for text in windows[column]]
-    windows.to_parquet(slow / store.WINDOWS_FILE)
-    (slow / store.SUMMARY_FILE).unlink()
     return [save_run(root / "http1.1", seed=1, http="1.1"),
             save_run(root / "http2", seed=2, http="2"),
             save_run(root / "http2c", seed=3, http="2c", urls=["http://rafale.test:8080/"]),
-            slow, save_run(root / "fast", seed=4, rate_per_s=600.0)]
-
-
-def _scaled(encoded: str, factor: float) -> str:
-    """An encoded histogram with every recorded latency times ``factor``."""
-    source, scaled = decode(encoded), new_histogram()
-    assert source is not None
-    for item in source.get_recorded_iterator():
-        scaled.record_value(int(item.value_iterated_to * factor), item.count_at_value_iterated_to)
-    return encode(scaled)
+            save_run(root / "http2-slow", seed=2, http="2", latency_factor=1.4),
+            save_run(root / "fast", seed=4, rate_per_s=600.0)]
 
 
 def test_every_cell_is_compared_against_the_first(cells: list[Path]) -> None:

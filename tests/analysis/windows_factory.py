@@ -33,6 +33,7 @@ class RunShape:
     nodes: int = 1
     run_id: str = "run-test"
     seed: int = 7
+    latency_factor: float = 1.0  # every latency times this (a slower target, same draws)
 
 
 @dataclass
@@ -131,8 +132,9 @@ def make_run(shape: RunShape = RunShape()) -> tuple[list[dict[str, Any]], Sample
                     kind = ERROR_KINDS[request // shape.error_every % len(ERROR_KINDS)]
                     failed[kind] = failed.get(kind, 0) + 1
                     continue
-                raw_us = max(1, int(rng.lognormvariate(7.5, 0.8)))
-                delay_us = int(rng.expovariate(1 / 300)) if rng.random() < 0.2 else 0
+                factor = shape.latency_factor
+                raw_us = max(1, int(rng.lognormvariate(7.5, 0.8) * factor))
+                delay_us = int(rng.expovariate(1 / 300) * factor) if rng.random() < 0.2 else 0
                 raw.append(raw_us)
                 corrected.append(raw_us + delay_us)
                 address = shape.addresses[request % len(shape.addresses)]
