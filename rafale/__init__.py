@@ -15,6 +15,7 @@ The public API, in one place::
     rafale.plots.throughput(result)                  # matplotlib Figures
     rafale.frames.per_address(result)                # tables
     rafale.compare("results/r1", "results/r2")      # per metric: change, interval, verdict
+    rafale.repeat(3, out="results/r3", urls=...)     # a series: DIR/1 .. DIR/3, one side
 
 Everything is imported on first use: ``import rafale`` (and ``rafale.analysis``,
 ``rafale.load``, ``rafale.compare``, ``rafale.plots``, ``rafale.frames``) never imports Ray
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from rafale.analysis.verdict import compare
     from rafale.cluster.live import live
     from rafale.cluster.run import Run, RunResult, start
+    from rafale.cluster.series import repeat
     from rafale.cluster.spec import RunSpec
     from rafale.cluster.target import Target
 
@@ -42,11 +44,12 @@ except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = ["Run", "RunResult", "RunSpec", "Target", "__version__", "compare", "frames", "live",
-           "load", "plots", "start"]
+           "load", "plots", "repeat", "start"]
 
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "start": ("rafale.cluster.run", "start"),
+    "repeat": ("rafale.cluster.series", "repeat"),
     "Run": ("rafale.cluster.run", "Run"),
     "RunResult": ("rafale.cluster.run", "RunResult"),
     "RunSpec": ("rafale.cluster.spec", "RunSpec"),

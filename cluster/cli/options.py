@@ -266,13 +266,9 @@ RUN_ONLY = ("repeat", "charts", "progress", "html")  # how often, what to do wit
 def repeat_outs(repeat: int, out: str | None) -> list[str]:
     """Where each run of ``rafale run --repeat N --out DIR`` saves: DIR/1 .. DIR/N;
     ValueError naming a bad --repeat (before Ray starts)."""
-    if repeat < 1:
-        raise ValueError(f"--repeat {repeat} is not a number of runs; expected 1 or more "
-                         "(--repeat 3 --out DIR runs the spec 3 times into DIR/1 .. DIR/3)")
-    if not out:
-        raise ValueError(f"--repeat {repeat} needs --out DIR: the runs are saved in DIR/1 "
-                         f".. DIR/{repeat}, listed in DIR/repeat.json")
-    return [str(Path(out) / str(i)) for i in range(1, repeat + 1)]
+    from rafale.cluster.series import repeat_outs as outs
+
+    return outs(repeat, out, name="--repeat", out_name="--out DIR")
 
 
 def spec_options(params: dict[str, Any]) -> dict[str, Any]:
