@@ -22,6 +22,7 @@ from rafale.actors.contract import (
     GAUGES,
     HEALTH,
     LATENCIES,
+    LATENCY_CORRECTED,
     MAXIMA,
     TAG_LATENCY,
     add_histogram,
@@ -30,7 +31,7 @@ from rafale.actors.contract import (
     merge_counter,
     new_histogram,
 )
-from rafale.analysis.latency import percentile_label, percentiles
+from rafale.analysis.latency import percentile_label, percentiles, without
 
 FRAME_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
 
@@ -62,6 +63,9 @@ class Aggregate:
     # "windows"; and each actor's stalled seconds: second -> (stall_us, runq_wait_us).
     health: dict[int, dict[str, int]] = field(default_factory=dict)
     stalls: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
+    # The completed requests' latency (from intended) of the stalled windows only: what the
+    # summary's "healthy seconds only" row leaves out (None while no window stalled).
+    stalled_latency: HdrHistogram | None = None
 
     def __repr__(self) -> str:
         return (f"Aggregate(windows={self.windows}, actors={len(self.actors)}, "
@@ -93,6 +97,8 @@ class Aggregate:
         for name, hist in zip(LATENCIES, decoded, strict=True):
             if hist is not None:
                 add_histogram(self.hists[name], hist)
+                if name == LATENCY_CORRECTED and window.get("stalled"):
+                    self.add_stalled_latency(hist)
         by_tag = window.get(TAG_LATENCY)
         if by_tag:
             for tag, encoded in dict(by_tag).items():
@@ -127,6 +133,8 @@ class Aggregate:
             self._merge_health(actor, sums)
         for actor, seconds in other.stalls.items():
             self.stalls.setdefault(actor, {}).update(seconds)
+        if other.stalled_latency is not None:
+            self.add_stalled_latency(other.stalled_latency)
         self.actors |= other.actors
         self.nodes |= other.nodes
         self.run_ids |= other.run_ids
@@ -146,6 +154,19 @@ class Aggregate:
         if values["stalled"]:
             self.stalls.setdefault(actor, {})[second] = (values["stall_us"],
                                                          values["runq_wait_us"])
+
+    def add_stalled_latency(self, hist: HdrHistogram) -> None:
+        """Latencies (from intended) of completed requests in a stalled window."""
+        if self.stalled_latency is None:
+            self.stalled_latency = new_histogram()
+        add_histogram(self.stalled_latency, hist)
+
+    def healthy_latency(self) -> HdrHistogram | None:
+        """The completed requests' latency (from intended) in the windows that did not
+        stall; None when none stalled (then it is the whole run's)."""
+        if self.stalled_latency is None:
+            return None
+        return without(self.hists[LATENCY_CORRECTED], self.stalled_latency)
 
     def _merge_health(self, actor: int, values: Mapping[str, int]) -> None:
         sums = self.health.get(actor)

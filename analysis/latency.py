@@ -36,6 +36,30 @@ def merge_histograms(items: Iterable[Encoded | HdrHistogram | None]) -> HdrHisto
     return merged
 
 
+def without(whole: HdrHistogram, part: HdrHistogram) -> HdrHistogram:
+    """A new histogram: ``whole`` less ``part`` (every value of ``part`` was recorded in
+    ``whole``: e.g. the run's latency without its stalled seconds')."""
+    out = new_histogram()
+    if not (_vector(whole) and _vector(part)):
+        for item in whole.get_recorded_iterator():
+            value = int(item.value_iterated_to)
+            left = int(item.count_at_value_iterated_to) - int(part.get_count_at_value(value))
+            if left > 0:
+                out.record_value(value, left)
+        return out
+    counts = counts_view(whole).astype(np.int64) - counts_view(part).astype(np.int64)
+    if (counts < 0).any():
+        raise ValueError("the part holds values the whole does not: not a part of it")
+    found = np.flatnonzero(counts)
+    if found.size:
+        lowest, _, _ = _tables()
+        counts_view(out)[:] = counts.astype(np.uint64)
+        out.total_count = int(counts.sum())
+        out.min_value = int(lowest[found[0]])
+        out.max_value = int(lowest[found[-1]])
+    return out
+
+
 def percentile_label(pct: float) -> str:
     """50 -> 'p50', 99.9 -> 'p99.9'."""
     return f"p{pct:g}"

@@ -22,6 +22,7 @@ from rafale.analysis.sender import sender_line
 # Summary keys of the latency table, with their row labels (rows without samples are left out).
 LATENCY_ROWS = (
     ("latency_corrected_us", "completed, from intended"),
+    ("latency_healthy_us", "  healthy seconds only"),
     ("latency_raw_us", "completed, from send"),
     ("latency_all_us", "all finished, from intended"),
     ("latency_failed_us", "failed, from intended"),

@@ -31,6 +31,9 @@ from rafale.analysis.sender import sender_summary
 # Every finished request (completed or failed) from its intended send time: the summary's
 # "all finished" latency, next to the completed-only latency_corrected_us.
 LATENCY_ALL = "latency_all_us"
+# The completed requests' latency (from intended) without the sender-stalled seconds: given
+# only when some second stalled (the rest measures the target, not rafale).
+LATENCY_HEALTHY = "latency_healthy_us"
 
 
 def _sorted(counts: dict[str, int]) -> dict[str, int]:
@@ -128,7 +131,13 @@ def summarize(total: Aggregate, nodes: Sequence[Mapping[str, Any]] = ()) -> dict
         "version_share": _shares(version),
         "tags": tag_table(total.maps["tag"], total.tag_hists),
         "sender": sender_summary(total, nodes),
+        **_healthy(total),
     }
+
+
+def _healthy(total: Aggregate) -> dict[str, Any]:
+    healthy = total.healthy_latency()
+    return {} if healthy is None else {LATENCY_HEALTHY: latency_summary(healthy)}
 
 
 def aggregate_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> Aggregate:
@@ -147,6 +156,9 @@ def aggregate_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> Aggregate:
         total.maps[str(dimension)][str(key)] = int(count)
     for name in LATENCIES:
         total.hists[name] = merge_histograms(windows[name])
+    if "stalled" in windows and (windows["stalled"] > 0).any():
+        total.add_stalled_latency(merge_histograms(
+            windows.loc[windows["stalled"] > 0, LATENCY_CORRECTED]))
     if TAG_LATENCY in windows:
         for by_tag in windows[TAG_LATENCY]:
             for tag, encoded in dict(by_tag if by_tag is not None else ()).items():

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from rafale.actors.contract import LATENCY_CORRECTED, encode, new_histogram
 from rafale.analysis import frames, store
+from rafale.analysis.latency import latency_summary, merge_histograms
 from rafale.analysis.log import WindowLog
-from rafale.analysis.report import summary_text
+from rafale.analysis.report import _ms, summary_text
 from rafale.analysis.result import Result
 from rafale.analysis.sender import seconds_text, sender_line, sender_summary
-from rafale.analysis.summary import summarize, summarize_frames
+from rafale.analysis.summary import LATENCY_HEALTHY, summarize, summarize_frames
 from tests.analysis.conftest import make_meta
 from tests.analysis.windows_factory import RunShape, make_run
 
@@ -113,3 +115,25 @@ def test_a_saved_result_gives_the_same_sender_part_and_max_merged_gaps(tmp_path:
     assert by_second.loc[1, "loop_gap_max_us"] == 2_101  # of 2_001 and 2_101
     assert list(by_second["stalled"]) == [0, 0, 1, 1, 1, 0, 1, 0]
     assert by_second.loc[3, "runq_wait_us"] == 900_000 + 1_010  # summed over actors
+
+
+def test_the_healthy_seconds_latency_leaves_the_stalled_windows_out(tmp_path: Path) -> None:
+    windows = stalled_run()
+    for window in windows:  # what a stalled sender shows: every answer read 5 s late
+        if window["stalled"]:
+            slow = new_histogram()
+            slow.record_value(5_000_000, window["completed"])
+            window[LATENCY_CORRECTED] = encode(slow)
+    live = summarize(WindowLog.of(windows).total())
+    healthy = latency_summary(merge_histograms(
+        w[LATENCY_CORRECTED] for w in windows if not w["stalled"]))
+    assert live[LATENCY_HEALTHY] == healthy
+    assert live[LATENCY_CORRECTED]["max"] >= 5_000_000 > 100 * healthy["max"]
+    assert healthy["count"] == live[LATENCY_CORRECTED]["count"] - sum(
+        w["completed"] for w in windows if w["stalled"])
+    result = store.load(store.save(tmp_path / "r", windows, make_meta("r")))
+    assert summarize_frames(result.windows, result.counts)[LATENCY_HEALTHY] == healthy
+    [row] = [line for line in summary_text(result).splitlines() if "healthy seconds" in line]
+    assert row.split()[3:5] == [_ms(healthy["p50"]), _ms(healthy["p90"])], row
+    quiet = summarize(WindowLog.of(make_run(RunShape(seed=3))[0]).total())
+    assert LATENCY_HEALTHY not in quiet  # no stall: the run's latency is the healthy one
