@@ -19,6 +19,7 @@ from typing import Any
 
 from benchmarks import (
     compare_calibration,
+    compare_example,
     contention,
     driver_scale,
     feeds,
@@ -128,6 +129,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "contention": render_contention,
     "metrics_cost": render_metrics_cost,
     "compare_calibration": compare_calibration.markdown,
+    "compare_example": compare_example.markdown,
 }
 
 

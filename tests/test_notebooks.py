@@ -147,7 +147,7 @@ def cells(nb: NotebookNode) -> list[tuple[str, str, bool]]:
 
 
 def test_every_notebook_is_found() -> None:
-    assert NAMES == ["protocols_and_dns", "quickstart", "webpush"]
+    assert NAMES == ["compare", "protocols_and_dns", "quickstart", "webpush"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -254,3 +254,23 @@ def test_webpush(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     assert len(gone) == 30
     outcomes = store.load_outcomes(out / "sent")
     assert len(outcomes) == 1500 and (outcomes["status"].isin([201, 410])).all()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
+def test_compare(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
+    out = tmp_path / "compare"
+    nb = execute("compare", {
+        "DURATION_S": 2, "RATE_PER_S": 200, "RUNS_A_SIDE": 1, "DELAY_MS": 20, "HTTP": "2",
+        "OUT_DIR": str(out),
+    }, kernel_specs, tmp_path)
+
+    text = text_output(nb)
+    assert "the delay was found as a worse median; errors did not change" in text
+    assert "within-run noise only (1 vs 1 runs)" in text  # one run a side: said
+    assert images(nb) >= 2  # over time, spectrum
+    assert any("background-color: #f4cccc" in output.get("data", {}).get("text/html", "")
+               for cell in nb.cells for output in cell.get("outputs", []))  # worse, shaded
+    for side in ("before", "after"):
+        assert store.repeated_runs(out / side) == [out / side / "1"]
+        assert store.load(out / side / "1").meta["label"] == side

@@ -21,8 +21,13 @@ _COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange")
 
 
 def _label(side: Series, prefix: str) -> str:
+    """The side's run label (``--label``), else its directory's name (a series': the
+    directory that holds its runs), and how many runs it has."""
     runs = f" ({len(side.runs)} runs)" if len(side.runs) > 1 else ""
-    return f"{prefix}: {side.labels[0].rstrip('/').rsplit('/', 1)[-1]}{runs}"
+    path = side.labels[0].rstrip("/").split("/")
+    named = (side.metas[0].get("label") if side.metas else None) or (
+        path[-2] if len(side.runs) > 1 and len(path) > 1 else path[-1])
+    return f"{prefix}: {named}{runs}"
 
 
 def _named(base: Series, candidates: Sequence[Series]) -> list[tuple[str, Series, str]]:

@@ -29,8 +29,10 @@ from rafale.analysis.verdict import (
     Options,
     baseline,
     bootstrap,
+    charts,
     compare,
     compare_series,
+    side_series,
 )
 from rafale.analysis.verdict.baseline import against_first
 from rafale.analysis.verdict.compare import COLUMNS, verdict
@@ -569,3 +571,17 @@ def test_compare_html_is_one_file_that_renders_in_headless_chromium(
     assert "Failed to load resource" not in done.stderr
     pixels = imread(shot)
     assert pixels.shape[0] >= 2500 and float(pixels.std()) > 0.05  # not a blank page
+
+
+def test_the_charts_name_a_series_by_its_directory_and_a_run_by_its_label(
+        tmp_path: Path) -> None:
+    runs = [save_run(tmp_path / "before" / str(i), seed=i, seconds=4) for i in (1, 2)]
+    store.write_repeat(tmp_path / "before", runs)
+    after = save_run(tmp_path / "after", seed=3, seconds=4)
+    figure = charts.over_time(side_series(tmp_path / "before"), [side_series(after)])
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["base: before (2 runs)", "cand: after"]
+    meta = json.loads((after / store.META_FILE).read_text())
+    store.write_json(after / store.META_FILE, {**meta, "label": "h3-pinned"})
+    figure = charts.spectrum(side_series(tmp_path / "before"), [side_series(after)])
+    assert "cand: h3-pinned" in [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
