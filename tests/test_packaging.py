@@ -3,6 +3,7 @@ in a fresh virtualenv, and the copy shipped to Ray nodes imports without an inst
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -15,6 +16,9 @@ import pytest
 from rafale.cluster import placement
 
 pytestmark = pytest.mark.slow
+# What a wheel is built from: the tree without its venv, git data and build outputs.
+NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "results",
+                                    "__pycache__", ".coverage*")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPENDENCIES = Path(sysconfig.get_paths()["purelib"])  # this venv: rafale's dependencies
@@ -22,12 +26,17 @@ DEPENDENCIES = Path(sysconfig.get_paths()["purelib"])  # this venv: rafale's dep
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(out), str(ROOT)],
-                   check=True, capture_output=True, text=True)
-    (built,) = out.glob("rafale-*.whl")
-    return built
+    """The wheel, built from a copy of the tree: setuptools writes build/ and *.egg-info
+    into the tree it builds, and two xdist workers building from the repo at the same
+    instant broke one build (CI); each worker that needs the wheel builds its own."""
+    out, source = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("source") / "rafale"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=NOT_SOURCE)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                            "--no-build-isolation", "-w", str(out), str(source)],
+                           capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stderr
+    (found,) = out.glob("rafale-*.whl")
+    return found
 
 
 def fresh_python(directory: Path) -> Path:
