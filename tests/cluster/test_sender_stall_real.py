@@ -60,8 +60,13 @@ def test_a_starved_sender_is_flagged_and_takes_the_blame(
 def test_a_quiet_run_flags_no_second(target_factory: Callable[..., Target]) -> None:
     scenario = run(target_factory(), seconds=3.0, busy_for_s=0.0, niceness=0)
     print([(w["second"], w["runq_wait_us"], w["loop_gap_max_us"]) for w in scenario.windows])
-    assert [w["stalled"] for w in scenario.windows] == [0, 0, 0]
-    assert [w["intended"] for w in scenario.windows] == [RATE_PER_S] * 3
+    # Seconds 0-2 are the schedule's; a loaded machine may add a window for the requests
+    # still in flight after its end (CI saw a fourth, with nothing due in it).
+    stalled = {w["second"]: w["stalled"] for w in scenario.windows}
+    intended = {w["second"]: w["intended"] for w in scenario.windows}
+    assert set(stalled) >= {0, 1, 2} and not any(stalled.values()), stalled
+    assert [intended[s] for s in range(3)] == [RATE_PER_S] * 3
+    assert sum(intended.values()) == 3 * RATE_PER_S
     summary, text = summarized(scenario)
     assert summary["requests"]["late_stall"] == 0 and summary["sender"]["seconds"] == []
     assert "sender-bound" not in text
