@@ -74,8 +74,7 @@ class RayChannel:
         placement.kill_all(self.handles)
 
     def release(self, finished: Sequence[int]) -> None:
-        kept = set(finished) if self.warm is not None else set()
+        kept = sorted(set(finished)) if self.warm is not None else []
         if self.warm is not None and kept:
-            self.warm.give([self.handles[i] for i in sorted(kept)],
-                           [self.node_ids[i] for i in sorted(kept)])
+            self.warm.give([self.handles[i] for i in kept], [self.node_ids[i] for i in kept])
         placement.kill_all([h for i, h in enumerate(self.handles) if i not in kept])

@@ -125,7 +125,7 @@ def run(
     series = spec.out if repeat is not None else None  # the directory of DIR/1 .. DIR/N
     # A series serves one /metrics for all its runs (each its run_id), as the matrix does.
     endpoint = shared_metrics(spec.metrics) if series is not None else None
-    code, saved = 0, []
+    code = 0
     # A series reuses its senders from one run to the next (cluster/warm.py).
     with WarmSenders() as warm:
         for number, one in enumerate(specs, 1):
@@ -136,8 +136,8 @@ def run(
             if series is not None:
                 from rafale.analysis.store import write_repeat
 
-                saved.append(str(one.out))
-                typer.echo(f"wrote {write_repeat(series, saved)}")
+                ran = [str(s.out) for s in specs[:number]]
+                typer.echo(f"wrote {write_repeat(series, ran)}")
             code = ended or code  # the last non-zero exit code
             if ended == EXIT_INTERRUPTED:
                 break
