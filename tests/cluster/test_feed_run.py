@@ -16,8 +16,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from rafale.analysis import store
+from rafale.cluster import cli, placement
 from rafale.cluster.run import start
 from rafale.cluster.target import Target
 from tests.helpers import rafale
@@ -204,15 +206,22 @@ def bad_feeds(tmp_path: Path, target: Target) -> dict[str, tuple[list[str], str]
     }
 
 
-def test_bad_feeds_exit_2_with_the_reason_and_send_nothing(target: Target,
-                                                           tmp_path: Path) -> None:
+def test_bad_feeds_exit_2_with_the_reason_and_send_nothing(
+        target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process (the CLI's exit code and its message; tests/cluster/test_cli.py runs bad
+    input in a subprocess once): Ray is never started, and the target sees nothing."""
+    def no_ray(*_: Any, **__: Any) -> None:
+        raise AssertionError("Ray must not start for a bad feed")
+
+    monkeypatch.setattr(placement, "connect", no_ray)
     cases = bad_feeds(tmp_path, target)
     before = target.count_access_log()
     for name, (args, message) in cases.items():
-        done = rafale("run", *args, "--rate", "100", "--cacert", str(target.ca_file),
-                      *[a for r in target.resolve for a in ("--resolve", r)], timeout_s=60)
-        assert done.returncode == 2, (name, done.stdout, done.stderr)
-        assert message in done.stderr, (name, done.stderr)
-        assert "Traceback" not in done.stderr, name
+        done = CliRunner().invoke(cli.app, [
+            "run", *args, "--rate", "100", "--cacert", str(target.ca_file),
+            *[a for r in target.resolve for a in ("--resolve", r)]])
+        assert done.exit_code == cli.EXIT_BAD_INPUT, (name, done.output)
+        assert message in done.output, (name, done.output)
+        assert not isinstance(done.exception, AssertionError), (name, done.exception)
     time.sleep(0.5)
     assert target.count_access_log() == before
