@@ -61,6 +61,12 @@ latency_failed_us      hist    failed requests, from the intended send time to t
                                is this histogram added to latency_corrected_us
 send_lag_us            hist    actual send time minus intended send time of each sent
                                request (µs; open model only: the closed model has no schedule)
+connect_us             hist    completed requests that opened a new connection: the time to
+                               connect it (TCP connect, plus the TLS or QUIC handshake: libcurl's
+                               appconnect time, or its connect time without TLS), in µs
+ttfb_us                hist    completed requests' time to first byte: from the actual send time
+                               to the first byte of the response (libcurl's starttransfer time,
+                               a new connection's connect included), in µs
 latency_by_tag_us      map     feed tag -> histogram of its completed requests' latency from
                                the intended send time (µs; feeds with a tag column only)
 =====================  ======  =================================================================
@@ -109,11 +115,11 @@ import pyarrow as pa
 from hdrh.histogram import HdrHistogram
 
 __all__ = [
-    "COUNTERS", "COUNTS_SCHEMA", "DIMENSIONS", "GAUGES", "HEALTH", "HIST_HIGHEST_US",
+    "CONNECT", "COUNTERS", "COUNTS_SCHEMA", "DIMENSIONS", "GAUGES", "HEALTH", "HIST_HIGHEST_US",
     "HIST_LOWEST_US", "MAXIMA", "merge_counter",
     "HIST_SIGNIFICANT_DIGITS", "KEYS", "LATENCIES", "LATENCY_CORRECTED", "LATENCY_FAILED",
     "LATENCY_RAW", "OUTCOMES_SCHEMA", "OUTCOME_FIELDS", "OUTCOME_KINDS", "RATES", "REQUESTS",
-    "SEND_LAG", "TAG_LATENCY", "TAG_SEPARATOR", "outcome_of",
+    "SEND_LAG", "TAG_LATENCY", "TAG_SEPARATOR", "TTFB", "outcome_of",
     "WINDOWS_SCHEMA", "add_histogram", "clear_histogram", "counts_view", "decode", "encode",
     "new_histogram", "to_batches",
 ]
@@ -143,7 +149,10 @@ LATENCY_CORRECTED = "latency_corrected_us"
 LATENCY_RAW = "latency_raw_us"
 LATENCY_FAILED = "latency_failed_us"
 SEND_LAG = "send_lag_us"
-LATENCIES: tuple[str, ...] = (LATENCY_CORRECTED, LATENCY_RAW, LATENCY_FAILED, SEND_LAG)
+CONNECT = "connect_us"
+TTFB = "ttfb_us"
+LATENCIES: tuple[str, ...] = (LATENCY_CORRECTED, LATENCY_RAW, LATENCY_FAILED, SEND_LAG,
+                              CONNECT, TTFB)
 TAG_LATENCY = "latency_by_tag_us"  # tag -> encoded histogram (at most 32 tags per run)
 
 

@@ -27,7 +27,7 @@ from rafale.actors.answers import EngineStatus, Fence, Phase
 from rafale.actors.checks import check_index, check_number, check_rate
 from rafale.actors.config import EngineConfig
 from rafale.actors.feedrows import FeedRows
-from rafale.actors.handles import NEGOTIATED_VERSION, pin_cycle
+from rafale.actors.handles import NEGOTIATED_VERSION, connect_us, pin_cycle
 from rafale.actors.health import SchedStat, SenderHealth, read_schedstat
 from rafale.actors.lease import Lease
 from rafale.actors.priority import request_slice
@@ -409,7 +409,8 @@ class Engine:
             rec.on_completed(
                 status, NEGOTIATED_VERSION.get(easy.getinfo(pycurl.INFO_HTTP_VERSION), "?"),
                 address, easy.getinfo(pycurl.SIZE_DOWNLOAD_T), corrected_us,
-                int((done_at - easy.sent_s) * 1e6), easy.getinfo(pycurl.NUM_CONNECTS) > 0)
+                int((done_at - easy.sent_s) * 1e6), connect_us(easy),
+                easy.getinfo(pycurl.STARTTRANSFER_TIME_T))
             self.completed += 1
         else:
             status, address, kind = 0, "", error_kind(code)

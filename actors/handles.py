@@ -32,6 +32,17 @@ NEGOTIATED_VERSION = {
 }
 
 
+def connect_us(easy: pycurl.Curl) -> int | None:
+    """The time a finished transfer spent opening its connection, in µs: from the end of its
+    name lookup to the end of the TLS or QUIC handshake (libcurl's appconnect time; its
+    connect time without TLS). None when the transfer reused a connection: the times are
+    read only then (``NUM_CONNECTS``), so a reused connection costs one getinfo."""
+    if easy.getinfo(pycurl.NUM_CONNECTS) == 0:
+        return None
+    done_us = easy.getinfo(pycurl.APPCONNECT_TIME_T) or easy.getinfo(pycurl.CONNECT_TIME_T)
+    return max(0, int(done_us - easy.getinfo(pycurl.NAMELOOKUP_TIME_T)))
+
+
 def libcurl_version() -> str:
     return str(pycurl.version_info()[1])
 

@@ -21,6 +21,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from rafale.actors.contract import (
+    CONNECT,
     COUNTERS,
     DIMENSIONS,
     HEALTH,
@@ -31,6 +32,7 @@ from rafale.actors.contract import (
     SEND_LAG,
     TAG_LATENCY,
     TAG_SEPARATOR,
+    TTFB,
     clear_histogram,
     encode,
     new_histogram,
@@ -41,8 +43,8 @@ from rafale.actors.hist import fold_values
 __all__ = ["ERROR_KINDS", "Recorder", "Window", "error_kind"]
 
 # Positions of the latency fields in a window's ``values`` and ``hists``.
-_CORRECTED, _RAW, _FAILED, _LAG = (LATENCIES.index(name) for name in (
-    LATENCY_CORRECTED, LATENCY_RAW, LATENCY_FAILED, SEND_LAG))
+_CORRECTED, _RAW, _FAILED, _LAG, _CONNECT, _TTFB = (LATENCIES.index(name) for name in (
+    LATENCY_CORRECTED, LATENCY_RAW, LATENCY_FAILED, SEND_LAG, CONNECT, TTFB))
 
 # libcurl CURLcode numbers -> error kind (numbers, so that pycurl is not imported here).
 _KIND_CODES: dict[str, tuple[int, ...]] = {
@@ -243,17 +245,22 @@ class Recorder:
                 w.late_loop += 1
 
     def on_completed(self, status: int, version: str, address: str, bytes_in: int,
-                     corrected_us: int, raw_us: int, new_connection: bool) -> None:
+                     corrected_us: int, raw_us: int, connect_us: int | None,
+                     ttfb_us: int) -> None:
+        """A response: ``connect_us`` is the time to open its connection when it opened
+        one (None when it reused one), ``ttfb_us`` its time to first byte."""
         w = self._w
         w.bytes_in += bytes_in
-        if new_connection:
+        values = w.values
+        if connect_us is not None:
             w.new_connections += 1
+            values[_CONNECT].append(connect_us)
         d = w.outcomes
         key = (status, version, address)
         d[key] = d.get(key, 0) + 1
-        values = w.values
         values[_CORRECTED].append(corrected_us)
         values[_RAW].append(raw_us)
+        values[_TTFB].append(ttfb_us)
 
     def on_health(self, health: Health) -> None:
         """The sender's health in the open window (set just before it closes)."""

@@ -120,6 +120,8 @@ def run_html(result: Result) -> str:
              "<h2>Latency: from the intended send time (corrected) and from the send</h2>",
              _png(plots.latency(result)),
              "<h2>Send lag</h2>", _png(send_lag(result)),
+             "<h2>Connections: opened per second, connect time and time to first byte</h2>",
+             _png(plots.connections(result)),
              "<h2>Per address</h2>", _png(plots.address_share(result)),
              _shares(s.get("address") or {}),
              "<h2>Per HTTP version</h2>", _shares(s.get("version") or {})]

@@ -173,6 +173,44 @@ def latency(result: Result) -> Figure:
     return fig
 
 
+def connections(result: Result) -> Figure:
+    """Connections opened per second (bars) and their connect time p50/p99 (ms, log), with
+    the time to first byte p50/p99 of every response for scale."""
+    fig = Figure(figsize=(10, 6), layout="constrained")
+    ax, ax_ms = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 2]})
+    fig.suptitle(f"Connections — {run_title(result)}")
+    ps = frames.per_second(result, pcts=(50.0, 99.0))
+    ax.set_ylabel("opened/s")
+    ax.grid(alpha=0.3)
+    if ps.empty or int(ps["new_connections"].sum()) == 0:
+        no_data(ax, "no connection opened")
+    else:
+        ax.bar(ps["second"], ps["new_connections"], width=0.9, color="tab:purple",
+               label="connections opened")
+        ax.legend(loc="upper right")
+    plotted = False
+    for kind, style in (("connect", "-"), ("ttfb", ":")):
+        for pct in (50.0, 99.0):
+            column = f"{percentile_label(pct)}_{kind}_us"
+            values_ms = (ps[column].to_numpy(dtype="float64") / 1000.0 if column in ps
+                         else np.array([]))
+            if np.isfinite(values_ms).any():
+                ax_ms.plot(ps["second"], values_ms, ls=style, marker="." if kind == "connect"
+                           else None, color=PCT_COLORS[pct],
+                           label=f"{percentile_label(pct)} {kind}")
+                plotted = True
+    if plotted:
+        _plain_log_y(ax_ms)
+        ax_ms.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
+                     title="connect: new connections\nttfb: every response")
+    else:
+        no_data(ax_ms, "no completed requests")
+    ax_ms.set_ylabel("ms (log scale)")
+    ax_ms.set_xlabel("run time (s)")
+    ax_ms.grid(alpha=0.3, which="both")
+    return fig
+
+
 def _top_columns(wide: pd.DataFrame, limit: int) -> pd.DataFrame:
     if len(wide.columns) <= limit:
         return wide

@@ -27,7 +27,14 @@ from prometheus_client.core import (
     Metric,
 )
 
-from rafale.actors.contract import LATENCY_CORRECTED, LATENCY_RAW, SEND_LAG, new_histogram
+from rafale.actors.contract import (
+    CONNECT,
+    LATENCY_CORRECTED,
+    LATENCY_RAW,
+    SEND_LAG,
+    TTFB,
+    new_histogram,
+)
 from rafale.analysis import latency
 from rafale.analysis.aggregate import Aggregate
 from rafale.analysis.summary import tag_outcomes
@@ -46,6 +53,10 @@ _HISTOGRAMS = (
     (LATENCY_RAW, "rafale_request_duration_raw_seconds",
      "Request duration from its actual send time."),
     (SEND_LAG, "rafale_send_lag_seconds", "Actual send time minus intended send time."),
+    (CONNECT, "rafale_connect_seconds",
+     "Time to open a new connection (TCP connect plus the TLS or QUIC handshake)."),
+    (TTFB, "rafale_time_to_first_byte_seconds",
+     "Time from the actual send to the response's first byte."),
 )
 
 

@@ -27,6 +27,8 @@ LATENCY_ROWS = (
     ("latency_all_us", "all finished, from intended"),
     ("latency_failed_us", "failed, from intended"),
     ("send_lag_us", "send lag (sent - intended)"),
+    ("ttfb_us", "time to first byte"),
+    ("connect_us", "connect (new connections)"),
 )
 
 RUN_CHARTS: dict[str, Callable[[Result], Figure]] = {

@@ -3,7 +3,8 @@
 An expression is ``METRIC[SCOPE][WINDOW] OP VALUE[UNIT][:abort][:abort-after=DURATION]``:
 
 - METRIC: ``p50`` … ``p99.99``, ``max``, ``mean`` of the latency from the intended send time
-  (``latency.p99`` is the same; ``latency_raw.p99`` from the actual send; ``send_lag.p99``);
+  (``latency.p99`` is the same; ``latency_raw.p99`` from the actual send; ``send_lag.p99``;
+  ``connect.p99``, new connections' connect time; ``ttfb.p99``, time to first byte);
   ``error_rate`` (finished requests without a response), ``status_5xx_rate`` (any class
   1xx-5xx, of finished requests), ``late_rate`` (late / sent), ``rate`` (sent / due: the
   target reached), ``dropped`` (a count), ``share`` (of completed requests; with a scope);
@@ -34,11 +35,13 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from rafale.actors.contract import (
+    CONNECT,
     DIMENSIONS,
     LATENCY_CORRECTED,
     LATENCY_RAW,
     SEND_LAG,
     TAG_SEPARATOR,
+    TTFB,
 )
 from rafale.analysis.aggregate import Aggregate
 from rafale.analysis.latency import mean, percentiles
@@ -47,7 +50,8 @@ __all__ = ["DURATIONS", "HISTS", "RATES", "SCOPES", "STAT", "STATUS_RATE", "Thre
            "ThresholdWatch", "evaluate"]
 
 # The metrics (the parser in cluster/threshold_syntax.py reads expressions into Thresholds).
-HISTS = {"latency": LATENCY_CORRECTED, "latency_raw": LATENCY_RAW, "send_lag": SEND_LAG}
+HISTS = {"latency": LATENCY_CORRECTED, "latency_raw": LATENCY_RAW, "send_lag": SEND_LAG,
+         "connect": CONNECT, "ttfb": TTFB}
 RATES = ("error_rate", "late_rate", "rate", "share", "runq_wait_share")
 DURATIONS = ("sender_stall_s",)  # a time over the run (µs inside, like latencies)
 # The dimensions a threshold may be scoped to (the windows count responses per key).

@@ -53,7 +53,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from rafale.actors.contract import LATENCY_CORRECTED, LATENCY_RAW, SEND_LAG
+from rafale.actors.contract import CONNECT, LATENCY_CORRECTED, LATENCY_RAW, SEND_LAG, TTFB
 from rafale.analysis.aggregate import Aggregate
 from rafale.analysis.prometheus import BUCKETS_US, buckets
 from rafale.analysis.redact import redact_url
@@ -130,6 +130,10 @@ def metrics_data(total: Aggregate, resource: Mapping[str, str],
         histogram("rafale.request.duration.raw", "Request duration from the actual send time.",
                   LATENCY_RAW),
         histogram("rafale.send_lag", "Actual send time minus intended send time.", SEND_LAG),
+        histogram("rafale.connect.duration", "Time to open a new connection (TCP "
+                  "connect plus the TLS or QUIC handshake).", CONNECT),
+        histogram("rafale.time_to_first_byte", "Time from the actual send to the response's "
+                  "first byte.", TTFB),
         counter("rafale.requests", "Requests that ended, by outcome.",
                 [point(int(c["completed"]), {"outcome": "completed"}),
                  point(int(c["failed"]), {"outcome": "failed"})]),

@@ -36,7 +36,8 @@ def _error(expression: str, position: int, what: str, kind: str = "threshold"
                       f"  {expression}\n  {pointer}")
 
 
-_THRESHOLD_METRICS = ("p99 (or another percentile, max, mean, latency_raw.p99, send_lag.p99), "
+_THRESHOLD_METRICS = ("p99 (or another percentile, max, mean, latency_raw.p99, send_lag.p99, "
+                      "connect.p99, ttfb.p99), "
                       "error_rate, status_5xx_rate, late_rate, rate, dropped, share, "
                       "sender_stall_s or runq_wait_share")
 _FAIL_IF_METRICS = ("p99 (or another percentile, max, mean, latency_raw.p99, send_lag.p99), "
@@ -52,8 +53,8 @@ def _metric(expression: str, name: str, start: int, kind: str = "threshold",
         hist, stat = "latency", name
     if stat or hist in HISTS:
         if hist not in HISTS:
-            raise _error(expression, start, f"unknown latency {hist!r}; expected latency, "
-                         "latency_raw or send_lag", kind)
+            raise _error(expression, start, f"unknown latency {hist!r}; expected "
+                         f"{', '.join(HISTS)}", kind)
         if not stat or not STAT.fullmatch(stat):
             raise _error(expression, start + len(hist) + 1, f"unknown statistic {stat!r}; "
                          "expected p50..p99.99, max or mean", kind)
@@ -151,7 +152,8 @@ def _check_scope(text: str, metric: str, scope: tuple[str, str] | None, at: int)
         raise _error(text, at, "share needs a scope: share[address=IP], [version=2] or "
                      "[tag=NAME]")
     if scope is None or scope[0] == "tag":
-        if scope is not None and metric.split(".")[0] in ("latency_raw", "send_lag"):
+        if scope is not None and metric.split(".")[0] in ("latency_raw", "send_lag", "connect",
+                                                           "ttfb"):
             raise _error(text, at, "a tag scope has the latency from the intended send time "
                          "only (p99[tag=NAME])")
         if scope is not None and metric in ("rate", "late_rate", "dropped", "dropped_rate",

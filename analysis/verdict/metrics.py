@@ -82,6 +82,10 @@ def check_row(name: str) -> str | None:
         rates = ("rate", "error_rate", "late_rate", "dropped_rate", "share")
         return None if base in rates else f"{base} is not compared; expected one of " \
             f"{', '.join(rates)} or a latency"
+    if kind not in (_KIND[LATENCY_CORRECTED], _KIND[LATENCY_RAW], _KIND[SEND_LAG]):
+        return f"{base} is not compared (a threshold of one run only); expected a latency " \
+            "(latency, latency_raw, send_lag), rate, error_rate, late_rate, dropped_rate " \
+            "or share"
     if scope.startswith("tag="):
         allowed = [*(percentile_label(p) for p in TAG_PERCENTILES)]
     elif kind == _KIND[SEND_LAG]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from rafale.actors.config import EngineConfig
+from rafale.actors.contract import decode
 from rafale.actors.engine import Engine, run_in_process
 from rafale.actors.pacing import Schedule
 from rafale.cluster.target import Target
@@ -29,6 +30,14 @@ def test_each_http_version_is_negotiated(target: Target, http: str, negotiated: 
     assert merged["version"] == {negotiated: 200}
     assert merged["status"] == {"200": 200}
     assert merged["failed"] == 0
+    # every new connection's connect is timed, and every response's first byte
+    connect, ttfb = decode(merged["connect_us"]), decode(merged["ttfb_us"])
+    assert connect is not None and ttfb is not None
+    assert connect.total_count == merged["new_connections"] > 0
+    assert ttfb.total_count == 200
+    assert 0 < connect.get_value_at_percentile(50) < 1_000_000
+    raw = decode(merged["latency_raw_us"])
+    assert raw is not None and ttfb.get_max_value() <= raw.get_max_value()
 
 
 @pytest.mark.parametrize("tls", [True, False])

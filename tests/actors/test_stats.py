@@ -106,7 +106,7 @@ events_strategy = st.lists(st.one_of(
     st.tuples(st.just("completed"), st.sampled_from([200, 204, 503]),
               st.sampled_from(["1.1", "2", "3"]), st.sampled_from(["127.0.0.1", "::1"]),
               st.integers(0, 10_000), st.integers(0, 10**9), st.integers(0, 10**7),
-              st.booleans()),
+              st.one_of(st.none(), st.integers(0, 10**7)), st.integers(0, 10**7)),
     st.tuples(st.just("failed"), st.sampled_from([6, 7, 28, 35, 56, 1]),
               st.integers(0, 10**7)),
 ), max_size=60)
@@ -136,8 +136,8 @@ def _record(events: list[Event], actor: int = 0, in_flight: int = 0, cpu_s: floa
 
 SAMPLE: list[Event] = [
     ("intended", 3), ("sent", 300, False), ("sent", 5000, True), ("sent", 2000, False),
-    ("completed", 200, "2", "127.0.0.1", 100, 1500, 1200, True),
-    ("completed", 503, "1.1", "127.0.0.2", 7, 90_000, 80_000, False),
+    ("completed", 200, "2", "127.0.0.1", 100, 1500, 1200, 700, 1100),
+    ("completed", 503, "1.1", "127.0.0.2", 7, 90_000, 80_000, None, 79_000),
     ("failed", 7, 2_000_000),
 ]
 
@@ -166,6 +166,13 @@ def test_window_data_shape() -> None:
     assert corrected.get_total_count() == raw.get_total_count() == 2
     assert corrected.get_max_value() == pytest.approx(90_000, rel=1e-3)
     assert raw.get_min_value() == pytest.approx(1200, rel=1e-3)
+    connect = HdrHistogram.decode(data["connect_us"])  # the new connection's only
+    assert connect.get_total_count() == 1
+    assert connect.get_max_value() == pytest.approx(700, rel=1e-3)
+    ttfb = HdrHistogram.decode(data["ttfb_us"])  # every response's
+    assert ttfb.get_total_count() == 2
+    assert (ttfb.get_min_value(), ttfb.get_max_value()) == (
+        pytest.approx(1100, rel=1e-3), pytest.approx(79_000, rel=1e-3))
 
 
 def _agg(windows: list[dict[str, Any]]) -> Aggregate:
@@ -237,7 +244,7 @@ def test_roll_fills_skipped_seconds() -> None:
     rec.roll(0, in_flight=9, cpu_s_total=0.1, loops_total=1)  # same second: nothing
     rec.roll(1, in_flight=1, cpu_s_total=0.5, loops_total=10)
     rec.on_sent(5_000, True)
-    rec.on_completed(200, "2", "127.0.0.1", 10, 100, 50, False)
+    rec.on_completed(200, "2", "127.0.0.1", 10, 100, 50, None, 40)
     rec.roll(4, in_flight=2, cpu_s_total=1.25, loops_total=30)
     rec.roll(2, in_flight=0, cpu_s_total=9.0, loops_total=99)  # backwards: ignored
     rec.on_failed("timeout", 28, 10_000_000)
@@ -285,7 +292,8 @@ def test_drain_from_another_thread_loses_nothing() -> None:
         if i % 10 == 0:
             rec.on_failed("connect", 7, 1_000)
         else:
-            rec.on_completed(200, "2", "127.0.0.1", 1, i % 5000 + 1, i % 3000 + 1, False)
+            rec.on_completed(200, "2", "127.0.0.1", 1, i % 5000 + 1, i % 3000 + 1, None,
+                            i % 2000 + 1)
     rec.finish(in_flight=0, cpu_s_total=0.0, loops_total=n)
     stop.set()
     thread.join()
@@ -307,7 +315,8 @@ def test_reused_histograms_do_not_carry_values_between_windows() -> None:
         rec.roll(second, in_flight=0, cpu_s_total=0.0, loops_total=0)
         for _ in range(10):
             rec.on_sent(0, False)
-            rec.on_completed(200, "2", "127.0.0.2", 3, latency_us, latency_us, False)
+            rec.on_completed(200, "2", "127.0.0.2", 3, latency_us, latency_us, None,
+                            latency_us)
     rec.finish(0, 0.0, 0)
     windows = rec.drain()
     for window, latency_us in zip(windows, (1_000, 50_000, 7), strict=True):
@@ -323,7 +332,7 @@ def test_an_idle_last_window_is_dropped(in_flight: int, seconds: list[int]) -> N
     for second in range(3):
         rec.roll(second, in_flight=0, cpu_s_total=0.0, loops_total=0)
         rec.on_sent(0, False)
-        rec.on_completed(200, "2", "127.0.0.2", 3, 100, 90, False)
+        rec.on_completed(200, "2", "127.0.0.2", 3, 100, 90, None, 80)
     rec.roll(3, in_flight=in_flight, cpu_s_total=0.0, loops_total=0)
     rec.finish(in_flight, 0.0, 0)
     assert [w["second"] for w in rec.drain()] == seconds

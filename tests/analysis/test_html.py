@@ -41,7 +41,8 @@ def test_the_report_is_one_file_with_verdicts_and_charts(judged: Path) -> None:
     assert text.count('<tr class="pass">') == 2 and text.count('<tr class="fail">') == 1
     assert "error_rate&lt;0.01%" in text
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', text)
-    assert len(images) == 5  # throughput and errors, latency, send lag, addresses, tags
+    assert len(images) == 6  # throughput and errors, latency, send lag, connections,
+    # addresses, tags
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing fetched
     assert SECRET_TOKEN not in text and SECRET_API_KEY not in text
@@ -65,7 +66,7 @@ def test_the_report_loads_and_renders_in_headless_chromium(judged: Path,
     dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True,
                          text=True, timeout=120, check=False)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count('<tr class="fail">') == 1 and dom.stdout.count("<img") == 5
+    assert dom.stdout.count('<tr class="fail">') == 1 and dom.stdout.count("<img") == 6
     assert "Uncaught" not in dom.stderr and "Failed to load resource" not in dom.stderr
     shot = tmp_path / "shot.png"
     done = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400",

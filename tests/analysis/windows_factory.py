@@ -57,11 +57,15 @@ def make_window(
     run_id: str | None = None,
     node: str | None = None,
 ) -> dict[str, Any]:
-    corrected, raw, failed_hist, lag = (new_histogram() for _ in range(4))
+    corrected, raw, failed_hist, lag, connect, ttfb = (new_histogram() for _ in range(6))
     for value in latencies_corrected_us:
         corrected.record_value(value)
     for value in latencies_raw_us:
         raw.record_value(value)
+        ttfb.record_value(max(1, value * 9 // 10))  # the first byte a little before the last
+    new_connections = 2 if second == 0 else 0  # each actor opens two in its first second
+    for i in range(new_connections):
+        connect.record_value(800 + 400 * i)
     completed = len(latencies_corrected_us)
     errors = dict(failed or {})
     n_failed = sum(errors.values())
@@ -84,7 +88,7 @@ def make_window(
         "retries": n_failed // 2,
         "in_flight": 3,
         "bytes_in": completed * 120,
-        "new_connections": 2 if second == 0 else 0,
+        "new_connections": new_connections,
         "cpu_s": 0.25,
         "loops": 400,
         # A healthy sender: a little run-queue wait, short loop gaps (max-merged).
@@ -105,6 +109,8 @@ def make_window(
         "latency_raw_us": raw.encode().decode("ascii"),
         "latency_failed_us": failed_hist.encode().decode("ascii"),
         "send_lag_us": lag.encode().decode("ascii"),
+        "connect_us": connect.encode().decode("ascii"),
+        "ttfb_us": ttfb.encode().decode("ascii"),
     }
     if run_id is not None:
         window["run_id"] = run_id

@@ -99,7 +99,7 @@ class FakeChannel:
             recorder.add_intended(sent)
             for _ in range(sent):
                 recorder.on_sent(100, False)
-                recorder.on_completed(200, "2", "127.0.0.1", 10, 1000, 900, True)
+                recorder.on_completed(200, "2", "127.0.0.1", 10, 1000, 900, 300, 800)
             recorder.roll(second + 1, in_flight=0, cpu_s_total=0.0, loops_total=0)
             sender.windows += recorder.drain()
             for row in (finished[sender.index] if sender.index < len(finished) else ()):

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from rafale.analysis import store
+from rafale.analysis import frames, store
 from rafale.analysis.verdict import VERDICTS, baseline, side_series
 from rafale.cluster import cli, placement
 from rafale.cluster.cli import common as cli_common
@@ -49,6 +49,12 @@ def test_run_end_to_end(target: Target, tmp_path: Path) -> None:
     requests = result.summary["requests"]
     assert requests["completed"] == requests["sent"] > 300
     assert result.meta["ended"] == "completed" and result.meta["spec"]["dns"] == "pinned"
+    # h2 pinned over two addresses: at least one connection per address and actor, timed
+    summary = result.summary
+    assert summary["connect_us"]["count"] == summary["new_connections"] >= 2
+    assert summary["ttfb_us"]["count"] == requests["completed"]
+    assert "time to first byte" in done.stdout and "connect (new connections)" in done.stdout
+    assert frames.per_second(result)["p50_ttfb_us"].notna().any()
     for path in out.iterdir():
         assert SECRET.encode() not in path.read_bytes(), path
     first_request_after_s = result.meta["start_at_s"] - began

@@ -106,6 +106,8 @@ def test_families_from_an_aggregate_count_what_its_windows_hold() -> None:
     assert value(samples, "rafale_responses_total") == sum(total.maps["status"].values())
     assert value(samples, "rafale_request_duration_seconds_count") == \
         total.hists["latency_corrected_us"].get_total_count()
+    assert value(samples, "rafale_connect_seconds_count") == counters["new_connections"] > 0
+    assert value(samples, "rafale_time_to_first_byte_seconds_count") == counters["completed"]
     assert value(samples, "rafale_target_rate", run_id="r1", run="demo") == 300.0
     # Feed tags: every "tag|status" and "tag|kind:code" count, and each tag's histogram.
     by_tag = {(ls["tag"], ls["outcome"], ls["result"]): v for (n, frozen), v in samples.items()

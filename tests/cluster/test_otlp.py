@@ -166,6 +166,10 @@ def test_the_metrics_count_what_the_aggregate_holds_with_exact_buckets() -> None
     assert points(metric(data, "rafale.responses.by_version")) == total.maps["version"]
     assert points(metric(data, "rafale.target_rate")) == {None: 300.0}
     assert points(metric(data, "rafale.actors")) == {"alive": 3, "lost": 0}
+    for name, count in (("rafale.connect.duration", c["new_connections"]),
+                        ("rafale.time_to_first_byte", c["completed"])):
+        (timed,) = metric(data, name).data.data_points
+        assert timed.count == count > 0, name
     duration = metric(data, "http.client.request.duration")
     assert duration.unit == "s"
     (point,) = duration.data.data_points
