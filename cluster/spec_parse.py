@@ -6,6 +6,7 @@ names the value and what would be valid. ``RunSpec.parse`` (cluster/spec.py) cal
 from __future__ import annotations
 
 import math
+import os
 import resource
 import warnings
 from dataclasses import replace
@@ -41,6 +42,8 @@ __all__ = ["DEFAULT_DURATION_S", "Draft", "ResourceRiskWarning", "parse_fields"]
 
 DEFAULT_DURATION_S = 10.0
 PEM_MARKER = "-----BEGIN CERTIFICATE-----"
+
+RAY_ADDRESS_ENV = "RAY_ADDRESS"  # the cluster a run joins when it names none
 
 
 class ResourceRiskWarning(RuntimeWarning):
@@ -257,5 +260,7 @@ def _parse_files(d: Any) -> None:
         value = getattr(d, name)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} {value!r} is not text")
+    if d.address is None:  # as ray.init does: RAY_ADDRESS, else a local Ray ("local")
+        d.address = os.environ.get(RAY_ADDRESS_ENV) or None
 
 

@@ -29,12 +29,18 @@ KERNEL = "python3"
 CELL_TIMEOUT_S = 1200
 
 
-def kernel_specs(root: Path, python: str = sys.executable) -> KernelSpecManager:
+def kernel_specs(root: Path, python: str = sys.executable,
+                 env: dict[str, str] | None = None) -> KernelSpecManager:
     """A ``python3`` kernelspec under ``root`` running ``python``, so the kernel is that
-    interpreter whatever kernelspecs the user or the system has installed."""
+    interpreter whatever kernelspecs the user or the system has installed; ``env`` is added
+    to the kernel's environment (e.g. ``RAY_ADDRESS``: the notebooks' runs join that Ray
+    cluster instead of starting one)."""
     (root / KERNEL).mkdir(parents=True, exist_ok=True)
     argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    spec = {"argv": argv, "display_name": "Python 3 (rafale)", "language": "python"}
+    spec: dict[str, object] = {"argv": argv, "display_name": "Python 3 (rafale)",
+                               "language": "python"}
+    if env:
+        spec["env"] = dict(env)
     (root / KERNEL / "kernel.json").write_text(json.dumps(spec))
     return KernelSpecManager(kernel_dirs=[str(root)])
 

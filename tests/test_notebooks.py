@@ -32,6 +32,7 @@ from nbformat import NotebookNode
 
 from rafale.analysis import store
 from rafale.cluster.live import METADATA_KEY
+from tests.rayhead import RayHead
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -65,10 +66,16 @@ runner = load_runner()
 
 
 @pytest.fixture(scope="module")
-def kernel_specs(tmp_path_factory: pytest.TempPathFactory) -> KernelSpecManager:
+def kernel_specs(tmp_path_factory: pytest.TempPathFactory, ray_head: RayHead
+                 ) -> KernelSpecManager:
     """A ``python3`` kernelspec running this interpreter, so the kernel is the venv's Python
-    whatever kernelspecs the user or the system has installed (no install step needed)."""
-    specs: KernelSpecManager = runner.kernel_specs(tmp_path_factory.mktemp("kernels"))
+    whatever kernelspecs the user or the system has installed (no install step needed).
+    Its runs join the session's `ray start` head (``RAY_ADDRESS``, as a user's notebook
+    joins a cluster) instead of each starting a Ray (~12 CPU-seconds a start): the tests
+    that start a local Ray are tests/cluster/test_cli.py's end to end and the demo's."""
+    env = {name: ray_head.env[name] for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    specs: KernelSpecManager = runner.kernel_specs(
+        tmp_path_factory.mktemp("kernels"), env={**env, "RAY_ADDRESS": ray_head.address})
     assert specs.get_kernel_spec(runner.KERNEL).argv[0] == sys.executable
     return specs
 
@@ -183,7 +190,6 @@ def test_committed_outputs_hold_no_warning_and_no_machine_path(name: str) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("own_ray_b")  # starts a Ray of its own: see tests/conftest.py
 def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "quickstart"
     nb = execute("quickstart", {
@@ -216,7 +222,6 @@ def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
 def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "matrix"
     nb = execute("protocols_and_dns", {
@@ -238,7 +243,6 @@ def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("own_ray_b")  # starts a Ray of its own: see tests/conftest.py
 def test_webpush(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "webpush"
     nb = execute("webpush", {
@@ -257,7 +261,6 @@ def test_webpush(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
 def test_compare(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "compare"
     nb = execute("compare", {

@@ -170,8 +170,9 @@ Data = Annotated[str | None, typer.Option(
     help="Request body, or @FILE to read it from a file.", rich_help_panel=TARGET)]
 Address = Annotated[str | None, typer.Option(
     "--address", metavar="HOST:PORT", show_default=False,
-    help="Ray cluster to run on (HOST:PORT or ray://HOST:PORT). Default: start a local Ray "
-         "on loopback.", rich_help_panel=CLUSTER)]
+    help="Ray cluster to run on (HOST:PORT or ray://HOST:PORT; 'local' starts one). Default: "
+         "$RAY_ADDRESS when set (as ray.init reads it), else start a local Ray on loopback.",
+    rich_help_panel=CLUSTER)]
 Html = Annotated[bool, typer.Option(
     "--html", help="Also write report.html: one self-contained page (summary, thresholds, "
                    "every chart inline, the spec) to share or attach to a CI job.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from rafale.cluster import cli, placement
 from rafale.cluster.cli import common as cli_common
 from rafale.cluster.meta import Ended
 from rafale.cluster.target import Target
-from tests.helpers import RAFALE, ROOT, follow_stderr, rafale, target_args
+from tests.helpers import ROOT, rafale, target_args
 from tests.rayhead import RayHead
 
 SECRET = "s3cret-cli-token"
@@ -212,30 +211,6 @@ def test_matrix_runs_every_valid_combination(target: Target, tmp_path: Path,
     assert set(rows["base_cell"]) == {"http1.1-system-autoactors"}
     assert set(rows["verdict"]) <= set(VERDICTS)
     assert f"wrote {out / baseline.BASELINE_MD}" in done.stdout
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
-def test_sigterm_stops_and_saves(target: Target, tmp_path: Path) -> None:
-    out = tmp_path / "term"
-    process = subprocess.Popen(
-        [*RAFALE, "run", target.https_url, "--rate", "200", "--duration", "60s", "--out",
-         str(out), "--no-charts", *target_args(target)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines, sending, _ = follow_stderr(process)
-    try:
-        assert sending.wait(60), "".join(lines)
-        time.sleep(1.0)
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == cli.EXIT_INTERRUPTED, "".join(lines)
-    result = store.load(out)
-    assert result.meta["ended"] == "interrupted"
-    assert result.summary["requests"]["completed"] >= 200
-    assert json.loads((out / "summary.json").read_text())["windows"] == len(result.windows)
 
 
 @pytest.mark.slow

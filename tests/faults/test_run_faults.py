@@ -8,6 +8,7 @@ driver's loss and takeover logic, on an in-memory channel, in tests/cluster/test
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -34,6 +35,7 @@ from rafale.cluster import cli, placement
 from rafale.cluster.run import RESTRIPE_AHEAD_S, Run, start
 from rafale.cluster.target import Target
 from tests.helpers import default_sigint, follow_stderr
+from tests.rayhead import RayHead
 
 pytestmark = pytest.mark.slow
 
@@ -330,6 +332,7 @@ def test_signalled_cli_stops_actors_saves_and_exits_130(target: Target, tmp_path
     assert requests["sent"] == requests["completed"] + requests["failed"]  # stop let them end
     assert requests["failed"] == 0
     assert requests["sent"] < 200 * (signal_s + 2)
+    assert json.loads((out / store.SUMMARY_FILE).read_text())["windows"] == len(result.windows)
 
 
 @pytest.mark.xdist_group("own_ray_a")  # starts a Ray of its own: see tests/conftest.py
@@ -374,19 +377,19 @@ def test_sigkilled_driver_leaves_a_result_loadable_up_to_the_last_checkpoint(
 # ----- results that cannot be saved ------------------------------------------------------------
 
 
-@pytest.mark.xdist_group("own_ray_b")  # starts a Ray of its own: see tests/conftest.py
 def test_out_replaced_by_a_file_mid_run_fails_loudly_but_the_run_goes_on(
-        target: Target, tmp_path: Path) -> None:
+        target: Target, tmp_path: Path, ray_head: RayHead) -> None:
     """The first checkpoint fails: the run goes on to the end. The final save fails too: the
-    CLI says so and exits 1 instead of printing "saved to"."""
+    CLI says so and exits 1 instead of printing "saved to". (On the session's Ray head: the
+    saving is the driver's, whichever Ray it joined.)"""
     out = tmp_path / "vanishing"
     args = [sys.executable, "-m", "rafale.cluster.cli", "run", target.https_url, "--rate", "100",
             "--duration", "6s", "--actors", "1", "--out", str(out), "--no-charts",
-            "--cacert", str(target.ca_file)]
+            "--cacert", str(target.ca_file), "--address", ray_head.address]
     for entry in target.resolve:
         args += ["--resolve", entry]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, env=ray_head.env)
     lines: list[str] = []
     try:
         assert process.stderr is not None
