@@ -31,6 +31,8 @@ from tests.rayhead import RayHead
     ("p99.9 <= 1s", "latency.p99.9", "<=", 1_000_000.0, None, None, False),
     ("latency_raw.p50<800us", "latency_raw.p50", "<", 800.0, None, None, False),
     ("send_lag.p99<5ms", "send_lag.p99", "<", 5000.0, None, None, False),
+    ("connect.p99<100ms", "connect.p99", "<", 100_000.0, None, None, False),
+    ("ttfb.p50[10s]<=20ms", "ttfb.p50", "<=", 20_000.0, None, 10, False),
     ("max<2", "latency.max", "<", 2000.0, None, None, False),  # ms by default
     ("error_rate<1%", "error_rate", "<", 0.01, None, None, False),
     ("status_5xx_rate<0.5%", "status_5xx_rate", "<", 0.005, None, None, False),
@@ -74,6 +76,9 @@ def test_valid_expressions_parse(text: str, metric: str, op: str, limit: float,
     ("sender_stall_s<5%", 16, "is a time"),
     ("runq_wait_share<5ms", 17, "is a rate"),
     ("sender_stall_s[tag=a]<1s", 14, "counted per run, not per tag"),
+    ("ttfb.p99[tag=a]<1s", 8, "from the intended send time only"),
+    ("handshake.p99<1s", 0, "unknown latency 'handshake'; expected latency, latency_raw, "
+                            "send_lag, connect, ttfb"),
 ])
 def test_bad_expressions_name_the_position(text: str, position: int, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)) as caught:
@@ -110,6 +115,12 @@ def test_latency_and_rates_are_exact_on_merged_histograms() -> None:
     assert rate["value"] == pytest.approx(failed / finished)
     [sent] = evaluate((parse_threshold("rate>=100%"),), total)
     assert sent["value"] == 1.0 and sent["passed"]  # the factory sends all that is due
+    # connect: the new connections' histogram only; ttfb: every response's
+    connect, ttfb = (total.hists[name] for name in ("connect_us", "ttfb_us"))
+    [slow_connect, fast_ttfb] = evaluate((parse_threshold("connect.max<1ms"),
+                                          parse_threshold("ttfb.p50<1s")), total)
+    assert slow_connect["value"] == connect.get_max_value() > 1000 and not slow_connect["passed"]
+    assert fast_ttfb["value"] == ttfb.get_value_at_percentile(50) and fast_ttfb["passed"]
 
 
 def test_rolling_windows_catch_a_bad_stretch_that_the_whole_run_hides() -> None:
