@@ -44,11 +44,13 @@ import psutil
 import pyarrow as pa
 
 from rafale.actors.contract import (
+    CONNECT,
     LATENCIES,
     LATENCY_CORRECTED,
     LATENCY_FAILED,
     LATENCY_RAW,
     SEND_LAG,
+    TTFB,
     encode,
     new_histogram,
 )
@@ -101,10 +103,11 @@ def window_pool(size: int, seed: int = 7) -> list[dict[str, Any]]:
     pool: list[dict[str, Any]] = []
     for _ in range(size):
         completed = rng.randint(300, 1000)
-        corrected, raw = new_histogram(), new_histogram()
+        corrected, raw, ttfb, connect = (new_histogram() for _ in range(4))
         for _ in range(completed):
             raw_us = max(1, int(rng.lognormvariate(7.5, 0.8)))
             raw.record_value(raw_us)
+            ttfb.record_value(max(1, raw_us * 9 // 10))
             late_us = int(rng.expovariate(1 / 300)) if rng.random() < 0.2 else 0
             corrected.record_value(raw_us + late_us)
         failed, unavailable = rng.randint(0, 3), rng.randint(0, 2)
@@ -113,6 +116,9 @@ def window_pool(size: int, seed: int = 7) -> list[dict[str, Any]]:
             failures.record_value(10_000_000)  # timeouts
         for _ in range(completed + failed):  # one send lag per sent request
             lag.record_value(max(1, int(rng.lognormvariate(5.0, 1.0))))
+        opened = rng.randint(0, 1)
+        for _ in range(opened):
+            connect.record_value(max(1, int(rng.lognormvariate(7.0, 0.5))))
         share = completed // len(ADDRESSES)
         address = {a: share for a in ADDRESSES}
         address[ADDRESSES[0]] += completed - share * len(ADDRESSES)
@@ -120,7 +126,7 @@ def window_pool(size: int, seed: int = 7) -> list[dict[str, Any]]:
             "run_id": "driver-scale", "node": "", "actor": 0, "second": 0,
             "intended": completed + failed, "sent": completed + failed, "completed": completed,
             "failed": failed, "late": rng.randint(0, 5), "in_flight": rng.randint(10, 100),
-            "bytes_in": completed * 350, "new_connections": rng.randint(0, 1),
+            "bytes_in": completed * 350, "new_connections": opened,
             "cpu_s": rng.uniform(0.2, 0.6), "loops": rng.randint(500, 3000),
             "status": {"200": completed - unavailable, **({"503": unavailable} if unavailable
                                                          else {})},
@@ -128,6 +134,7 @@ def window_pool(size: int, seed: int = 7) -> list[dict[str, Any]]:
             "address": address, "version": {"2": completed},
             LATENCY_CORRECTED: encode(corrected), LATENCY_RAW: encode(raw),
             LATENCY_FAILED: encode(failures), SEND_LAG: encode(lag),
+            CONNECT: encode(connect), TTFB: encode(ttfb),
         })
     return pool
 
