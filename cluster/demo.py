@@ -60,14 +60,20 @@ def _cases(target: Any, base: dict[str, Any], out: Path, dns_modes: Sequence[str
 
 
 def _publish(out: Path, publish: Path, tables: dict[str, Any]) -> None:
+    from rafale.analysis import plots, store
+
     publish.mkdir(parents=True, exist_ok=True)
     for phase in ("max", "latency"):
         shutil.copy(out / phase / "comparison.png", publish / f"{phase}-comparison.png")
     pinned = next((out / "max").glob("http2-pinned-*"), None)
     system = next((out / "max").glob("http2-system-*"), None)
     for name, run in (("pinned", pinned), ("system", system)):
-        if run is not None and (run / "address_share.png").exists():
-            shutil.copy(run / "address_share.png", publish / f"address-share-{name}.png")
+        if run is None:
+            continue
+        chart = run / "address_share.png"
+        if not chart.exists():  # --no-run-charts: draw just the published one
+            plots.save_png(plots.address_share(store.load(run)), chart)
+        shutil.copy(chart, publish / f"address-share-{name}.png")
     (publish / "demo.json").write_text(json.dumps(tables, indent=2, default=str) + "\n")
 
 
@@ -81,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="requests open at once per actor in the throughput runs (100)")
     parser.add_argument("--out", default=None, help="default results/demo-<timestamp>")
     parser.add_argument("--publish", default=None, help="also copy tables and charts here")
+    parser.add_argument("--no-run-charts", action="store_true",
+                        help="skip each run's own charts (throughput, latency, address share: "
+                             "~1 s of CPU a run); the comparison charts and tables, and the "
+                             "published address-share charts, are drawn either way")
     args = parser.parse_args(argv)
     out = Path(args.out or f"results/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     began = time.monotonic()
@@ -117,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(compare.to_terminal(compare.compare(latency)), end="")
     print(baseline_text(baselines[1]), end="")
     for phase in ("max", "latency"):
-        for run_dir in compare.result_dirs(out / phase):
+        for run_dir in ([] if args.no_run_charts else compare.result_dirs(out / phase)):
             written += report.render(run_dir)
     print(f"\nfull tables: {out / 'max' / compare.COMPARISON_MD}, "
           f"{out / 'latency' / compare.COMPARISON_MD}; {len(written)} files written")

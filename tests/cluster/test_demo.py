@@ -21,7 +21,7 @@ def test_the_demo_compares_protocol_ceilings_and_dns_modes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, publish = tmp_path / "demo", tmp_path / "published"
     code = demo.main(["--duration", "1", "--rate", "300", "--out", str(out),
-                      "--publish", str(publish)])
+                      "--publish", str(publish), "--no-run-charts"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     table = pd.read_csv(out / "max" / "comparison.csv", dtype={"http": str})
@@ -57,3 +57,6 @@ def test_the_demo_compares_protocol_ceilings_and_dns_modes(
     assert len(published["max"]) == 8 and len(published["latency"]) == 4
     assert (publish / "max-comparison.png").stat().st_size > 10_000
     assert (publish / "address-share-pinned.png").exists()
+    # --no-run-charts: only the two published runs got their address-share chart
+    drawn = sorted(p.parent.name for p in out.glob("*/*/address_share.png"))
+    assert len(drawn) == 2 and not list(out.glob("*/*/throughput.png")), drawn
