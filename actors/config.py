@@ -103,6 +103,10 @@ class EngineConfig:
     in_flight_step: int = 50
     max_connections: int | None = None
     streams_per_connection: int = 100
+    # New connections per second this engine may open (its share of --connect-rate); None:
+    # no budget. Counted as in-flight requests: one per connection in HTTP/1.1, up to
+    # streams_per_connection on a multiplexed one.
+    connect_rate_per_s: float | None = None
     actor_index: int = 0
     actor_count: int = 1
     drain_s: float | None = None
@@ -135,6 +139,8 @@ class EngineConfig:
             self._invariant(number_ok(getattr(self, name), integer=True), name)
         self._invariant(self.max_connections is None
                         or number_ok(self.max_connections, integer=True), "max_connections")
+        self._invariant(self.connect_rate_per_s is None or number_ok(self.connect_rate_per_s),
+                        "connect_rate_per_s")
         self._invariant(isinstance(self.actor_index, int)
                         and 0 <= self.actor_index < self.actor_count, "actor_index")
         self._invariant(self.dns != "pinned" or all(self.pins_for(u) for u in self.urls),
@@ -166,6 +172,15 @@ class EngineConfig:
     def entry_for(self, url: str) -> ResolveEntry | None:
         host, port = url_host_port(url)
         return next((e for e in self.resolve if (e.host, e.port) == (host, port)), None)
+
+    @property
+    def requests_per_connection(self) -> int:
+        """How many requests one connection carries at once: 1 in HTTP/1.1 (and ``auto``
+        over cleartext), ``streams_per_connection`` when multiplexed (h2, h2c, h3, and
+        ``auto`` over TLS, which negotiates h2 with a server that has it)."""
+        multiplexed = self.http in ("2", "2c", "3") or (
+            self.http == "auto" and all(u.startswith("https://") for u in self.urls))
+        return self.streams_per_connection if multiplexed else 1
 
     @cached_property
     def default_shape(self) -> tuple[str, list[str], bytes]:

@@ -28,6 +28,8 @@ dropped                int     requests that fell due but were not sent by the e
 late_stall             int     late requests that fell due while the sender was stalled: its loop
                                had not turned for longer than ``stall_after_s`` (counted first)
 late_cap               int     late requests whose due time found the in-flight cap full
+late_connect           int     late requests whose due time found the connect budget spent
+                               (``--connect-rate``: no new connection may open yet)
 late_loop              int     the other late requests (CPU starvation, a slow loop turn)
 retries                int     sent requests that retry a feed row (also counted in ``sent``;
                                a retry takes a slot of the schedule, so the rate holds)
@@ -128,7 +130,8 @@ __all__ = [
 
 KEYS: tuple[str, ...] = ("run_id", "actor", "node", "second")
 COUNTERS: tuple[str, ...] = ("intended", "sent", "completed", "failed", "late", "dropped",
-                             "late_stall", "late_cap", "late_loop", "retries", "in_flight",
+                             "late_stall", "late_cap", "late_connect", "late_loop", "retries",
+                             "in_flight",
                              "bytes_in", "new_connections", "cpu_s", "loops", "runq_wait_us",
                              "thread_cpu_us", "loop_gap_max_us", "stall_us", "stalled",
                              "niceness")

@@ -76,6 +76,7 @@ class Engine:
         self._cpu0 = 0.0
         self._cap = min(config.in_flight_step, config.max_in_flight)
         self._cap_full_at = -math.inf  # when the in-flight cap was last full
+        self._connect_full_at = -math.inf  # when the connect budget last held a request
         self._plans = pin_cycle(config)
         self._varies = len(config.urls) > 1 or config.dns == "pinned"
         # Counters for status() (loops: turns of the loop).
@@ -274,10 +275,14 @@ class Engine:
                     self._end_sending(now)
             elif self.in_flight == 0 or now >= self._grace_until:
                 break
-            cap_full = self._wait(transfers)
+            held = self._wait(transfers)
             done_at = monotonic()
             self._collect(transfers, done_at)
-            if cap_full:  # the cap stayed full while the loop waited, until these ended
+            # The cap (or the connect budget) held sends while the loop waited, until these
+            # ended: a request due meanwhile was late for that cause.
+            if held == "connect":
+                self._connect_full_at = done_at
+            elif held == "cap":
                 self._cap_full_at = done_at
         self._finish(transfers)
 
@@ -303,13 +308,18 @@ class Engine:
         base = self._time.base
         end_s = min(cfg.duration_s, self._stop_sched_t)
         closed = slots.closed
+        connect_cap, _ = self._connect_cap(now)
+        limit = min(self._cap, connect_cap)
         while True:
             caught = bool(slots.catch_up) and base + slots.catch_up_due_s() <= now
             due_s = slots.next_due_s
             if not caught and not (base + due_s <= now and due_s <= end_s):
                 break
-            if self.in_flight >= self._cap:
-                self._cap_full_at = now
+            if self.in_flight >= limit:
+                if connect_cap <= self._cap:
+                    self._connect_full_at = now
+                else:
+                    self._cap_full_at = now
                 break
             slot_s = slots.take_caught() if caught else due_s
             item = None
@@ -332,6 +342,16 @@ class Engine:
         if self._cap < cfg.max_in_flight:
             self._cap = min(self._cap + cfg.in_flight_step, cfg.max_in_flight)
 
+    def _connect_cap(self, now: float) -> tuple[float, float]:
+        """(requests the connect budget lets be in flight at ``now``, when it next grows):
+        ``connect_rate_per_s`` new connections a second from the start, one to begin with,
+        each carrying ``requests_per_connection``; (inf, inf) without a budget."""
+        rate = self.config.connect_rate_per_s
+        if rate is None:
+            return math.inf, math.inf
+        opened = 1 + int(rate * max(0.0, now - self._time.start))
+        return opened * self.config.requests_per_connection, self._time.start + opened / rate
+
     def _send(self, transfers: Transfers, now: float, intended: float,
               item: tuple[int, int] | None, closed: bool) -> None:
         """Prepare a handle for this slot (its feed row, if any) and start it."""
@@ -350,7 +370,8 @@ class Engine:
         self.sent += 1
         self.recorder.on_sent(None if closed else int((now - intended) * 1e6),
                               intended <= self._cap_full_at,
-                              self.health.watch.stalled_at(intended, now))
+                              self.health.watch.stalled_at(intended, now),
+                              intended <= self._connect_full_at)
 
     def _end_sending(self, now: float) -> None:
         """Sending is over: the requests in flight get ``grace_s``; what fell due by the
@@ -360,14 +381,19 @@ class Engine:
             self.seconds.intend(min(self._time.at(now), self._end_s), self.sent)
             self.recorder.add_dropped(max(0, self.slots.counted - self.sent))
 
-    def _wait(self, transfers: Transfers) -> bool:
+    def _wait(self, transfers: Transfers) -> str:
         """Wait for the network, the transport's timer, the next due request or the window's
-        end, in one wake-up; let the transfers act on it. Return whether the cap was full."""
+        end, in one wake-up; let the transfers act on it. Return what held sends meanwhile:
+        "connect" (the connect budget), "cap" (the in-flight cap) or ""."""
         monotonic = self._clock.monotonic
         start = self._time.start
         grace_until = math.inf if self._grace_until is None else self._grace_until
         wait_until = min(start + self.seconds.open + 1, grace_until, self.lease.until)
-        cap_full = self.in_flight >= self._cap
+        connect_cap, budget_grows_at = self._connect_cap(monotonic())
+        connect_held = self.in_flight >= connect_cap and connect_cap <= self._cap
+        cap_full = self.in_flight >= min(self._cap, connect_cap)
+        if self._grace_until is None and connect_held:
+            wait_until = min(wait_until, budget_grows_at)  # one more connection may open
         if self._grace_until is None and not self._time.paused and not cap_full:
             # Also when only retries are left: each slot is handled (sent or skipped) when
             # it falls due, so that its second counts it right.
@@ -388,7 +414,7 @@ class Engine:
         if int(woke - start) > self.seconds.open:  # what the events bring is the new second's
             self._roll(woke)
         transfers.act(ready)
-        return cap_full
+        return "connect" if connect_held else "cap" if cap_full else ""
 
     def _collect(self, transfers: Transfers, done_at: float) -> None:
         (answered, failed), settle = transfers.finished(), self._settle

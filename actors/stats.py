@@ -90,6 +90,7 @@ class Window:
     retries: int
     late_stall: int
     late_cap: int
+    late_connect: int
     late_loop: int
     in_flight: int
     bytes_in: int
@@ -226,10 +227,12 @@ class Recorder:
         """Requests that fell due and were never sent (the schedule ended or stop())."""
         self._w.dropped += n
 
-    def on_sent(self, lag_us: int | None, cap_full: bool, stalled: bool = False) -> None:
+    def on_sent(self, lag_us: int | None, cap_full: bool, stalled: bool = False,
+                connect_full: bool = False) -> None:
         """A request sent ``lag_us`` after its intended time (None: the closed model);
         ``stalled``: the sender was stalled at its due time (the first cause of a late
-        one); ``cap_full``: the in-flight cap was full then."""
+        one); ``connect_full``: the connect budget held it then (the second);
+        ``cap_full``: the in-flight cap was full then."""
         w = self._w
         w.sent += 1
         if lag_us is None:
@@ -239,6 +242,8 @@ class Recorder:
             w.late += 1
             if stalled:
                 w.late_stall += 1
+            elif connect_full:
+                w.late_connect += 1
             elif cap_full:
                 w.late_cap += 1
             else:

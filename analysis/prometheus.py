@@ -124,8 +124,9 @@ def _counters(total: Aggregate, names: list[str], values: list[str]) -> list[Met
     late = CounterMetricFamily("rafale_late", "Requests sent later than late_after, by cause.",
                                labels=[*names, "cause"])
     stall = c.get("late_stall", 0)
-    other = c["late"] - stall - c["late_cap"] - c["late_loop"]
-    for cause, value in (("stall", stall), ("cap", c["late_cap"]), ("loop", c["late_loop"]),
+    other = c["late"] - stall - c["late_cap"] - c["late_connect"] - c["late_loop"]
+    for cause, value in (("stall", stall), ("cap", c["late_cap"]),
+                         ("connect", c["late_connect"]), ("loop", c["late_loop"]),
                          ("other", max(other, 0))):
         late.add_metric([*values, cause], value)
     out.append(late)

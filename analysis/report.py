@@ -168,6 +168,8 @@ def summary_text(result: Result) -> str:
                      f"in flight at the end {req.get('in_flight_end', 0):,}"),
         ("timing", f"late {req.get('late', 0):,} (sender stalled "
                    f"{req.get('late_stall', 0):,}, in-flight cap {req.get('late_cap', 0):,}, "
+                   + (f"connect budget {req['late_connect']:,}, " if req.get("late_connect")
+                      else "") +
                    f"loop {req.get('late_loop', 0):,}; after "
                    f"{1000 * float(result.meta.get('late_after_s') or 0.001):g} ms)  "
                    f"dropped {req.get('dropped', 0):,}"),

@@ -122,7 +122,7 @@ def metrics_data(total: Aggregate, resource: Mapping[str, str],
                 for key, count in sorted(total.maps.get(dimension, {}).items())]
 
     stall = c.get("late_stall", 0)
-    other = max(c["late"] - stall - c["late_cap"] - c["late_loop"], 0)
+    other = max(c["late"] - stall - c["late_cap"] - c["late_connect"] - c["late_loop"], 0)
     metrics = [
         histogram("http.client.request.duration", "Duration of HTTP client requests, from "
                   "their intended send time (coordinated omission corrected).",
@@ -143,6 +143,7 @@ def metrics_data(total: Aggregate, resource: Mapping[str, str],
         counter("rafale.late", "Requests sent later than late_after, by cause.",
                 [point(int(stall), {"cause": "stall"}),
                  point(int(c["late_cap"]), {"cause": "cap"}),
+                 point(int(c["late_connect"]), {"cause": "connect"}),
                  point(int(c["late_loop"]), {"cause": "loop"}),
                  point(int(other), {"cause": "other"})]),
         counter("rafale.dropped", "Requests due and never sent (the schedule ended first).",

@@ -65,6 +65,7 @@ class RunSpec:
     in_flight_step: int = 50
     max_connections: int | None = None
     streams_per_connection: int = 100
+    connect_rate_per_s: float | None = None  # new connections a second, over all actors
     cacert: str | None = None
     insecure: bool = False
     timeout_s: float = 10.0
@@ -182,6 +183,8 @@ class RunSpec:
             duration_s=until_s, max_in_flight=self.max_in_flight,
             in_flight_step=self.in_flight_step, max_connections=self.max_connections,
             streams_per_connection=self.streams_per_connection,
+            connect_rate_per_s=(None if self.connect_rate_per_s is None
+                                else self.connect_rate_per_s / count),
             actor_index=index, actor_count=count, feed=feed, lease_s=self.lease_s,
         )
 

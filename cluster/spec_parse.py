@@ -217,6 +217,9 @@ def _parse_limits(d: Any) -> None:
     d.timeout_s = check_duration("timeout", d.timeout_s)
     d.late_after_s = check_duration("late_after", d.late_after_s, zero_ok=True)
     d.stall_after_s = check_duration("stall_after", d.stall_after_s)
+    if d.connect_rate_per_s is not None:
+        d.connect_rate_per_s = check_number("connect_rate", d.connect_rate_per_s,
+                                            "new connections per second", parse_text=True)
     _check_open_files(d)
 
 

@@ -31,6 +31,7 @@ from rafale.cluster.cli.options import (
     Address,
     Cacert,
     Charts,
+    ConnectRate,
     Data,
     Dns,
     Duration,
@@ -99,7 +100,8 @@ def run(
     http: Http = "auto", dns: Dns = "system", resolve: Resolve = None,
     nameserver: Nameserver = None, cacert: Cacert = None, insecure: Insecure = False,
     max_in_flight: MaxInFlight = 100, in_flight_step: InFlightStep = 50,
-    max_connections: MaxConnections = None, streams: Streams = 100, timeout: Timeout = "10s",
+    max_connections: MaxConnections = None, streams: Streams = 100,
+    connect_rate: ConnectRate = None, timeout: Timeout = "10s",
     late_after: LateAfter = "1ms", stall_after: StallAfter = "50ms",
     feed: FeedOption = None, feed_format: FeedFormat = None, feed_mode: FeedMode = "cycle",
     only: Only = None, retry: Retry = 0, resend_unknown: ResendUnknown = False,
@@ -213,7 +215,8 @@ def matrix(
     rate: Rate = None, ramp: Ramp = None, duration: Duration = None, resolve: Resolve = None,
     nameserver: Nameserver = None, max_in_flight: MaxInFlight = 100,
     in_flight_step: InFlightStep = 50, max_connections: MaxConnections = None,
-    streams: Streams = 100, cacert: Cacert = None, insecure: Insecure = False,
+    streams: Streams = 100, connect_rate: ConnectRate = None, cacert: Cacert = None,
+    insecure: Insecure = False,
     timeout: Timeout = "10s", late_after: LateAfter = "1ms", header: Header = None,
     method: Method = "GET", data: Data = None,
     address: Address = None, reserve_driver_cpu: ReserveCpu = False, html: Html = False,
@@ -241,7 +244,7 @@ def matrix(
     from rafale.cluster import placement
 
     try:
-        placement.connect(address)
+        placement.connect(cases[0].spec.address)  # --address, else $RAY_ADDRESS, else local
     except ValueError as exc:
         fail(str(exc))
     sigterm_as_interrupt()  # after ray.init, which installs its own SIGTERM handler

@@ -132,8 +132,19 @@ MaxInFlight = Annotated[int, typer.Option(
     rich_help_panel=CONNECTIONS)]
 InFlightStep = Annotated[int, typer.Option(
     "--in-flight-step", metavar="N",
-    help="The in-flight cap ramps up by this many per event-loop turn, so that connections "
-         "open gradually.", rich_help_panel=CONNECTIONS)]
+    help="The in-flight cap ramps up by this many per event-loop turn (a ramp per turn, "
+         "not per second: --connect-rate sets how many connections open a second).",
+    rich_help_panel=CONNECTIONS)]
+ConnectRate = Annotated[str | None, typer.Option(
+    "--connect-rate", metavar="CONN/S", show_default=False,
+    help="Open at most this many new connections a second, over all actors (striped: each "
+         "opens its share), starting with one each. A request that needs a connection the "
+         "budget does not allow yet waits, and is counted late with its own cause ('connect "
+         "budget'); once the connections are open, reuse is not limited. Thousands of "
+         "connects at once overflow a server's SYN and accept queues and wait for SYN "
+         "retransmits (1 s, then 3 s): e.g. --connect-rate 400. Default: no budget (the "
+         "in-flight cap still ramps by --in-flight-step per event-loop turn).",
+    rich_help_panel=CONNECTIONS)]
 MaxConnections = Annotated[int | None, typer.Option(
     "--max-connections", metavar="N", show_default=False,
     help="Most connections per actor (libcurl MAX_TOTAL_CONNECTIONS). Default: no limit.",
@@ -254,6 +265,7 @@ RUN_FIELDS: dict[str, str] = {
     "nameserver": "nameserver", "actors": "actors", "reserve_driver_cpu": "reserve_driver_cpu",
     "max_in_flight": "max_in_flight", "in_flight_step": "in_flight_step",
     "max_connections": "max_connections", "streams": "streams_per_connection",
+    "connect_rate": "connect_rate_per_s",
     "cacert": "cacert", "insecure": "insecure", "timeout": "timeout_s",
     "late_after": "late_after_s", "stall_after": "stall_after_s", "header": "headers",
     "method": "method", "data": "body",

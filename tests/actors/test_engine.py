@@ -14,8 +14,8 @@ from rafale.actors.contract import decode
 from rafale.actors.engine import Engine, run_in_process
 from rafale.actors.pacing import Schedule
 from rafale.cluster.target import Target
+from tests.helpers import by_second, total
 from tests.helpers import target_config as config_for
-from tests.helpers import total
 
 
 @pytest.mark.parametrize(
@@ -132,6 +132,41 @@ def test_in_flight_cap_binds_and_late_requests_are_counted(target: Target) -> No
     assert merged["late"] > 0
     assert merged["sent"] >= merged["late"]
     assert merged["sent"] == merged["completed"] + merged["failed"] + merged["in_flight"]
+
+
+def test_a_connect_rate_opens_connections_at_that_rate_not_at_once(
+        target_factory: Callable[..., Target]) -> None:
+    """HTTP/1.1 over TLS, closed model, 60 requests in flight that each hold their
+    connection 50 ms: without a budget the 60 connections open in the first second; with
+    40 a second, one to begin with and then about 40 a second."""
+    target = target_factory(delay=True)
+    common: dict[str, object] = {"urls": (target.url("/delay/50"),), "schedule": None,
+                                 "duration_s": 1.6, "max_in_flight": 60, "in_flight_step": 60}
+    free = by_second(run_in_process(config_for(target, "1.1", **common)))
+    budget = by_second(run_in_process(config_for(target, "1.1", connect_rate_per_s=40.0,
+                                                 **common)))
+    assert free[0]["new_connections"] >= 55 and set(free[0]["status"]) == {"200"}, free[0]
+    assert 20 <= budget[0]["new_connections"] <= 41, budget[0]
+    opened = sum(w["new_connections"] for w in budget.values())
+    assert opened <= 1 + 40 * 1.6 + 1, budget
+    assert free[0]["completed"] > budget[0]["completed"]  # fewer connections, fewer answers
+
+
+def test_requests_held_by_the_connect_budget_are_late_for_that_cause(
+        target_factory: Callable[..., Target]) -> None:
+    """300 req/s that each hold an HTTP/1.1 connection 100 ms need ~30 connections; a
+    budget of 20 a second holds the rest back: late, by the connect budget (the in-flight
+    cap of 100 never binds)."""
+    target = target_factory(delay=True)
+    config = config_for(target, "1.1", urls=(target.url("/delay/100"),),
+                        schedule=Schedule.constant(300, 1.0), max_in_flight=100,
+                        connect_rate_per_s=20.0)
+    merged = total(run_in_process(config))
+    assert merged["late_connect"] > 0 and merged["late_cap"] == 0, merged
+    assert merged["new_connections"] <= 1 + 20 * 1.5, merged
+    # What the budget held past the schedule's end was dropped, not sent late after it.
+    assert merged["status"] == {"200": merged["sent"]} and merged["failed"] == 0, merged
+    assert merged["dropped"] == merged["intended"] - merged["sent"] > 0, merged
 
 
 def test_loop_does_not_busy_loop_at_low_rate(target: Target) -> None:

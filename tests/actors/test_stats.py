@@ -238,6 +238,18 @@ def test_merge_many_and_aggregates_add() -> None:
 # ----- recorder ---------------------------------------------------------------------------
 
 
+def test_a_send_held_by_the_connect_budget_is_late_for_that_cause() -> None:
+    rec = Recorder(0)
+    rec.on_sent(5_000, True, False, True)  # the budget held it (the cap was full too)
+    rec.on_sent(5_000, True, True, True)  # a stalled sender is named first
+    rec.on_sent(5_000, True, False, False)  # the in-flight cap
+    rec.on_sent(500, False, False, True)  # on time: no cause
+    rec.finish(0, 0.0, 0)
+    (w,) = rec.drain()
+    assert (w["late"], w["late_stall"], w["late_connect"], w["late_cap"], w["late_loop"]) == (
+        3, 1, 1, 1, 0)
+
+
 def test_roll_fills_skipped_seconds() -> None:
     rec = Recorder(3)
     rec.on_sent(0, False)

@@ -80,6 +80,8 @@ BAD_ARGS: list[tuple[list[str], str]] = [
     (["https://x.test/", "--header", "NoColon"], "NoColon"),
     (["https://x.test/", "--stall-after", "0ms"], "stall_after '0ms'"),
     (["https://x.test/", "--stall-after", "soon"], "stall_after"),
+    (["https://x.test/", "--connect-rate", "0"], "connect_rate '0' must be a finite number > 0"),
+    (["https://x.test/", "--connect-rate", "many"], "connect_rate 'many'"),
     (["https://x.test/", "--repeat", "0", "--out", "/tmp/unused-repeat"],
      "--repeat 0 is not a number of runs; expected 1 or more"),
     (["https://x.test/", "--repeat", "2"], "--repeat 2 needs --out DIR"),

@@ -45,7 +45,7 @@ def test_the_options_defaults_are_the_fields_defaults() -> None:
 
 
 def test_units_are_in_the_field_names_and_the_option_metavars() -> None:
-    """A field in seconds takes a DURATION ("10s", "500ms"), a rate REQ/S; every option
+    """A field in seconds takes a DURATION ("10s", "500ms"), a rate REQ/S (CONN/S); every option
     explains itself in --help."""
     for param in run_command().params:
         field = RUN_FIELDS.get(str(param.name))
@@ -53,7 +53,9 @@ def test_units_are_in_the_field_names_and_the_option_metavars() -> None:
         if field is None or param.param_type_name == "argument":
             continue
         metavar = param.metavar or ""
-        if field.endswith("_per_s"):
+        if field == "connect_rate_per_s":
+            assert metavar == "CONN/S", (param.name, metavar)  # connections, not requests
+        elif field.endswith("_per_s"):
             assert metavar == "REQ/S", (param.name, metavar)
         elif field.endswith("_s"):
             assert metavar == "DURATION", (param.name, metavar)
@@ -71,7 +73,8 @@ def every_option(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
             "--dns", "pinned", "--resolve", "rafale.test:443:127.0.0.2",
             "--nameserver", "127.0.0.53", "--actors", "3", "--reserve-driver-cpu",
             "--max-in-flight", "40", "--in-flight-step", "5", "--max-connections", "8",
-            "--streams", "20", "--cacert", str(ca), "--insecure", "--timeout", "1500ms",
+            "--streams", "20", "--connect-rate", "300", "--cacert", str(ca), "--insecure",
+            "--timeout", "1500ms",
             "--late-after", "5ms", "--stall-after", "80ms", "-H", "X-Test: 1", "-X", "post",
             "-d", f"@{body}",
             "--address", "127.0.0.1:6379", "--out", str(tmp_path / "out"), "--label", "lbl",
@@ -82,7 +85,8 @@ def every_option(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
     expected = {"urls": (other,), "rate_per_s": 250.0, "ramp_s": 2.0, "duration_s": 30.0,
                 "http": "3", "dns": "pinned", "nameserver": "127.0.0.53", "actors": 3,
                 "reserve_driver_cpu": True, "max_in_flight": 40, "in_flight_step": 5,
-                "max_connections": 8, "streams_per_connection": 20, "cacert": str(ca),
+                "max_connections": 8, "streams_per_connection": 20, "connect_rate_per_s": 300.0,
+                "cacert": str(ca),
                 "insecure": True, "timeout_s": 1.5, "late_after_s": 0.005, "stall_after_s": 0.08,
                 "headers": (("X-Test", "1"),), "method": "POST", "body": b'{"hello": 1}',
                 "address": "127.0.0.1:6379", "out": str(tmp_path / "out"), "label": "lbl",

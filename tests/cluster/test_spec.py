@@ -194,6 +194,14 @@ def test_engine_config_stripes_and_offsets() -> None:
     assert [(c.actor_index, c.actor_count) for c in configs] == [(0, 3), (1, 3), (2, 3)]
     assert all(c.max_in_flight == 7 and c.dns == "pinned" for c in configs)
     assert configs[0].schedule == spec.schedule()
+    assert all(c.connect_rate_per_s is None for c in configs)  # no budget by default
+    budget = RunSpec.parse(URL, rate_per_s=100, connect_rate_per_s="400")
+    assert budget.connect_rate_per_s == 400.0  # over all actors: each opens its share
+    assert {budget.engine_config(i, 4, ()).connect_rate_per_s for i in range(4)} == {100.0}
+    for bad in ("0", "-5", "nan", "fast"):
+        with pytest.raises(ValueError, match=f"connect_rate '{bad}' must be a finite number "
+                                             r"> 0 \(new connections per second\)"):
+            RunSpec.parse(URL, connect_rate_per_s=bad)
 
 
 def test_no_warning_for_defaults() -> None:
