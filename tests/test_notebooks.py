@@ -226,14 +226,15 @@ def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> N
     out = tmp_path / "matrix"
     nb = execute("protocols_and_dns", {
         "DURATION_S": 1, "RATE_PER_S": 200, "RAMP_S": 0, "ACTORS": "auto",
-        "HTTPS_VERSIONS": ["1.1", "2", "3"], "CLEARTEXT_VERSIONS": ["2c"],
+        "HTTPS_VERSIONS": ["1.1", "3"], "CLEARTEXT_VERSIONS": ["2c"],
         "DNS_MODES": ["system", "pinned"], "OUT_DIR": str(out),
     }, kernel_specs, tmp_path)
 
     assert "every run used the HTTP version it asked for" in text_output(nb)
     assert images(nb) >= 3  # comparison, address share per DNS mode
     table = pd.read_csv(out / "comparison.csv", dtype={"http": str})
-    combinations = {(h, d) for h in ("1.1", "2", "3", "2c") for d in ("system", "pinned")}
+    # HTTP/2 over TLS is the demo's and the engine tests' (three versions keep the story)
+    combinations = {(h, d) for h in ("1.1", "3", "2c") for d in ("system", "pinned")}
     assert len(table) == len(combinations)
     assert set(zip(table["http"], table["dns"], strict=True)) == combinations
     assert (table["completed"] > 0).all()
@@ -246,18 +247,18 @@ def test_protocols_and_dns(kernel_specs: KernelSpecManager, tmp_path: Path) -> N
 def test_webpush(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "webpush"
     nb = execute("webpush", {
-        "SUBSCRIPTIONS": 1500, "GONE_SHARE": 0.02, "THROTTLE_SHARE": 0.05, "RATE_PER_S": 800,
+        "SUBSCRIPTIONS": 600, "GONE_SHARE": 0.02, "THROTTLE_SHARE": 0.05, "RATE_PER_S": 800,
         "RAMP_S": 1, "PAYLOAD": '{"title": "test"}', "OUT_DIR": str(out),
     }, kernel_specs, tmp_path)
 
     text = text_output(nb)
-    assert "every subscription got exactly one delivered message (1,470)" in text
+    assert "every subscription got exactly one delivered message (588)" in text
     assert '-> {"title": "test"}' in text  # a received body decrypted to the payload
     assert images(nb) >= 1  # delivered / gone / retried per second
     gone = (out / "sent" / "gone.jsonl").read_text().splitlines()
-    assert len(gone) == 30
+    assert len(gone) == 12
     outcomes = store.load_outcomes(out / "sent")
-    assert len(outcomes) == 1500 and (outcomes["status"].isin([201, 410])).all()
+    assert len(outcomes) == 600 and (outcomes["status"].isin([201, 410])).all()
 
 
 @pytest.mark.slow
