@@ -30,6 +30,7 @@ from rafale.actors.feedrows import FeedRows
 from rafale.actors.handles import NEGOTIATED_VERSION, connect_us, pin_cycle
 from rafale.actors.health import SchedStat, SenderHealth, read_schedstat
 from rafale.actors.lease import Lease
+from rafale.actors.limits import CONNECT, SendLimits
 from rafale.actors.priority import request_slice
 from rafale.actors.schedtime import ScheduleTime
 from rafale.actors.seconds import Seconds
@@ -66,17 +67,13 @@ class Engine:
         self.start_skew_s = 0.0  # when the loop began, minus the common start instant
         self.slice_us: int | None = None  # the loop thread's scheduler slice, if it set one
         self.slice_note = ""
-        # Every drain renews the lease; once it runs out the engine stops sending (fenced)
-        # and says why in status().
-        self.lease = Lease(config.lease_s)
+        self.lease = Lease(config.lease_s)  # renewed by drains; run out: fenced (status())
         # The loop's gaps and its thread's run-queue wait: is the sender the bottleneck?
         self.health = SenderHealth(config.stall_after_s, schedstat, clock.monotonic)
         # Loop state (loop thread): the open window, and closing the seconds that ended.
         self.seconds = Seconds(self.recorder, self.slots, self.health)
         self._cpu0 = 0.0
-        self._cap = min(config.in_flight_step, config.max_in_flight)
-        self._cap_full_at = -math.inf  # when the in-flight cap was last full
-        self._connect_full_at = -math.inf  # when the connect budget last held a request
+        self.limits = SendLimits(config)  # the in-flight cap and the connect budget
         self._plans = pin_cycle(config)
         self._varies = len(config.urls) > 1 or config.dns == "pinned"
         # Counters for status() (loops: turns of the loop).
@@ -278,12 +275,9 @@ class Engine:
             held = self._wait(transfers)
             done_at = monotonic()
             self._collect(transfers, done_at)
-            # The cap (or the connect budget) held sends while the loop waited, until these
-            # ended: a request due meanwhile was late for that cause.
-            if held == "connect":
-                self._connect_full_at = done_at
-            elif held == "cap":
-                self._cap_full_at = done_at
+            # What held sends while the loop waited held them until these ended: a request
+            # due meanwhile was late for that cause.
+            self.limits.held(held, done_at)
         self._finish(transfers)
 
     def _turn(self, now: float) -> None:
@@ -303,23 +297,19 @@ class Engine:
         return self._time.at(now) >= end_s or self.slots.next_due_s == math.inf
 
     def _send_due(self, now: float, transfers: Transfers) -> None:
-        """Send every request due by now and before the end, up to the in-flight cap."""
+        """Send every request due by now and before the end, within the send limits."""
         cfg, slots, rows = self.config, self.slots, self.rows
         base = self._time.base
         end_s = min(cfg.duration_s, self._stop_sched_t)
         closed = slots.closed
-        connect_cap, _ = self._connect_cap(now)
-        limit = min(self._cap, connect_cap)
+        limit, held_by, _ = self.limits.limit(now, self._time.start)
         while True:
             caught = bool(slots.catch_up) and base + slots.catch_up_due_s() <= now
             due_s = slots.next_due_s
             if not caught and not (base + due_s <= now and due_s <= end_s):
                 break
             if self.in_flight >= limit:
-                if connect_cap <= self._cap:
-                    self._connect_full_at = now
-                else:
-                    self._cap_full_at = now
+                self.limits.held(held_by, now)
                 break
             slot_s = slots.take_caught() if caught else due_s
             item = None
@@ -339,18 +329,7 @@ class Engine:
             self._send(transfers, now, now if closed else base + slot_s, item, closed)
             if not caught:
                 slots.advance()
-        if self._cap < cfg.max_in_flight:
-            self._cap = min(self._cap + cfg.in_flight_step, cfg.max_in_flight)
-
-    def _connect_cap(self, now: float) -> tuple[float, float]:
-        """(requests the connect budget lets be in flight at ``now``, when it next grows):
-        ``connect_rate_per_s`` new connections a second from the start, one to begin with,
-        each carrying ``requests_per_connection``; (inf, inf) without a budget."""
-        rate = self.config.connect_rate_per_s
-        if rate is None:
-            return math.inf, math.inf
-        opened = 1 + int(rate * max(0.0, now - self._time.start))
-        return opened * self.config.requests_per_connection, self._time.start + opened / rate
+        self.limits.ramp()
 
     def _send(self, transfers: Transfers, now: float, intended: float,
               item: tuple[int, int] | None, closed: bool) -> None:
@@ -368,10 +347,9 @@ class Engine:
         transfers.start(easy)
         self.in_flight += 1
         self.sent += 1
-        self.recorder.on_sent(None if closed else int((now - intended) * 1e6),
-                              intended <= self._cap_full_at,
-                              self.health.watch.stalled_at(intended, now),
-                              intended <= self._connect_full_at)
+        cap_full, connect_full = self.limits.causes(intended)
+        self.recorder.on_sent(None if closed else int((now - intended) * 1e6), cap_full,
+                              self.health.watch.stalled_at(intended, now), connect_full)
 
     def _end_sending(self, now: float) -> None:
         """Sending is over: the requests in flight get ``grace_s``; what fell due by the
@@ -389,24 +367,20 @@ class Engine:
         start = self._time.start
         grace_until = math.inf if self._grace_until is None else self._grace_until
         wait_until = min(start + self.seconds.open + 1, grace_until, self.lease.until)
-        connect_cap, budget_grows_at = self._connect_cap(monotonic())
-        connect_held = self.in_flight >= connect_cap and connect_cap <= self._cap
-        cap_full = self.in_flight >= min(self._cap, connect_cap)
-        if self._grace_until is None and connect_held:
+        held, budget_grows_at = self.limits.holding(self.in_flight, monotonic(), start)
+        if self._grace_until is None and held == CONNECT:
             wait_until = min(wait_until, budget_grows_at)  # one more connection may open
-        if self._grace_until is None and not self._time.paused and not cap_full:
+        if self._grace_until is None and not self._time.paused and not held:
             # Also when only retries are left: each slot is handled (sent or skipped) when
             # it falls due, so that its second counts it right.
-            base = self._time.base
-            slots = self.slots
+            base, slots = self._time.base, self.slots
             wait_until = min(wait_until, base + slots.next_due_s)
             if slots.catch_up:
                 wait_until = min(wait_until, base + slots.catch_up_due_s())
         watch = self.health.watch
         watch.waiting(monotonic())
         ready = transfers.wait(wait_until)
-        woke = monotonic()
-        watch.woke(woke, wait_until)
+        watch.woke(woke := monotonic(), wait_until)
         # The lease is checked on every wake-up, before a late roll would count what a
         # fenced engine will not send (it is set once the loop runs: no check before).
         if woke >= self.lease.until:
@@ -414,7 +388,7 @@ class Engine:
         if int(woke - start) > self.seconds.open:  # what the events bring is the new second's
             self._roll(woke)
         transfers.act(ready)
-        return "connect" if connect_held else "cap" if cap_full else ""
+        return held
 
     def _collect(self, transfers: Transfers, done_at: float) -> None:
         (answered, failed), settle = transfers.finished(), self._settle

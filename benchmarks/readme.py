@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks import (
     compare_calibration,
     compare_example,
+    connection_wall,
     contention,
     driver_scale,
     feeds,
@@ -81,6 +82,11 @@ def render_webpush(data: dict[str, Any]) -> str:
     return _machine(data["machine"], command) + "\n" + webpush.markdown(data)
 
 
+def render_connection_wall(data: dict[str, Any]) -> str:
+    command = "python -m benchmarks.connection_wall --out docs/results/connection_wall.json"
+    return _machine(data["machine"], command) + "\n" + connection_wall.markdown(data)
+
+
 def _ms(value: Any) -> str:
     return "-" if value is None else f"{float(value) / 1000:,.2f}"
 
@@ -130,6 +136,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "metrics_cost": render_metrics_cost,
     "compare_calibration": compare_calibration.markdown,
     "compare_example": compare_example.markdown,
+    "connection_wall": render_connection_wall,
 }
 
 

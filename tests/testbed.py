@@ -174,11 +174,15 @@ class Testbed:
 
     def __init__(self, *, ray: bool = True, target: bool = True,
                  system_config: Mapping[str, Any] | None = None,
+                 target_sysctls: Mapping[str, int] | None = None,
                  start_timeout_s: float = 60.0, stop_grace_s: float = 1.0) -> None:
         self.prefix = f"rtb{secrets.token_hex(3)}-"
         self.token = secrets.token_hex(16)
         self.with_ray, self.with_target = ray, target
         self.system_config = dict(system_config) if system_config else None
+        # Set in the target's namespace before the target listens (e.g. a small accept
+        # backlog: net.core.somaxconn is read at listen(); both are per namespace).
+        self.target_sysctls = dict(target_sysctls or {})
         self.start_timeout_s, self.stop_grace_s = start_timeout_s, stop_grace_s
         self.dir = Path(tempfile.gettempdir()) / self.prefix.rstrip("-")
         self.head_address = f"{ip(HEAD)}:{RAY_PORT}"
@@ -287,6 +291,17 @@ class Testbed:
         return ["curl", "-sS", "--cacert", self.target_info.ca_file, *self.resolve_args(),
                 *options, self.target_url(path)]
 
+    def netstat(self, host: str) -> dict[str, int]:
+        """The host namespace's own kernel counters (/proc/net/netstat, what nstat shows):
+        "TcpExt.ListenOverflows" and the like."""
+        text = self.check_in(host, ["cat", "/proc/net/netstat"]).stdout.splitlines()
+        counters: dict[str, int] = {}
+        for names, values in zip(text[::2], text[1::2], strict=False):
+            group, _, keys = names.partition(":")
+            counters.update({f"{group}.{k}": int(v) for k, v in
+                             zip(keys.split(), values.partition(":")[2].split(), strict=True)})
+        return counters
+
     def access_log_entries(self) -> list[dict[str, Any]]:
         """Every request logged so far: `request.remote_ip` is the client, `local_ip` the
         target address it reached. Empty without a target, or after close()."""
@@ -334,6 +349,9 @@ class Testbed:
         try:
             self.dir.mkdir(mode=0o700)
             self._build_networks()
+            if self.target_sysctls:
+                _ip("netns", "exec", self.ns(TARGET), "sysctl", "-q", "-w",
+                    *(f"{name}={value}" for name, value in self.target_sysctls.items()))
             if self.with_target:
                 self._start_target()
             if self.with_ray:

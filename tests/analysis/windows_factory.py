@@ -84,6 +84,7 @@ def make_window(
         "dropped": 0,
         "late_stall": 0,
         "late_cap": late,
+        "late_connect": 0,
         "late_loop": 0,
         "retries": n_failed // 2,
         "in_flight": 3,
