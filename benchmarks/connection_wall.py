@@ -74,6 +74,9 @@ def run_once(bed: Testbed, out: Path, connect_rate_per_s: float | None) -> dict[
         "failed": int(summary["requests"]["failed"]),
         "errors": summary.get("errors", {}),
         "late_connect": int(summary["requests"].get("late_connect", 0)),
+        # seconds in which a sender was stalled (its loop or its CPU: actors/health.py)
+        "stalled_seconds": int((result.windows.groupby("second")["stalled"].max() > 0).sum()),
+        "seconds": int(per_second.index.max()) + 1,
     }
 
 
@@ -120,8 +123,8 @@ def markdown(data: dict[str, Any]) -> str:
              f"{data['connections_per_client']:,} HTTP/1.1 TLS connections (closed model), "
              f"{data['duration_s']} s a run.", "",
              "| connects | target kernel: ListenOverflows | ListenDrops | connections opened "
-             "| connect p50 | p99 | max | opened per second |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| connect p50 | p99 | max | opened per second | sender stalled |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for run in data["runs"]:
         rate = run["connect_rate_per_s"]
         name = "all at once" if rate is None else f"`--connect-rate {rate:g}`"
@@ -129,7 +132,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {name} | {run['ListenOverflows']:,} | {run['ListenDrops']:,} | "
                      f"{run['new_connections']:,} | {_ms(run['connect_p50_us'])} | "
                      f"{_ms(run['connect_p99_us'])} | {_ms(run['connect_max_us'])} | "
-                     f"{per_second} |")
+                     f"{per_second} | {run['stalled_seconds']} of {run['seconds']} s |")
     return "\n".join(lines) + "\n"
 
 
