@@ -70,6 +70,7 @@ def send_lag(result: Result) -> Figure:
     ax = fig.subplots()
     ax.set_title(f"Send lag per second — {plots.run_title(result)}")
     ps = frames.per_second(result, pcts=(50.0, 99.0))
+    plots.shade_stalled(ax, ps)
     plotted = False
     for label, color in (("p50", "tab:blue"), ("p99", "tab:red")):
         column = f"{label}_send_lag_us"

@@ -24,6 +24,8 @@ from rafale.analysis.latency import percentile_label
 from rafale.analysis.result import Result
 
 LATENCY_PCTS = (50.0, 90.0, 99.0)
+STALLED_LABEL = "sender stalled: these seconds measure rafale, not the target"
+STALLED_ALPHA = 0.12
 PCT_COLORS = {50.0: "tab:blue", 90.0: "tab:orange", 99.0: "tab:red"}
 MAX_ADDRESSES = 12
 DPI = 110
@@ -114,6 +116,18 @@ def rate_lines(ax: Axes, ps: pd.DataFrame) -> None:
     ax.set_ylim(0, max(peak, 1.0) * 1.1)
 
 
+def shade_stalled(ax: Axes, ps: pd.DataFrame) -> bool:
+    """Shade the seconds of a per-second frame in which a sender was stalled (its loop or
+    its CPU: actors/health.py), labelled once; whether there was one."""
+    if ps.empty or "stalled" not in ps:
+        return False
+    seconds = ps.loc[ps["stalled"] > 0, "second"].to_numpy()
+    for i, second in enumerate(seconds):
+        ax.axvspan(second - 0.5, second + 0.5, color="tab:red", alpha=STALLED_ALPHA, lw=0,
+                   label=STALLED_LABEL if i == 0 else None)
+    return bool(len(seconds))
+
+
 def throughput(result: Result) -> Figure:
     """Target vs sent vs completed req/s over time; failed requests by kind stacked below."""
     fig = Figure(figsize=(10, 6.5), layout="constrained")
@@ -121,6 +135,9 @@ def throughput(result: Result) -> Figure:
     fig.suptitle(f"Throughput — {run_title(result)}")
     ps = frames.per_second(result, pcts=())
     rate_lines(ax, ps)
+    if shade_stalled(ax, ps):
+        shade_stalled(ax_err, ps)
+        ax.legend(loc="lower right")
 
     errors = frames.key_per_second(result, "error", by_kind=True)
     if errors.empty or int(errors.to_numpy().sum()) == 0:
@@ -162,6 +179,7 @@ def latency(result: Result) -> Figure:
     ax = fig.subplots()
     ax.set_title(f"Latency per second — {run_title(result)}")
     ps = frames.per_second(result, pcts=LATENCY_PCTS)
+    shade_stalled(ax, ps)
     if latency_lines(ax, ps, LATENCY_PCTS):
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
                   title="solid: from intended time\ndashed: from send time")
@@ -180,6 +198,8 @@ def connections(result: Result) -> Figure:
     ax, ax_ms = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 2]})
     fig.suptitle(f"Connections — {run_title(result)}")
     ps = frames.per_second(result, pcts=(50.0, 99.0))
+    shade_stalled(ax, ps)
+    shade_stalled(ax_ms, ps)
     ax.set_ylabel("opened/s")
     ax.grid(alpha=0.3)
     if ps.empty or int(ps["new_connections"].sum()) == 0:

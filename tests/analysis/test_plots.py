@@ -113,3 +113,25 @@ def test_the_run_end_is_marked_partial_and_drawn_apart(
     assert len(dotted) == (3 if partial else 0)
     assert any("partial second" in str(t.get_text()) for t in ax.get_legend().get_texts()) \
         == bool(partial)
+
+
+def test_stalled_seconds_are_shaded_on_every_run_chart(save_run: SaveRun) -> None:
+    """A second in which a sender stalled is shaded (labelled once) on the throughput,
+    latency, send lag and connections charts; a healthy run has no shading."""
+    from rafale.analysis import html
+
+    path = save_run("stalls", RunShape(actors=2, seconds=6, run_id="stalls"))
+    healthy = store.load(path)
+    stalled = store.load(path)
+    stalled.windows.loc[stalled.windows["second"].isin([2, 3]), "stalled"] = 1
+    charts = (plots.throughput, plots.latency, html.send_lag, plots.connections)
+    for chart in charts:
+        for result, spans in ((stalled, [(1.5, 2.5), (2.5, 3.5)]), (healthy, [])):
+            ax = chart(result).axes[0]
+            shaded = [p for p in ax.patches if p.get_label() == plots.STALLED_LABEL
+                      or p.get_facecolor()[3] == pytest.approx(plots.STALLED_ALPHA)]
+            found = sorted((round(p.get_x(), 1), round(p.get_x() + p.get_width(), 1))
+                           for p in shaded if isinstance(p, Rectangle))
+            assert found == spans, (chart.__name__, found)
+        labels = [t.get_text() for t in chart(stalled).axes[0].get_legend().get_texts()]
+        assert labels.count(plots.STALLED_LABEL) == 1, (chart.__name__, labels)
