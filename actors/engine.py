@@ -367,9 +367,9 @@ class Engine:
         start = self._time.start
         grace_until = math.inf if self._grace_until is None else self._grace_until
         wait_until = min(start + self.seconds.open + 1, grace_until, self.lease.until)
-        held, budget_grows_at = self.limits.holding(self.in_flight, monotonic(), start)
+        held, grows_at = self.limits.holding(self.in_flight, waiting_at := monotonic(), start)
         if self._grace_until is None and held == CONNECT:
-            wait_until = min(wait_until, budget_grows_at)  # one more connection may open
+            wait_until = min(wait_until, grows_at)  # the budget lets one more connection open
         if self._grace_until is None and not self._time.paused and not held:
             # Also when only retries are left: each slot is handled (sent or skipped) when
             # it falls due, so that its second counts it right.
@@ -378,7 +378,7 @@ class Engine:
             if slots.catch_up:
                 wait_until = min(wait_until, base + slots.catch_up_due_s())
         watch = self.health.watch
-        watch.waiting(monotonic())
+        watch.waiting(waiting_at)
         ready = transfers.wait(wait_until)
         watch.woke(woke := monotonic(), wait_until)
         # The lease is checked on every wake-up, before a late roll would count what a

@@ -156,17 +156,24 @@ def throughput(result: Result) -> Figure:
     return fig
 
 
-def latency_lines(ax: Axes, ps: pd.DataFrame, pcts: Sequence[float]) -> bool:
-    """Percentiles per second in ms of a per-second frame holding them: from the intended
-    send time (corrected, solid) and from the actual send (raw, dashed); False if none."""
+# The latency chart's kinds of a per-second frame and their line styles.
+LATENCY_KINDS: tuple[tuple[str, dict[str, Any]], ...] = (("corrected", {"ls": "-"}),
+                                                         ("raw", {"ls": "--"}))
+
+
+def latency_lines(ax: Axes, ps: pd.DataFrame, pcts: Sequence[float],
+                  kinds: Sequence[tuple[str, dict[str, Any]]] = LATENCY_KINDS) -> bool:
+    """Percentiles per second in ms of a per-second frame holding them, one line per kind
+    and percentile (by default from the intended send time, corrected, solid, and from the
+    actual send, raw, dashed), on a log axis; False if none had a value."""
     x = ps["second"].to_numpy()
     plotted = False
     for pct in pcts:
         label = percentile_label(pct)
-        for kind, style in (("corrected", "-"), ("raw", "--")):
+        for kind, style in kinds:
             values_ms = ps[f"{label}_{kind}_us"].to_numpy(dtype="float64") / 1000.0
             if np.isfinite(values_ms).any():
-                ax.plot(x, values_ms, ls=style, color=PCT_COLORS[pct], label=f"{label} {kind}")
+                ax.plot(x, values_ms, color=PCT_COLORS[pct], label=f"{label} {kind}", **style)
                 plotted = True
     if plotted:
         _plain_log_y(ax)
@@ -208,19 +215,9 @@ def connections(result: Result) -> Figure:
         ax.bar(ps["second"], ps["new_connections"], width=0.9, color="tab:purple",
                label="connections opened")
         ax.legend(loc="upper right")
-    plotted = False
-    for kind, style in (("connect", "-"), ("ttfb", ":")):
-        for pct in (50.0, 99.0):
-            column = f"{percentile_label(pct)}_{kind}_us"
-            values_ms = (ps[column].to_numpy(dtype="float64") / 1000.0 if column in ps
-                         else np.array([]))
-            if np.isfinite(values_ms).any():
-                ax_ms.plot(ps["second"], values_ms, ls=style, marker="." if kind == "connect"
-                           else None, color=PCT_COLORS[pct],
-                           label=f"{percentile_label(pct)} {kind}")
-                plotted = True
-    if plotted:
-        _plain_log_y(ax_ms)
+    # connect: marked points, as connections open in a few seconds only
+    kinds = (("connect", {"ls": "-", "marker": "."}), ("ttfb", {"ls": ":"}))
+    if latency_lines(ax_ms, ps, (50.0, 99.0), kinds):
         ax_ms.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
                      title="connect: new connections\nttfb: every response")
     else:

@@ -126,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nlatency at {args.rate:g} req/s:")
     print(compare.to_terminal(compare.compare(latency)), end="")
     print(baseline_text(baselines[1]), end="")
-    for phase in ("max", "latency"):
-        for run_dir in ([] if args.no_run_charts else compare.result_dirs(out / phase)):
+    for phase in ("max", "latency") if not args.no_run_charts else ():
+        for run_dir in compare.result_dirs(out / phase):
             written += report.render(run_dir)
     print(f"\nfull tables: {out / 'max' / compare.COMPARISON_MD}, "
           f"{out / 'latency' / compare.COMPARISON_MD}; {len(written)} files written")

@@ -29,6 +29,7 @@ LATENCY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
 SEND_LAG_PERCENTILES: tuple[float, ...] = (99.0,)
 TAG_PERCENTILES: tuple[float, ...] = (50.0, 99.0)
 _KIND = {field: kind for kind, field in HISTS.items()}  # latency_corrected_us -> latency
+COMPARED: tuple[str, ...] = (LATENCY_CORRECTED, LATENCY_RAW, SEND_LAG)  # latency rows
 
 
 class Better(Enum):
@@ -82,7 +83,7 @@ def check_row(name: str) -> str | None:
         rates = ("rate", "error_rate", "late_rate", "dropped_rate", "share")
         return None if base in rates else f"{base} is not compared; expected one of " \
             f"{', '.join(rates)} or a latency"
-    if kind not in (_KIND[LATENCY_CORRECTED], _KIND[LATENCY_RAW], _KIND[SEND_LAG]):
+    if kind not in (_KIND[field] for field in COMPARED):
         return f"{base} is not compared (a threshold of one run only); expected a latency " \
             "(latency, latency_raw, send_lag), rate, error_rate, late_rate, dropped_rate " \
             "or share"
@@ -115,7 +116,7 @@ def values(side: Series, weights: np.ndarray, tags: tuple[str, ...] = (),
     with np.errstate(invalid="ignore", divide="ignore"):
         out["rate"] = np.where(seconds > 0, (weights @ counters["completed"]) / seconds,
                                np.nan)
-    for field in (LATENCY_CORRECTED, LATENCY_RAW, SEND_LAG):
+    for field in COMPARED:
         hist = side.hists[field]
         lag = field == SEND_LAG
         pcts = SEND_LAG_PERCENTILES if lag else LATENCY_PERCENTILES
