@@ -173,6 +173,17 @@ class EngineConfig:
         host, port = url_host_port(url)
         return next((e for e in self.resolve if (e.host, e.port) == (host, port)), None)
 
+    @cached_property
+    def destinations(self) -> int:
+        """How many places this engine opens connections to: one per host and port of its
+        URLs, or in pinned DNS mode one per address of each. libcurl keeps a pool of
+        connections for each (its connection cache holds ``max_in_flight`` per destination:
+        with one cache of ``max_in_flight`` for two pinned addresses, a request whose
+        address has no idle connection evicts the other's, and a closed model re-opened
+        connections without end: 383 opened for 40 in flight in one second, measured)."""
+        pins = {url_host_port(url): len(self.pins_for(url)) for url in self.urls}
+        return sum(count if self.dns == "pinned" else 1 for count in pins.values())
+
     @property
     def requests_per_connection(self) -> int:
         """How many requests one connection carries at once: 1 in HTTP/1.1 (and ``auto``

@@ -52,7 +52,9 @@ def new_multi(config: EngineConfig) -> pycurl.CurlMulti:
     multi = pycurl.CurlMulti()
     multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
     multi.setopt(pycurl.M_MAX_CONCURRENT_STREAMS, config.streams_per_connection)
-    multi.setopt(pycurl.M_MAXCONNECTS, max(config.max_in_flight, 16))
+    # An idle connection is kept for every request in flight to each destination, so
+    # that spreading requests over addresses (or URLs) never evicts a pool's connections.
+    multi.setopt(pycurl.M_MAXCONNECTS, max(config.max_in_flight * config.destinations, 16))
     if config.max_connections is not None:
         multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, config.max_connections)
     return multi

@@ -69,3 +69,15 @@ def test_configs_from_a_checked_spec_hold_the_invariants(http: str) -> None:
     assert [c.actor_index for c in configs] == [0, 1]
     assert all(c.http == http and c.max_connections == 2 and c.timeout_s == 2.0
                for c in configs)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, 1),
+    ({"dns": "pinned", "resolve": PINS}, 2),  # one pool per pinned address
+    ({"urls": (URL, URL + "big", "https://other.test/")}, 2),  # one per host and port
+    ({"urls": (URL, URL + "big", "https://other.test/"), "dns": "pinned",
+      "resolve": (*PINS, ResolveEntry("other.test", 443, ("127.0.0.4",)))}, 3),
+])
+def test_destinations_count_the_connection_pools(overrides: dict[str, Any],
+                                                 expected: int) -> None:
+    assert EngineConfig(**{"urls": (URL,), **overrides}).destinations == expected

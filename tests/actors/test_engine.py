@@ -102,6 +102,17 @@ def test_pinned_spreads_and_system_uses_one_address(target: Target, http: str) -
     assert len(system["address"]) == 1
 
 
+def test_pinned_connections_are_opened_once_not_evicted_by_the_other_address(
+        target: Target) -> None:
+    """A closed model of 40 HTTP/1.1 requests pinned over two addresses keeps one pool of
+    connections per address: about 40 connections for the run (a connection cache of 40
+    for both pools evicted one address's idle connections for the other's: 383 opened)."""
+    merged = total(run_in_process(config_for(target, "1.1", dns="pinned", schedule=None,
+                                             max_in_flight=40, in_flight_step=40)))
+    assert merged["completed"] > 1000 and set(merged["address"]) == set(target.addresses)
+    assert 40 <= merged["new_connections"] <= 40 * 1.3, merged["new_connections"]
+
+
 def test_in_flight_cap_binds_and_late_requests_are_counted(target: Target) -> None:
     # /big is slower than / and 2,000 req/s with a cap of 2 is more than 2 slots can carry.
     config = config_for(
