@@ -7,6 +7,10 @@ accept backlog (``net.core.somaxconn`` and ``net.ipv4.tcp_max_syn_backlog`` = 64
 per namespace), and two client hosts open 1,000 HTTP/1.1 TLS connections each (closed
 model, ``--max-in-flight 1000``, one actor per client host): once all at once (no connect
 rate, the in-flight cap open from the first loop turn), once with ``--connect-rate 400``.
+Each request asks for ``/delay/1000`` (the target answers it after 1 s), so every connection
+carries one request a second: 2,000 req/s in all, which leaves the senders' loops free to
+turn (a request that is answered at once keeps a closed model's loop busy without end, and
+then a handshake also waits for that loop: the connect times measure the sender).
 
 The witnesses: the target namespace's own kernel counters (``TcpExt.ListenOverflows``,
 ``TcpExt.ListenDrops`` in /proc/net/netstat, as ``nstat`` shows them), read before and
@@ -36,21 +40,24 @@ BACKLOG = {"net.core.somaxconn": 64, "net.ipv4.tcp_max_syn_backlog": 64}
 CONNECTIONS_PER_CLIENT = 1000
 CLIENTS = 2
 DURATION_S = 8
+PATH = "/delay/1000"  # each request holds its connection 1 s
 CONNECT_RATE_PER_S = 400.0
 COUNTERS = ("TcpExt.ListenOverflows", "TcpExt.ListenDrops")
 DEFAULT_OUT = Path("docs/results/connection_wall.json")
 
 
-def run_once(bed: Testbed, out: Path, connect_rate_per_s: float | None) -> dict[str, Any]:
-    """One closed-model run from the head namespace; the kernel's counters around it and
-    what rafale measured."""
+def run_once(bed: Testbed, out: Path, connect_rate_per_s: float | None, *,
+             connections: int = CONNECTIONS_PER_CLIENT, duration_s: float = DURATION_S
+             ) -> dict[str, Any]:
+    """One closed-model run from the head namespace (``connections`` per client host); the
+    kernel's counters around it and what rafale measured."""
     info = bed.target_info
-    argv = [sys.executable, "-m", "rafale.cluster.cli", "run", bed.target_url(),
+    argv = [sys.executable, "-m", "rafale.cluster.cli", "run", bed.target_url(PATH),
             "--address", bed.head_address, "--http", "1.1", "--dns", "pinned",
             *bed.resolve_args(), "--cacert", info.ca_file, "--out", str(out), "--no-charts",
-            "--actors", str(CLIENTS), "--duration", f"{DURATION_S}s",
-            "--max-in-flight", str(CONNECTIONS_PER_CLIENT),
-            "--in-flight-step", str(CONNECTIONS_PER_CLIENT), "--timeout", "10s"]
+            "--actors", str(CLIENTS), "--duration", f"{duration_s:g}s",
+            "--max-in-flight", str(connections), "--in-flight-step", str(connections),
+            "--timeout", "10s"]
     if connect_rate_per_s is not None:
         argv += ["--connect-rate", f"{connect_rate_per_s:g}"]
     before = bed.netstat(TARGET)
@@ -96,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     info, began = driver_scale.machine(), time.monotonic()
     runs = []
-    with Testbed(target_sysctls=BACKLOG) as bed, \
+    with Testbed(target_sysctls=BACKLOG, target_delay=True) as bed, \
             tempfile.TemporaryDirectory(prefix="connection_wall-") as tmp:
         for rate in (None, CONNECT_RATE_PER_S):
             name = "at-once" if rate is None else f"rate-{rate:g}"
             runs.append(run_once(bed, Path(tmp) / name, rate))
             print(json.dumps(runs[-1]), flush=True)
-    data = {"machine": info, "backlog": BACKLOG, "clients": CLIENTS,
+    data = {"machine": info, "backlog": BACKLOG, "clients": CLIENTS, "path": PATH,
             "connections_per_client": CONNECTIONS_PER_CLIENT, "duration_s": DURATION_S,
             "runs": runs, "took_s": round(time.monotonic() - began, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,20 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def markdown(data: dict[str, Any]) -> str:
     """The README's table: per run, what the target's kernel counted and what rafale
     measured."""
     backlog = ", ".join(f"`{k}` = {v}" for k, v in data["backlog"].items())
     lines = [f"Target namespace: {backlog}; {data['clients']} client hosts x "
-             f"{data['connections_per_client']:,} HTTP/1.1 TLS connections (closed model), "
+             f"{data['connections_per_client']:,} HTTP/1.1 TLS connections (closed model, "
+             f"each request `{data['path']}`: answered after "
+             f"{float(data['path'].rsplit('/', 1)[1]) / 1000:g} s), "
              f"{data['duration_s']} s a run.", "",
              "| connects | target kernel: ListenOverflows | ListenDrops | connections opened "
-             "| connect p50 | p99 | max | opened per second | sender stalled |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "| connect p50 | p99 | max | opened per second | failed | sender stalled |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for run in data["runs"]:
         rate = run["connect_rate_per_s"]
         name = "all at once" if rate is None else f"`--connect-rate {rate:g}`"
@@ -132,9 +137,19 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {name} | {run['ListenOverflows']:,} | {run['ListenDrops']:,} | "
                      f"{run['new_connections']:,} | {_ms(run['connect_p50_us'])} | "
                      f"{_ms(run['connect_p99_us'])} | {_ms(run['connect_max_us'])} | "
-                     f"{per_second} | {run['stalled_seconds']} of {run['seconds']} s |")
+                     f"{per_second} | {_failed(run)} | "
+                     f"{run['stalled_seconds']} of {run['seconds']} s |")
     return "\n".join(lines) + "\n"
+
+
+def _failed(run: dict[str, Any]) -> str:
+    kinds = ", ".join(f"{kind} x {count:,}" for kind, count in sorted(run["errors"].items()))
+    return f"{run['failed']:,}" + (f" ({kinds})" if kinds else "")
 
 
 def _ms(value_us: Any) -> str:
     return "-" if value_us is None else f"{float(value_us) / 1000:,.1f} ms"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

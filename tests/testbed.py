@@ -73,7 +73,8 @@ import json, signal, sys
 from rafale.cluster import target as t
 
 addresses = tuple(sys.argv[1].split(","))
-target = t.Target(addresses=addresses, private_ok=True, access_log=True, keep_dir=True)
+target = t.Target(addresses=addresses, private_ok=True, access_log=True, keep_dir=True,
+                  delay=sys.argv[2] == "delay")
 
 def end(signum, frame):
     raise SystemExit(0)
@@ -174,7 +175,7 @@ class Testbed:
 
     def __init__(self, *, ray: bool = True, target: bool = True,
                  system_config: Mapping[str, Any] | None = None,
-                 target_sysctls: Mapping[str, int] | None = None,
+                 target_sysctls: Mapping[str, int] | None = None, target_delay: bool = False,
                  start_timeout_s: float = 60.0, stop_grace_s: float = 1.0) -> None:
         self.prefix = f"rtb{secrets.token_hex(3)}-"
         self.token = secrets.token_hex(16)
@@ -183,6 +184,7 @@ class Testbed:
         # Set in the target's namespace before the target listens (e.g. a small accept
         # backlog: net.core.somaxconn is read at listen(); both are per namespace).
         self.target_sysctls = dict(target_sysctls or {})
+        self.target_delay = target_delay  # serve /delay/<ms> (cluster/target/delay_upstream.py)
         self.start_timeout_s, self.stop_grace_s = start_timeout_s, stop_grace_s
         self.dir = Path(tempfile.gettempdir()) / self.prefix.rstrip("-")
         self.head_address = f"{ip(HEAD)}:{RAY_PORT}"
@@ -386,7 +388,8 @@ class Testbed:
     def _start_target(self) -> None:
         home = self.dir / "target"
         home.mkdir()
-        argv = [str(BIN / "python"), "-c", _TARGET_MAIN, ",".join(ADDRESSES[TARGET]["data"])]
+        argv = [str(BIN / "python"), "-c", _TARGET_MAIN, ",".join(ADDRESSES[TARGET]["data"]),
+                "delay" if self.target_delay else "-"]
         with (home / "stderr").open("w") as stderr:
             self._target = self.run_in(TARGET, argv, env={**os.environ, "TMPDIR": str(home)},
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
