@@ -66,6 +66,11 @@ class Aggregate:
     # The completed requests' latency (from intended) of the stalled windows only: what the
     # summary's "healthy seconds only" row leaves out (None while no window stalled).
     stalled_latency: HdrHistogram | None = None
+    # Failures ("kind:curl_code") that ended in a stalled window: the sender's, not the
+    # target's, as much as their latency is.
+    stalled_errors: dict[str, int] = field(default_factory=dict)
+    # Which node each actor ran on (its windows' ``node``): the sender part's per-node detail.
+    actor_nodes: dict[int, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"Aggregate(windows={self.windows}, actors={len(self.actors)}, "
@@ -107,10 +112,14 @@ class Aggregate:
                     add_histogram(self._tag_hist(str(tag)), tag_hist)
         actor, second = int(window["actor"]), int(window["second"])
         self.add_health(actor, second, window)
+        if window.get("stalled") and window.get("error"):
+            self.add_stalled_errors(window["error"])
         self.actors.add(actor)
         if second >= self.last.get(actor, (-1, 0))[0]:
             self.last[actor] = (second, int(window.get("in_flight") or 0))
-        self.nodes.add(str(window.get("node") or ""))
+        node = str(window.get("node") or "")
+        self.nodes.add(node)
+        self.actor_nodes[actor] = node
         if window.get("run_id"):
             self.run_ids.add(str(window["run_id"]))
         self.windows += 1
@@ -135,8 +144,10 @@ class Aggregate:
             self.stalls.setdefault(actor, {}).update(seconds)
         if other.stalled_latency is not None:
             self.add_stalled_latency(other.stalled_latency)
+        self.add_stalled_errors(other.stalled_errors)
         self.actors |= other.actors
         self.nodes |= other.nodes
+        self.actor_nodes.update(other.actor_nodes)
         self.run_ids |= other.run_ids
         self.windows += other.windows
         for actor, (second, in_flight) in other.last.items():
@@ -160,6 +171,11 @@ class Aggregate:
         if self.stalled_latency is None:
             self.stalled_latency = new_histogram()
         add_histogram(self.stalled_latency, hist)
+
+    def add_stalled_errors(self, errors: Mapping[str, Any]) -> None:
+        """Failures by "kind:curl_code" that ended in a stalled window."""
+        for key, count in errors.items():
+            self.stalled_errors[str(key)] = self.stalled_errors.get(str(key), 0) + int(count)
 
     def healthy_latency(self) -> HdrHistogram | None:
         """The completed requests' latency (from intended) in the windows that did not

@@ -59,12 +59,17 @@ def _ms(value_us: Any) -> str:
     return "-" if value_us is None else f"{value_us / 1000.0:,.3f}"
 
 
-def _shares(counts: Mapping[str, Any], total: int | None = None) -> str:
+def _shares(counts: Mapping[str, Any], total: int | None = None,
+            stalled: Mapping[str, int] | None = None) -> str:
+    """"key count (share)", largest first; with ``stalled``, how many of each ended while
+    the sender was stalled."""
     if not counts:
         return "none"
     denominator = total if total else sum(counts.values())
+    stalled = stalled or {}
     return ", ".join(
-        f"{key} {count:,} ({count / denominator:.1%})" if denominator else f"{key} {count:,}"
+        (f"{key} {count:,} ({count / denominator:.1%})" if denominator else f"{key} {count:,}")
+        + (f" ({stalled[key]:,} sender stalled)" if stalled.get(key) else "")
         for key, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     )
 
@@ -179,7 +184,7 @@ def summary_text(result: Result) -> str:
                          + _held((s.get("target") or {}).get("held_per_s"))),
         ("errors", f"{s.get('error_share', 0):.2%} of sent (failed, or open at the end); by "
                    "kind: " + _shares(s.get("error_kinds", {}))),
-        ("error codes", _shares(s.get("errors", {}))),
+        ("error codes", _shares(s.get("errors", {}), stalled=s.get("errors_stalled"))),
         ("statuses", _shares(s.get("status", {}))),
         ("addresses", _shares(s.get("address", {}))),
         ("HTTP versions", _versions(str(result.meta.get("http") or ""), s.get("version", {}))),

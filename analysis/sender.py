@@ -75,6 +75,27 @@ def likely_causes(actors: Mapping[str, Mapping[str, Any]],
     return causes
 
 
+def _nodes(total: Aggregate, actors: Mapping[str, Mapping[str, Any]],
+           nodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per node that held a stalled actor: its name (hostname and address from meta's nodes,
+    else its id), actors, stalled actors, stalled seconds and stall time."""
+    names = {str(n.get("node_id")): " ".join(str(n[k]) for k in ("hostname", "ip") if n.get(k))
+             for n in nodes}
+    out: dict[str, dict[str, Any]] = {}
+    for actor, part in actors.items():
+        node = total.actor_nodes.get(int(actor), "")
+        entry = out.setdefault(node, {"name": names.get(node) or node[:12] or "unknown",
+                                      "actors": 0, "stalled_actors": 0, "seconds": set(),
+                                      "stall_s": 0.0})
+        entry["actors"] += 1
+        if part["stalled_seconds"]:
+            entry["stalled_actors"] += 1
+            entry["seconds"] |= set(part["seconds"])
+            entry["stall_s"] += part["stall_s"]
+    return {node: {**e, "stalled_seconds": len(e["seconds"]), "seconds": sorted(e["seconds"])}
+            for node, e in out.items() if e["stalled_actors"]}
+
+
 def sender_summary(total: Aggregate, nodes: Sequence[Mapping[str, Any]] = ()
                    ) -> dict[str, Any]:
     """The ``sender`` part of the summary (``nodes``: meta's nodes, for the CPU count)."""
@@ -90,6 +111,7 @@ def sender_summary(total: Aggregate, nodes: Sequence[Mapping[str, Any]] = ()
         "loop_gap_max_ms": total.counters["loop_gap_max_us"] / 1e3,
         "late_stall": int(total.counters["late_stall"]),
         "actors": actors,
+        "nodes": _nodes(total, actors, nodes),
         "causes": likely_causes(actors, nodes),
     }
 
@@ -101,6 +123,10 @@ def sender_line(sender: Mapping[str, Any] | None) -> list[str]:
     lines = [f"sender-bound for {sender['stalled_seconds']} s (seconds "
              f"{seconds_text(sender['seconds'])}): results in those seconds measure rafale, "
              "not the target"]
+    for part in (sender.get("nodes") or {}).values():
+        lines.append(f"  node {part['name']}: {part['stalled_actors']} of {part['actors']} "
+                     f"actors stalled, {part['stall_s']:.1f} s in all, seconds "
+                     f"{seconds_text(part['seconds'])}")
     for actor, part in (sender.get("actors") or {}).items():
         if part["stalled_seconds"]:
             lines.append(f"  actor {actor}: stalled {part['stall_s']:.1f} s in "

@@ -124,6 +124,8 @@ def summarize(total: Aggregate, nodes: Sequence[Mapping[str, Any]] = ()) -> dict
         LATENCY_ALL: latency_summary(everything),
         "error_kinds": dict(sorted(kinds.items())),
         "errors": errors,
+        # Of those, the failures that ended in sender-stalled seconds (the sender's doing).
+        "errors_stalled": _sorted(total.stalled_errors),
         "status": _sorted(total.maps["status"]),
         "address": address,
         "address_share": _shares(address),
@@ -157,8 +159,10 @@ def aggregate_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> Aggregate:
     for name in LATENCIES:
         total.hists[name] = merge_histograms(windows[name])
     if "stalled" in windows and (windows["stalled"] > 0).any():
-        total.add_stalled_latency(merge_histograms(
-            windows.loc[windows["stalled"] > 0, LATENCY_CORRECTED]))
+        stalled = windows.loc[windows["stalled"] > 0]
+        total.add_stalled_latency(merge_histograms(stalled[LATENCY_CORRECTED]))
+        errors = counts[counts["dimension"] == "error"].merge(stalled[["actor", "second"]])
+        total.add_stalled_errors(errors.groupby("key")["count"].sum().to_dict())
     if TAG_LATENCY in windows:
         for by_tag in windows[TAG_LATENCY]:
             for tag, encoded in dict(by_tag if by_tag is not None else ()).items():
@@ -167,6 +171,8 @@ def aggregate_frames(windows: pd.DataFrame, counts: pd.DataFrame) -> Aggregate:
                     add_histogram(total.tag_hists.setdefault(str(tag), new_histogram()), hist)
     total.actors = {int(a) for a in windows["actor"].unique()}
     total.nodes = {str(n) for n in windows["node"].unique()}
+    total.actor_nodes = {int(a): str(n) for a, n in zip(windows["actor"], windows["node"],
+                                                         strict=True)}
     total.run_ids = {str(r) for r in windows["run_id"].unique() if r}
     total.windows = len(windows)
     seconds = windows["second"]

@@ -1,6 +1,7 @@
 """The summary's ``sender`` part (analysis/sender.py) from contract-shaped windows: which
-seconds were stalled, how long, the run-queue wait, the likely cause, the printed lines;
-the same from a saved result; the longest loop gap merged by max everywhere."""
+seconds were stalled, how long, the run-queue wait, the likely cause, per actor and per
+node, the printed lines; the failures that ended in stalled seconds; the same from a saved
+result; the longest loop gap merged by max everywhere."""
 
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def test_the_printed_summary_opens_with_sender_bound(tmp_path: Path) -> None:
     assert title.startswith("rafale run")
     assert headline == ("sender-bound for 4 s (seconds 2–4, 6): results in those seconds "
                         "measure rafale, not the target")
-    assert rest[0].startswith("  actor 0: stalled 2.2 s in 3 s, run-queue wait 72% of them")
+    assert rest[0] == "  node node-0: 2 of 2 actors stalled, 2.3 s in all, seconds 2–4, 6"
+    assert rest[1].startswith("  actor 0: stalled 2.2 s in 3 s, run-queue wait 72% of them")
     assert "likely cause: the sending thread ran at niceness 19" in text
     assert "(sender stalled 160, in-flight cap" in text
     healthy = store.load(store.save(tmp_path / "h", make_run(RunShape(seed=2))[0],
@@ -137,3 +139,40 @@ def test_the_healthy_seconds_latency_leaves_the_stalled_windows_out(tmp_path: Pa
     assert row.split()[3:5] == [_ms(healthy["p50"]), _ms(healthy["p90"])], row
     quiet = summarize(WindowLog.of(make_run(RunShape(seed=3))[0]).total())
     assert LATENCY_HEALTHY not in quiet  # no stall: the run's latency is the healthy one
+
+
+def test_stalls_are_told_per_node_with_the_nodes_names() -> None:
+    windows, _ = make_run(RunShape(actors=4, seconds=6, seed=5, nodes=2))
+    for window in windows:  # node-1's two actors (1 and 3) stall in seconds 2 and 3
+        if window["actor"] % 2 and window["second"] in (2, 3):
+            window.update(loop_gap_max_us=300_000, stall_us=300_000, stalled=1)
+    total = WindowLog.of(windows).total()
+    nodes = [{"node_id": "node-1", "hostname": "client-b", "ip": "10.9.0.3", "cpus": 2}]
+    parts = sender_summary(total, nodes)["nodes"]
+    assert list(parts) == ["node-1"]  # a node with no stalled actor is not listed
+    assert parts["node-1"] == {"name": "client-b 10.9.0.3", "actors": 2, "stalled_actors": 2,
+                               "stalled_seconds": 2, "seconds": [2, 3], "stall_s": 1.2}
+    assert sender_line(sender_summary(total, nodes))[1] == (
+        "  node client-b 10.9.0.3: 2 of 2 actors stalled, 1.2 s in all, seconds 2–3")
+
+
+def test_failures_that_ended_in_stalled_seconds_are_told_apart(tmp_path: Path) -> None:
+    windows = stalled_run()
+    expected: dict[str, int] = {}
+    for window in windows:
+        if window["stalled"]:
+            for key, count in window["error"].items():
+                expected[key] = expected.get(key, 0) + count
+    assert expected  # the factory fails one request in ten, stalled seconds included
+    live = summarize(WindowLog.of(windows).total())
+    assert live["errors_stalled"] == expected
+    assert all(live["errors"][key] > count for key, count in expected.items())
+    result = store.load(store.save(tmp_path / "r", windows, make_meta("r")))
+    assert summarize_frames(result.windows, result.counts)["errors_stalled"] == \
+        live["errors_stalled"]
+    [row] = [line for line in summary_text(result).splitlines()
+             if line.lstrip().startswith("error codes")]
+    key, count = max(expected.items(), key=lambda kv: kv[1])
+    assert f"({count:,} sender stalled)" in row.split(key, 1)[1].split(",")[0], row
+    quiet = summarize(WindowLog.of(make_run(RunShape(seed=3))[0]).total())
+    assert quiet["errors_stalled"] == {}
