@@ -48,7 +48,8 @@ loop_gap_max_us        int     the longest time the loop was not ready to send (
 stall_us               int     a stalled second's lost time: the larger of its run-queue wait and
                                its time in loop gaps longer than ``stall_after_s`` (0 otherwise)
 stalled                int     1 when this second was sender-stalled (a loop gap longer than
-                               ``stall_after_s``, or a run-queue wait above 20 % of the second)
+                               ``stall_after_s``, or a run-queue wait above 20 % of the second
+                               and above ``stall_after_s``)
 niceness               int     the sending thread's niceness (read once a second; merged by max)
 status                 map     HTTP status code (as text) -> completed requests
 error                  map     "kind:curl_code" (e.g. "timeout:28") -> failed requests

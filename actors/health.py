@@ -13,8 +13,8 @@ Two measures, both cheap (a few float operations per loop turn, one file read pe
 
 A second is *sender-stalled* (:func:`is_stalled`) when its longest gap exceeds the tolerance
 (``stall_after_s``, 50 ms by default) or its run-queue wait exceeds
-:data:`RUNQ_STALL_SHARE` of it. What happens in such a second measures the sender, not the
-target. No ray, no pycurl here.
+:data:`RUNQ_STALL_SHARE` of it (and the tolerance: a partial window's few ms are not one).
+What happens in such a second measures the sender, not the target. No ray, no pycurl here.
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ def thread_niceness(tid: int) -> int:
 def is_stalled(loop_gap_max_us: int, runq_wait_us: int, window_us: int,
                stall_after_us: int, runq_share: float = RUNQ_STALL_SHARE) -> bool:
     """The stall rule: a gap longer than the tolerance, or a run-queue wait above
-    ``runq_share`` of the window."""
-    return loop_gap_max_us > stall_after_us or runq_wait_us > runq_share * window_us
+    ``runq_share`` of the window and above the tolerance too (a stall loses at least that
+    much time: 3 ms of wait in the last 10 ms of a run is 30 % of its window, not a stall)."""
+    return loop_gap_max_us > stall_after_us or runq_wait_us > max(runq_share * window_us,
+                                                                   stall_after_us)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ def test_this_threads_schedstat_is_read_from_the_kernel() -> None:
     (0, 200_001, 1_000_000, True),
     (49_000, 199_000, 1_000_000, False),  # both near, neither over
     (0, 100_001, 500_000, True),  # a half second: 20 % of it
+    (7_000, 3_200, 10_000, False),  # a run's last 10 ms: 32 % of it, but 3 ms lost
+    (0, 50_001, 60_000, True),  # over the tolerance and the share
 ])
 def test_the_stall_rule(gap_us: int, wait_us: int, window_us: int, stalled: bool) -> None:
     assert is_stalled(gap_us, wait_us, window_us, 50_000) is stalled
