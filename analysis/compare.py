@@ -70,7 +70,8 @@ def to_markdown(df: pd.DataFrame) -> str:
 TERMINAL_COLUMNS = {"label": "run", "achieved_per_s": "req/s", "held_per_s": "held/s",
                     "p50_corrected_us": "p50 ms",
                     "p99_corrected_us": "p99 ms", "error_share": "errors",
-                    "late_share": "late", "addresses_used": "addrs"}
+                    "late_share": "late", "addresses_used": "addrs",
+                    "stalled_seconds": "stalled s"}
 
 
 def to_terminal(df: pd.DataFrame, width: int = 120) -> str:

@@ -298,6 +298,9 @@ def run_row(result: Result) -> dict[str, Any]:
         "late_share": int(requests.get("late", 0)) / sent if sent else 0.0,
         "addresses_used": len(addresses),
         "max_address_share": max(addresses.values()) if addresses else None,
+        # Seconds in which a sender stalled (its results there measure rafale): 0 is clean.
+        "stalled_seconds": int((summary.get("sender") or {}).get("stalled_seconds") or 0),
+        "sender_stall_s": float((summary.get("sender") or {}).get("stall_s") or 0.0),
     }
 
 

@@ -91,15 +91,33 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{float(value) / 1000:,.2f}"
 
 
+def _demo_stalls(data: dict[str, Any], rate: float) -> list[str]:
+    """What the "stalled s" column says of the two phases (nothing for an older demo.json)."""
+    phases = {name: [row.get("stalled_seconds") for row in data[name]]
+              for name in ("max", "latency")}
+    if any(value is None for values in phases.values() for value in values):
+        return []
+    def said(values: list[Any]) -> str:
+        stalled = sum(1 for value in values if value)
+        return ("no second stalled" if not stalled else
+                f"{stalled} of {len(values)} runs had sender-stalled seconds")
+    return [f"**stalled s**: seconds in which a sender stalled (see *stalls* under What the "
+            f"numbers mean). At maximum throughput {said(phases['max'])}: the closed model "
+            "keeps the 2 cores busy and the senders wait for a CPU beside the target, so that "
+            "table is this machine's ceiling, senders and target together, not the target's. "
+            f"At {rate:,.0f} req/s {said(phases['latency'])}.", ""]
+
+
 def render_demo(data: dict[str, Any]) -> str:
     """The demo's two tables (from docs/results/demo/demo.json) and its charts."""
     def table(rows: list[dict[str, Any]]) -> list[str]:
-        lines = ["| HTTP | DNS | actors | req/s | p50 ms | p99 ms | addresses |",
-                 "|---|---|--:|--:|--:|--:|--:|"]
+        lines = ["| HTTP | DNS | actors | req/s | p50 ms | p99 ms | addresses | stalled s |",
+                 "|---|---|--:|--:|--:|--:|--:|--:|"]
         for row in rows:
             lines.append(f"| {row['http']} | {row['dns']} | {row['actors']} | "
                          f"{float(row['achieved_per_s']):,.0f} | {_ms(row['p50_corrected_us'])} | "
-                         f"{_ms(row['p99_corrected_us'])} | {row['addresses_used']} |")
+                         f"{_ms(row['p99_corrected_us'])} | {row['addresses_used']} | "
+                         f"{row.get('stalled_seconds', '-')} |")
         return lines
 
     rate = float(data["rate_per_s"])
@@ -112,6 +130,7 @@ def render_demo(data: dict[str, Any]) -> str:
         f"**Latency at {rate:,.0f} req/s** (pinned DNS; req/s is the mean over the run, its "
         "1 s ramp included):", "",
         *table(data["latency"]), "",
+        *_demo_stalls(data, rate),
         "![maximum throughput by protocol and DNS mode](docs/results/demo/max-comparison.png)",
         "![latency at a fixed rate](docs/results/demo/latency-comparison.png)",
         "![pinned DNS: both addresses](docs/results/demo/address-share-pinned.png)",

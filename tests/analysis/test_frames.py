@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from rafale.analysis import frames, store
+from rafale.analysis import compare, frames, store
 from rafale.analysis.log import WindowLog
 from rafale.analysis.result import Result
-from tests.analysis.conftest import SaveRun
+from tests.analysis.conftest import SaveRun, make_meta
+from tests.analysis.test_sender import stalled_run
 from tests.analysis.windows_factory import RunShape, make_run, make_window
 
 
@@ -69,6 +71,20 @@ def test_run_row(save_run: SaveRun, addresses: tuple[str, ...], dns: str, used: 
     assert row["max_address_share"] == pytest.approx(max_share)
     assert row["error_share"] == 0.0
     assert row["p99_corrected_us"] >= row["p50_corrected_us"] > 0
+
+
+def test_run_row_counts_the_stalled_seconds(save_run: SaveRun, tmp_path: Path) -> None:
+    """The comparison's "stalled s" column: 0 for a healthy run, the sender-bound seconds
+    and their stall time for one whose sender stalled."""
+    healthy = frames.run_row(store.load(save_run("h", RunShape(actors=2, seconds=3))))
+    assert (healthy["stalled_seconds"], healthy["sender_stall_s"]) == (0, 0.0)
+    stalled = frames.run_row(store.load(store.save(tmp_path / "s", stalled_run(),
+                                                   make_meta("s"))))
+    assert stalled["stalled_seconds"] == 4
+    assert stalled["sender_stall_s"] == pytest.approx(2.32)
+    header, row = compare.to_terminal(compare.compare([store.load(tmp_path / "s")])
+                                      ).splitlines()
+    assert header.endswith("stalled s") and row.split()[-1] == "4"
 
 
 def test_run_row_falls_back_to_windows_for_labels(tmp_path) -> None:  # type: ignore[no-untyped-def]

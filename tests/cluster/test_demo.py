@@ -55,6 +55,10 @@ def test_the_demo_compares_protocol_ceilings_and_dns_modes(
         assert set(rows["base_cell"]) == {first}
     published = json.loads((publish / "demo.json").read_text())
     assert len(published["max"]) == 8 and len(published["latency"]) == 4
+    # Each cell says how many of its seconds were sender-stalled (the README's column).
+    assert all(isinstance(row["stalled_seconds"], int)
+               for phase in ("max", "latency") for row in published[phase])
+    assert tables.splitlines()[1].endswith("stalled s")
     assert (publish / "max-comparison.png").stat().st_size > 10_000
     assert (publish / "address-share-pinned.png").exists()
     # --no-run-charts: only the two published runs got their address-share chart
