@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import hashlib
 import json
 import math
 import os
@@ -89,6 +90,9 @@ class Case:
     hist_bytes_per_window: float
     rss_bytes_per_window: float
     wall_s: float
+    # The run's summary at the end, hashed: two ways of feeding the driver the same windows
+    # (flat, or merged by node aggregators) must give the same one.
+    summary_sha256: str = ""
 
 
 # Figures that must be positive in any case (RSS growth may be ~0 or negative when small).
@@ -139,10 +143,20 @@ def window_pool(size: int, seed: int = 7) -> list[dict[str, Any]]:
     return pool
 
 
-def windows_for(second: int, actors: int, pool: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One drain: the window of every actor for ``second`` (shallow copies of pool windows)."""
+def node_of(actor: int, actors: int, nodes: int | None = None) -> str:
+    """The node an actor runs on: ``ACTORS_PER_NODE`` a node, or ``nodes`` even groups."""
+    return f"node-{actor // ACTORS_PER_NODE if nodes is None else actor * nodes // actors}"
+
+
+def windows_for(second: int, actors: int, pool: list[dict[str, Any]],
+                nodes: int | None = None) -> list[dict[str, Any]]:
+    """One drain: the window of every actor for ``second`` (shallow copies of pool windows),
+    in actor order (a node's actors next to each other)."""
     return [{**pool[(second * actors + a) % len(pool)], "actor": a, "second": second,
-             "node": f"node-{a // ACTORS_PER_NODE}"} for a in range(actors)]
+             "node": node_of(a, actors, nodes)} for a in range(actors)]
+
+
+Prepare = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 def settled_rss() -> int:
@@ -161,15 +175,17 @@ def p99(values: list[float]) -> float:
 
 
 def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, Any]],
-             each_second: Callable[[WindowLog], object] | None = None) -> Case:
+             each_second: Callable[[WindowLog], object] | None = None, *,
+             nodes: int | None = None, prepare: Prepare | None = None) -> Case:
     """One case; ``each_second(log)`` runs inside each simulated second's CPU measure (what
-    else the driver does every second: benchmarks/metrics_cost.py scrapes /metrics there)."""
+    else the driver does every second: benchmarks/metrics_cost.py scrapes /metrics there);
+    ``prepare(windows)`` outside it, before the driver gets them (the node aggregators of
+    benchmarks/driver_tree.py); ``nodes`` splits the actors into that many nodes."""
     every = int(CHECKPOINT_EVERY_S)
     cut = actors * seconds > max_windows
     seconds_run = max(every, max_windows // actors) if cut else seconds
     meta = {"run_id": "driver-scale", "spec": {"run_s": seconds, "actors": actors},
-            "actors": [{"index": a, "node": f"node-{a // ACTORS_PER_NODE}"}
-                       for a in range(actors)]}
+            "actors": [{"index": a, "node": node_of(a, actors, nodes)} for a in range(actors)]}
     log = WindowLog(unsaved=True)
     plain_cpu: list[float] = []
     all_cpu: list[float] = []
@@ -180,8 +196,10 @@ def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, A
         rss_before = settled_rss()
         began = time.perf_counter()
         for second in range(seconds_run):
-            windows = windows_for(second, actors, pool)
+            windows = windows_for(second, actors, pool, nodes)
             hist_bytes += sum(len(w[name]) for w in windows for name in LATENCIES)
+            if prepare is not None:
+                windows = prepare(windows)
             cpu_began = time.process_time()
             log.append(windows)
             snapshot(log, elapsed_s=second + 1.0, total_s=float(seconds), state="sending",
@@ -201,7 +219,8 @@ def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, A
         rss_after = settled_rss()
         wall_began = time.perf_counter()
         tables = log.tables()
-        checkpoints.finish(*tables, meta, summarize(log.total()))
+        summary = summarize(log.total())
+        checkpoints.finish(*tables, meta, summary)
         compaction_s = time.perf_counter() - wall_began
         wall_s = time.perf_counter() - began
     windows_total = len(log)
@@ -213,7 +232,9 @@ def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, A
         checkpoint_last5_s=statistics.median(checkpoint_s[-5:]), compaction_s=compaction_s,
         arrow_bytes_per_window=sum(t.nbytes for t in tables) / windows_total,
         hist_bytes_per_window=hist_bytes / windows_total,
-        rss_bytes_per_window=(rss_after - rss_before) / windows_total, wall_s=wall_s)
+        rss_bytes_per_window=(rss_after - rss_before) / windows_total, wall_s=wall_s,
+        summary_sha256=hashlib.sha256(json.dumps(summary, sort_keys=True, default=str)
+                                      .encode()).hexdigest())
 
 
 def _ms(seconds: float) -> str:
@@ -294,6 +315,25 @@ def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+def _modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from benchmarks import driver_tree
+
+    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+    senders = _ints(args.senders or ("8,16" if args.quick else "256,1024,4096"))
+    nodes = _ints(args.nodes or ("2,4" if args.quick else "16,64,256"))
+    seconds = _ints(args.seconds or ("6" if args.quick else "20"))
+    bad = [m for m in modes if m not in driver_tree.MODES]
+    if not modes or bad:
+        parser.error(f"--mode {args.mode!r}: each of {', '.join(driver_tree.MODES)}")
+    if len(senders) != len(nodes) or any(m < 1 or n < m for n, m in zip(senders, nodes,
+                                                                        strict=False)):
+        parser.error(f"--senders {senders} and --nodes {nodes}: one node count per sender "
+                     "count, each at least 1 and at most its senders")
+    if len(seconds) != 1 or seconds[0] < CHECKPOINT_EVERY_S:
+        parser.error(f"--seconds {seconds}: one value >= {CHECKPOINT_EVERY_S:g} with --mode")
+    return driver_tree.main(modes, senders, nodes, seconds[0], args.out, args.quick)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--actors", help="comma-separated N (default 2,16,64,256)")
@@ -302,7 +342,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the first max-windows/N seconds of larger cases")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--mode", help="flat, tree or flat,tree: compare the driver fed by "
+                        "every sender (flat) with one aggregator per node (tree), "
+                        "benchmarks/driver_tree.py; writes driver_tree.json")
+    parser.add_argument("--senders", help="with --mode: comma-separated sender counts "
+                        "(default 256,1024,4096)")
+    parser.add_argument("--nodes", help="with --mode: comma-separated node counts, one per "
+                        "sender count (default 16,64,256)")
     args = parser.parse_args(argv)
+    if args.mode is not None:
+        return _modes(parser, args)
     actors = _ints(args.actors or ("2,8" if args.quick else "2,16,64,256"))
     seconds = _ints(args.seconds or ("6,11" if args.quick else "60,600,3600"))
     if min(seconds) < CHECKPOINT_EVERY_S or min(actors) < 1:

@@ -23,6 +23,7 @@ from benchmarks import (
     connection_wall,
     contention,
     driver_scale,
+    driver_tree,
     feeds,
     metrics_cost,
     table,
@@ -51,6 +52,17 @@ def render_driver_scale(data: dict[str, Any]) -> str:
                "--out docs/results")
     return (_machine(data["machine"], command) + "\n"
             + driver_scale.markdown(cases, list(data["verdicts"]), int(data["max_windows"])))
+
+
+def render_driver_tree(data: dict[str, Any]) -> str:
+    cases = [driver_tree.ModeCase(**case) for case in data["cases"]]
+    modes = ",".join(dict.fromkeys(c.mode for c in cases))
+    pairs = list(dict.fromkeys((c.senders, c.nodes) for c in cases))
+    command = (f"python -m benchmarks.driver_scale --mode {modes} --senders "
+               f"{','.join(str(n) for n, _ in pairs)} --nodes {','.join(str(m) for _, m in pairs)}"
+               f" --seconds {data['seconds']} --out docs/results")
+    return (_machine(data["machine"], command) + "\n"
+            + driver_tree.markdown(cases, list(data["verdicts"])))
 
 
 def render_metrics_cost(data: dict[str, Any]) -> str:
@@ -151,6 +163,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "webpush": render_webpush,
     "feeds": render_feeds,
     "driver_scale": render_driver_scale,
+    "driver_tree": render_driver_tree,
     "contention": render_contention,
     "metrics_cost": render_metrics_cost,
     "compare_calibration": compare_calibration.markdown,

@@ -217,6 +217,27 @@ def test_driver_scale_quick_writes_every_figure_of_every_case(tmp_path: Path) ->
     assert "| N | T (s) |" in (tmp_path / "driver_scale.md").read_text()
 
 
+def test_driver_scale_tree_mode_gives_the_flat_summary_for_less_driver_cpu(
+        tmp_path: Path) -> None:
+    argv = ["--mode", "flat,tree", "--senders", "32", "--nodes", "2", "--seconds", "5",
+            "--quick", "--out", str(tmp_path)]
+    assert driver_scale.main(argv) == 0
+    raw = json.loads((tmp_path / "driver_tree.json").read_text())
+    flat, tree = raw["cases"]
+    assert (flat["mode"], tree["mode"]) == ("flat", "tree")
+    assert flat["windows"] == tree["windows"] == 32 * 5
+    assert flat["summary_sha256"] == tree["summary_sha256"]  # lossless
+    assert flat["aggregator_cpu_s_per_s"] == 0 < tree["aggregator_cpu_s_per_s"]
+    # the driver decodes 2 nodes' histograms a second, not 32 senders'
+    assert tree["driver_cpu_median_s"] < flat["driver_cpu_median_s"], (flat, tree)
+    assert raw["verdicts"][-1].endswith("met: 1 of 1 cases"), raw["verdicts"]
+    assert "| tree | 32 | 2 | 16 |" in (tmp_path / "driver_tree.md").read_text()
+    with pytest.raises(SystemExit):
+        driver_scale.main(["--mode", "bush", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        driver_scale.main(["--mode", "tree", "--senders", "4", "--nodes", "8"])
+
+
 @pytest.mark.slow
 def test_feeds_benchmark_runs_small_and_renders(tmp_path: Path) -> None:
     from benchmarks import feeds
