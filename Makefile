@@ -25,12 +25,14 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 # cores (four made Ray node starts, which Ray gives 30 s, time out now and then).
 WORKERS ?= 3
 
-# Two passes (see tests/conftest.py): everything not `serial` on $(WORKERS) workers, then
-# the `serial` tests alone; then line coverage per room, checked against its floor.
-test: $(STAMP) lint
+# Three passes (see tests/conftest.py): everything not `serial` on $(WORKERS) workers, ruff
+# and mypy included (tests/test_lint.py); the `multinode` tests a module per worker; the
+# `cores` tests alone; then line coverage per room, checked against its floor.
+test: $(STAMP)
 	rm -f .coverage .coverage.*
 	$(PYTEST) -n $(WORKERS) --dist loadgroup -m "not serial" --cov --cov-report= --durations=15
-	$(PYTEST) -m serial --cov --cov-append --cov-report= --durations=5
+	$(PYTEST) -n 2 --dist loadgroup -m "serial and not cores" --cov --cov-append --cov-report= --durations=5
+	$(PYTEST) -m cores --cov --cov-append --cov-report= --durations=3
 	$(PY) -m tests.coverage_floor
 
 # The inner loop: no Caddy, no Ray, no notebooks, no rafale processes (a test that starts
@@ -38,6 +40,7 @@ test: $(STAMP) lint
 test-fast: $(STAMP)
 	RAFALE_TEST_FAST=1 $(PYTEST) -n $(WORKERS) -m "not slow and not real"
 
+# `make test` runs the same checks as tests/test_lint.py (its RUFF_PATHS are these paths).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rafale/__init__.py actors cluster analysis tests benchmarks notebooks
 	$(VENV)/bin/mypy

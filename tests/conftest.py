@@ -1,14 +1,17 @@
 """Shared fixtures (the embedded target, one local Ray, one `ray start` head) and how the
 suite is ordered and split.
 
-`make test` runs the suite in two passes: the tests not marked ``serial`` on several
-workers at once (pytest-xdist; most tests wait on real time, not on a CPU), then the
-``serial`` ones alone (they own the machine: several Ray nodes, network namespaces, busy
-cores). In the parallel pass, the tests that start a Ray of their own in another process
-(a rafale process without --address, the demo) are in two xdist groups, ``own_ray_a``
-and ``own_ray_b``, so that at most two such starts overlap: Ray gives a starting node 30 s
-to register, which a burst of starts on two busy cores exceeded (CI: "The current node
-timed out during startup"). A notebook's kernel joins the session's `ray start` head.
+`make test` runs the suite in three passes: the tests not marked ``serial`` on several
+workers at once (pytest-xdist; most tests wait on real time, not on a CPU, and ruff and
+mypy run there too, tests/test_lint.py); then the ``multinode`` tests (several Ray nodes,
+network namespaces), a module per worker on two workers: the namespace testbed's module
+and a ray.cluster_utils.Cluster test, each mostly waiting on leases and real time; last,
+alone, the ``cores`` tests (busy loops and a sender pinned to the cores, a run-queue
+measure: they need the machine to themselves). In the parallel pass, the tests that start
+a Ray of their own in another process (a rafale process without --address, the demo) are
+in two xdist groups, ``own_ray_a`` and ``own_ray_b``, so that at most two such starts
+overlap: Ray gives a starting node 30 s to register, which a burst of starts on two busy
+cores exceeded (CI: "The current node timed out during startup"). A notebook's kernel joins the session's `ray start` head.
 
 `make test-fast` runs the tests that need none of Caddy, Ray, a notebook kernel or
 a rafale process (not ``real``) and refuses, in that pass, to start Caddy or Ray.
@@ -72,8 +75,9 @@ def target_factory() -> Iterator[Callable[..., Target]]:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark what needs real components (``real``) and what must run alone (``serial``:
-    every ``multinode`` test); the tests on the `ray start` head run on one worker (one
+    """Mark what needs real components (``real``) and what runs after the parallel pass
+    (``serial``: every ``multinode`` test, a module per worker, and every ``cores`` test);
+    the tests on the `ray start` head run on one worker (one
     head in the session, not one per worker); then put ``slow`` tests first, so that the
     longest start while the others fill the remaining workers (stable: modules stay
     together)."""
@@ -84,6 +88,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "ray_head" in fixtures:
             item.add_marker(pytest.mark.xdist_group("ray_head"))
         if item.get_closest_marker("multinode"):
+            item.add_marker(pytest.mark.serial)
+            item.add_marker(pytest.mark.real)
+            item.add_marker(pytest.mark.xdist_group(f"multinode_{item.module.__name__}"))
+        if item.get_closest_marker("cores"):
             item.add_marker(pytest.mark.serial)
             item.add_marker(pytest.mark.real)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -73,7 +73,7 @@ def test_a_sender_that_cannot_lower_its_niceness_is_warned_about(
     assert len(meta["warnings"]) == 1 and expected in meta["warnings"][0]
 
 
-@pytest.mark.serial  # its busy loops and its rate need the cores to themselves
+@pytest.mark.cores  # its busy loops and its rate need the cores to themselves
 def test_a_sender_keeps_its_rate_beside_three_busy_loops_on_its_core(target: Target) -> None:
     """The contention benchmark's hardest case through Ray, with loose bounds (its README
     figures come from `python -m benchmarks.contention` on a quiet machine)."""

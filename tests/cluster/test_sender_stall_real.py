@@ -20,7 +20,7 @@ from rafale.analysis.summary import summarize
 from rafale.cluster.target import Target
 
 # They own the cores (busy loops, a run-queue measure): alone, in the serial pass.
-pytestmark = [pytest.mark.slow, pytest.mark.serial,
+pytestmark = [pytest.mark.slow, pytest.mark.cores,
               pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores")]
 
 
