@@ -151,15 +151,17 @@ class TerminalView:
 
 def view(run: Run, every_s: float = 1.0, for_s: float | None = None) -> None:
     """Show the run every ``every_s`` until it ends (then once more, from its final frame)
-    or until ``for_s`` seconds have passed."""
+    or until ``for_s`` seconds have passed: the last picture is drawn at the end of the
+    watch, even when drawing took longer than the watch (a busy machine)."""
     check_times(every_s, for_s)
     deadline = math.inf if for_s is None else time.monotonic() + for_s
     shown: _View = NotebookView(run) if in_kernel() else TerminalView()
     try:
         while True:
+            began = time.monotonic()
             ended = run.done  # read first: a picture drawn after the end is the final one
             shown.update(run, final=ended)
-            if ended or time.monotonic() >= deadline:
+            if ended or began >= deadline:
                 return
             next_s = min(time.monotonic() + every_s, deadline)
             while not run.done and time.monotonic() < next_s:

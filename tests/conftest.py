@@ -11,7 +11,8 @@ measure: they need the machine to themselves). In the parallel pass, the tests t
 a Ray of their own in another process (a rafale process without --address, the demo) are
 in two xdist groups, ``own_ray_a`` and ``own_ray_b``, so that at most two such starts
 overlap: Ray gives a starting node 30 s to register, which a burst of starts on two busy
-cores exceeded (CI: "The current node timed out during startup"). A notebook's kernel joins the session's `ray start` head.
+cores exceeded (CI: "The current node timed out during startup"). A notebook's kernel
+joins the session's `ray start` head.
 
 `make test-fast` runs the tests that need none of Caddy, Ray, a notebook kernel or
 a rafale process (not ``real``) and refuses, in that pass, to start Caddy or Ray.
