@@ -119,7 +119,7 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "CONNECT", "COUNTERS", "COUNTS_SCHEMA", "DIMENSIONS", "GAUGES", "HEALTH", "HIST_HIGHEST_US",
-    "HIST_LOWEST_US", "MAXIMA", "merge_counter",
+    "FLOAT_DECIMALS", "HIST_LOWEST_US", "MAXIMA", "merge_counter",
     "HIST_SIGNIFICANT_DIGITS", "KEYS", "LATENCIES", "LATENCY_CORRECTED", "LATENCY_FAILED",
     "LATENCY_RAW", "OUTCOMES_SCHEMA", "OUTCOME_FIELDS", "OUTCOME_KINDS", "RATES", "REQUESTS",
     "SEND_LAG", "TAG_LATENCY", "TAG_SEPARATOR", "TTFB", "outcome_of",
@@ -161,9 +161,18 @@ TAG_LATENCY = "latency_by_tag_us"  # tag -> encoded histogram (at most 32 tags p
 
 
 
+# Float counters add rounded to this many decimals (cpu_s: a microsecond), so that a sum
+# does not depend on the order windows merge in (float addition is not associative: a
+# node's aggregator merging first changed the last digits of a 4,096-sender run's cpu_s).
+FLOAT_DECIMALS = 6
+
+
 def merge_counter(name: str, a: float, b: float) -> float:
-    """Two values of a counter merged: the larger of :data:`MAXIMA`, else the sum."""
-    return max(a, b) if name in MAXIMA else a + b
+    """Two values of a counter merged: the larger of :data:`MAXIMA`, else the sum (of a
+    float counter, rounded to :data:`FLOAT_DECIMALS`: the same whatever the order)."""
+    if name in MAXIMA:
+        return max(a, b)
+    return round(a + b, FLOAT_DECIMALS) if name in FLOAT_COUNTERS else a + b
 
 
 # ----- histograms -------------------------------------------------------------------------

@@ -90,9 +90,7 @@ class Aggregate:
         """Add one window dict of the contract (its histograms decoded here unless given)."""
         counters = self.counters
         for name in COUNTERS:
-            value = window.get(name) or 0
-            counters[name] = max(counters[name], value) if name in MAXIMA else (
-                counters[name] + value)
+            counters[name] = merge_counter(name, counters[name], window.get(name) or 0)
         for name in DIMENSIONS:
             target = self.maps[name]
             for key, count in (window.get(name) or {}).items():
@@ -138,8 +136,14 @@ class Aggregate:
             add_histogram(self.hists[name], other.hists[name])
         for tag, hist in other.tag_hists.items():
             add_histogram(self._tag_hist(tag), hist)
-        for actor, sums in other.health.items():
-            self._merge_health(actor, sums)
+        health = self.health
+        for actor, sums in other.health.items():  # per sender: inline, it is the hot loop
+            mine = health.get(actor)
+            if mine is None:
+                health[actor] = dict(sums)
+            else:
+                for name, value in sums.items():
+                    mine[name] = int(merge_counter(name, mine[name], value))
         for actor, seconds in other.stalls.items():
             self.stalls.setdefault(actor, {}).update(seconds)
         if other.stalled_latency is not None:
@@ -202,6 +206,28 @@ class Aggregate:
     def in_flight_end(self) -> int:
         """Requests open at the end of each actor's latest window, summed."""
         return sum(in_flight for _, in_flight in self.last.values())
+
+    # ----- shipping (a node's aggregator sends its seconds' aggregates to the driver) -----
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable: the histograms (ctypes arrays in hdrh) travel in the contract's text
+        form, as windows carry them."""
+        state = dict(self.__dict__)
+        state["hists"] = self.encoded()
+        state["tag_hists"] = {tag: encode(hist) for tag, hist in self.tag_hists.items()}
+        if self.stalled_latency is not None:
+            state["stalled_latency"] = encode(self.stalled_latency)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["hists"] = {name: decode(text) or new_histogram()
+                          for name, text in state["hists"].items()}
+        state["tag_hists"] = {tag: decode(text) or new_histogram()
+                              for tag, text in state["tag_hists"].items()}
+        if state["stalled_latency"] is not None:
+            state["stalled_latency"] = decode(state["stalled_latency"]) or new_histogram()
+        self.__dict__.update(state)
 
     def copy(self) -> Aggregate:
         out = Aggregate()

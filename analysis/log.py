@@ -39,6 +39,7 @@ from rafale.actors.contract import (
 )
 from rafale.analysis.aggregate import FRAME_PERCENTILES, Aggregate, frame_row
 from rafale.analysis.frames import second_frame
+from rafale.analysis.node_batch import NodeBatch
 
 OPEN_SECONDS = 5
 _COMPACT_EVERY = 64  # small batches folded into one table every this many appends
@@ -138,23 +139,56 @@ class WindowLog:
             self.count += len(windows)
             self._seal(max(self._open, default=-1) - self.open_s)
 
+    def append_node(self, batch: NodeBatch) -> None:
+        """Add one node's windows as its aggregator made them ready
+        (``analysis/node_batch.py``): the rows appended as they are, each second's
+        aggregate added whole. Nothing here converts or decodes a window, so the driver's
+        work grows with nodes, not senders; the log ends the same as with :meth:`append`."""
+        if not batch.rows:
+            return
+        with self._lock:
+            self._windows.append(batch.windows)
+            self._counts.append(batch.counts)
+            for second, agg in sorted(batch.seconds.items()):
+                for actor, (_, in_flight) in agg.last.items():
+                    self._in_flight[actor] = in_flight
+                sealed = self._sealed.get(second)
+                if sealed is None:
+                    self._opened(second).add(agg)
+                else:
+                    self._add_sealed(sealed, agg)
+            self.count += batch.rows
+            self._seal(max(self._open, default=-1) - self.open_s)
+
     def _add(self, window: Mapping[str, Any]) -> None:
         second = int(window["second"])
         self._in_flight[int(window["actor"])] = int(window.get("in_flight") or 0)
         sealed = self._sealed.get(second)
         if sealed is None:
-            self._open.setdefault(second, Aggregate()).add_window(window)
+            self._opened(second).add_window(window)
             return
-        hists = [decode(window.get(name)) for name in LATENCIES]
-        self._total.add_window(window, hists)
+        late = Aggregate()
+        late.add_window(window)
+        self._add_sealed(sealed, late)
+
+    def _opened(self, second: int) -> Aggregate:
+        """The open second's aggregate (made once: an Aggregate is six histograms)."""
+        agg = self._open.get(second)
+        if agg is None:
+            agg = self._open[second] = Aggregate()
+        return agg
+
+    def _add_sealed(self, sealed: _Sealed, agg: Aggregate) -> None:
+        """A late window's (or a node's) aggregate for a sealed second: into the total and
+        into that second's row."""
+        self._total.add(agg)
         for name in COUNTERS:
             sealed.counters[name] = merge_counter(name, sealed.counters[name],
-                                                  window.get(name) or 0)
-        sealed.actors.add(int(window["actor"]))
+                                                  agg.counters[name])
+        sealed.actors |= agg.actors
         merged = sealed.hists_decoded()
-        for name, hist in zip(LATENCIES, hists, strict=True):
-            if hist is not None:
-                add_histogram(merged[name], hist)
+        for name in LATENCIES:
+            add_histogram(merged[name], agg.hists[name])
         sealed.hists = {name: encode(hist) for name, hist in merged.items()}
         sealed.row = frame_row(sealed.counters, sealed.actors, merged, FRAME_PERCENTILES)
 

@@ -156,7 +156,9 @@ def windows_for(second: int, actors: int, pool: list[dict[str, Any]],
              "node": node_of(a, actors, nodes)} for a in range(actors)]
 
 
-Prepare = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+# Runs on the nodes, before the driver's measure: takes one drain's windows, returns what
+# the driver then does with the nodes' answers (inside the measure), given its log.
+Prepare = Callable[[list[dict[str, Any]]], Callable[[WindowLog], None]]
 
 
 def settled_rss() -> int:
@@ -180,7 +182,8 @@ def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, A
     """One case; ``each_second(log)`` runs inside each simulated second's CPU measure (what
     else the driver does every second: benchmarks/metrics_cost.py scrapes /metrics there);
     ``prepare(windows)`` outside it, before the driver gets them (the node aggregators of
-    benchmarks/driver_tree.py); ``nodes`` splits the actors into that many nodes."""
+    benchmarks/driver_tree.py), returning the driver's step that replaces appending the
+    windows; ``nodes`` splits the actors into that many nodes."""
     every = int(CHECKPOINT_EVERY_S)
     cut = actors * seconds > max_windows
     seconds_run = max(every, max_windows // actors) if cut else seconds
@@ -198,10 +201,12 @@ def run_case(actors: int, seconds: int, max_windows: int, pool: list[dict[str, A
         for second in range(seconds_run):
             windows = windows_for(second, actors, pool, nodes)
             hist_bytes += sum(len(w[name]) for w in windows for name in LATENCIES)
-            if prepare is not None:
-                windows = prepare(windows)
+            step = prepare(windows) if prepare is not None else None
             cpu_began = time.process_time()
-            log.append(windows)
+            if step is None:
+                log.append(windows)
+            else:
+                step(log)
             snapshot(log, elapsed_s=second + 1.0, total_s=float(seconds), state="sending",
                      actors_alive=actors, actors_total=actors)
             if each_second is not None:

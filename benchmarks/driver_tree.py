@@ -1,13 +1,16 @@
 """Driver scale, flat against tree: the driver's CPU per second of run when it gets every
-sender's window as it is (flat) and when one aggregator per node has merged that node's
-histograms first (tree, ``actors/node_merge.py``), for thousands of senders.
+sender's window as it is (flat) and when one aggregator per node has made that node's
+windows ready first (tree, ``analysis/node_batch.py``: the rows as Arrow batches, each
+second's windows merged), for thousands of senders.
 
 The same synthetic windows as ``benchmarks/driver_scale.py`` (4 histograms with samples
 each, 6 in all, real HdrHistogram encodings), the same simulated driver seconds (the window
 log, the progress snapshot, a checkpoint every 5 s, the final compaction). In tree mode each
 second's windows first go through every node's aggregator, in this process, each node's
-CPU measured apart (on a real cluster each runs on its own node, beside its senders). Not
-simulated: Ray's own cost of one call per sender (flat) or per node (tree) a second.
+CPU measured apart (on a real cluster each runs on its own node, beside its senders),
+including pickling its answer; the driver's measure includes unpickling them, as Ray's
+replies are. Not simulated: Ray's own cost of one call per sender (flat) or per node (tree)
+a second.
 
     .venv/bin/python -m benchmarks.driver_scale --mode flat,tree --senders 256,1024,4096
         --nodes 16,64,256 --seconds 20 --out docs/results
@@ -17,15 +20,18 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 from benchmarks import driver_scale
-from rafale.actors.node_merge import carry_histograms
+from rafale.analysis.log import WindowLog
+from rafale.analysis.node_batch import node_batch
 
 MODES = ("flat", "tree")
 AGGREGATOR_CPU_TARGET_S = 0.1  # per second of run, one aggregator of 64 senders
@@ -61,13 +67,17 @@ class Aggregators:
     def __init__(self) -> None:
         self.cpu_s: list[float] = []
 
-    def __call__(self, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def __call__(self, windows: list[dict[str, Any]]) -> Callable[[WindowLog], None]:
+        replies: list[bytes] = []
         for _, group in groupby(windows, key=lambda window: window["node"]):
             began = time.process_time()
-            out += carry_histograms(group)
+            replies.append(pickle.dumps(node_batch(list(group))))
             self.cpu_s.append(time.process_time() - began)
-        return out
+
+        def driver(log: WindowLog) -> None:
+            for reply in replies:
+                log.append_node(pickle.loads(reply))
+        return driver
 
 
 def run_mode(mode: str, senders: int, nodes: int, seconds: int,
