@@ -44,7 +44,13 @@ CONTROL_CONCURRENCY = 8  # start() returns at once; control calls never queue be
 PROBE_TIMEOUT_S = 3.0
 READY_TIMEOUT_S = 60.0
 _LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-_LOCAL_RAY_ENV = {"RAY_worker_niceness": "0"}  # senders must not be starved (Ray's: 15)
+_LOCAL_RAY_ENV = {
+    "RAY_worker_niceness": "0",  # senders must not be starved (Ray's: 15)
+    # Ray starts a worker per CPU for tasks when the first driver connects; rafale runs
+    # actors, which get workers of their own: the idle ones cost ~1.3 CPU-s each to start
+    # and ~1 % of a core each while idle, beside the senders (measured, 2 CPUs).
+    "RAY_prestart_worker_first_driver": "0",
+}
 _QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 _HEAD_RESOURCE = "node:__internal_head__"
 

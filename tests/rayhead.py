@@ -38,7 +38,8 @@ class RayHead:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         env = {**os.environ, TAG: self.tag, "RAY_AUTH_MODE": "token",
-               "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0"}
+               "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0",
+               "RAY_prestart_worker_first_driver": "0"}  # as rafale's own local Ray
         env.pop("RAY_ADDRESS", None)
         if worker_niceness is None:  # Ray's default (15), as `ray start` gives a user
             env.pop("RAY_worker_niceness", None)
