@@ -26,13 +26,13 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 WORKERS ?= 3
 
 # Three passes (see tests/conftest.py): everything not `serial` on $(WORKERS) workers, ruff
-# and mypy included (tests/test_lint.py); the `multinode` tests a module per worker; the
-# `cores` tests alone; then line coverage per room, checked against its floor.
+# and mypy included (tests/test_lint.py); the `cores` tests alone; the `multinode` tests a
+# module per worker; then line coverage per room, checked against its floor.
 test: $(STAMP)
 	rm -f .coverage .coverage.*
 	$(PYTEST) -n $(WORKERS) --dist loadgroup -m "not serial" --cov --cov-report= --durations=15
-	$(PYTEST) -n 2 --dist loadgroup -m "serial and not cores" --cov --cov-append --cov-report= --durations=5
 	$(PYTEST) -m cores --cov --cov-append --cov-report= --durations=3
+	$(PYTEST) -n 2 --dist loadgroup -m "serial and not cores" --cov --cov-append --cov-report= --durations=5
 	$(PY) -m tests.coverage_floor
 
 # The inner loop: no Caddy, no Ray, no notebooks, no rafale processes (a test that starts

@@ -3,16 +3,17 @@ suite is ordered and split.
 
 `make test` runs the suite in three passes: the tests not marked ``serial`` on several
 workers at once (pytest-xdist; most tests wait on real time, not on a CPU, and ruff and
-mypy run there too, tests/test_lint.py); then the ``multinode`` tests (several Ray nodes,
-network namespaces), a module per worker on two workers: the namespace testbed's module
-and a ray.cluster_utils.Cluster test, each mostly waiting on leases and real time; last,
-alone, the ``cores`` tests (busy loops and a sender pinned to the cores, a run-queue
-measure: they need the machine to themselves). In the parallel pass, the tests that start
-a Ray of their own in another process (a rafale process without --address, the demo) are
-in two xdist groups, ``own_ray_a`` and ``own_ray_b``, so that at most two such starts
-overlap: Ray gives a starting node 30 s to register, which a burst of starts on two busy
-cores exceeded (CI: "The current node timed out during startup"). A notebook's kernel
-joins the session's `ray start` head.
+mypy run there too, tests/test_lint.py); then the ``cores`` tests alone (busy loops and a
+sender pinned to the cores, a run-queue measure), each once the cores are quiet (what a
+pass before left running stalled a quiet sender in CI); then the ``multinode`` tests
+(several Ray nodes, network namespaces), a module per worker on two workers: the namespace
+testbed's module and a ray.cluster_utils.Cluster test, each mostly waiting on leases and
+real time. In the parallel pass, the tests that start a Ray of their own in another
+process (a rafale process without --address, the demo) are in two xdist groups,
+``own_ray_a`` and ``own_ray_b``, so that at most two such starts overlap: Ray gives a
+starting node 30 s to register, which a burst of starts on two busy cores exceeded (CI:
+"The current node timed out during startup"). A notebook's kernel joins the session's
+`ray start` head.
 
 `make test-fast` runs the tests that need none of Caddy, Ray, a notebook kernel or
 a rafale process (not ``real``) and refuses, in that pass, to start Caddy or Ray.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -96,6 +98,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.serial)
             item.add_marker(pytest.mark.real)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+QUIET_IDLE_SHARE = 0.8  # of both cores, over QUIET_SAMPLE_S
+QUIET_SAMPLE_S = 0.5
+QUIET_WAIT_MAX_S = 20.0
+
+
+def _idle_share(sample_s: float) -> float:
+    """The share of all CPUs' time that was idle over ``sample_s`` (/proc/stat)."""
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+    idle0, all0 = read()
+    time.sleep(sample_s)
+    idle1, all1 = read()
+    return (idle1 - idle0) / max(all1 - all0, 1)
+
+
+@pytest.fixture(autouse=True)
+def _cores_wait_for_quiet(request: pytest.FixtureRequest) -> None:
+    """A ``cores`` test starts once the machine is quiet (at most QUIET_WAIT_MAX_S)."""
+    if not request.node.get_closest_marker("cores"):
+        return
+    deadline = time.monotonic() + QUIET_WAIT_MAX_S
+    while (share := _idle_share(QUIET_SAMPLE_S)) < QUIET_IDLE_SHARE:
+        if time.monotonic() > deadline:
+            print(f"the cores stayed busy: {1 - share:.0%} in use")
+            return
 
 
 @pytest.fixture(autouse=True)
