@@ -123,8 +123,10 @@ class Aggregate:
         self.windows += 1
         self._span(int(window["second"]), bool(window.get("sent") or window.get("intended")))
 
-    def add(self, other: Aggregate) -> None:
-        """self += other (lossless)."""
+    def add(self, other: Aggregate, *, per_sender: bool = True) -> None:
+        """self += other (lossless). With ``per_sender=False`` the per-sender parts (each
+        sender's health, latest window, node, and the set of senders) are left out: what
+        the progress line needs, cheap at thousands of senders."""
         for name in COUNTERS:
             self.counters[name] = merge_counter(name, self.counters[name],
                                                 other.counters[name])
@@ -136,31 +138,35 @@ class Aggregate:
             add_histogram(self.hists[name], other.hists[name])
         for tag, hist in other.tag_hists.items():
             add_histogram(self._tag_hist(tag), hist)
-        health = self.health
-        for actor, sums in other.health.items():  # per sender: inline, it is the hot loop
+        for actor, seconds in other.stalls.items():
+            self.stalls.setdefault(actor, {}).update(seconds)
+        if other.stalled_latency is not None:
+            self.add_stalled_latency(other.stalled_latency)
+        self.add_stalled_errors(other.stalled_errors)
+        self.nodes |= other.nodes
+        self.run_ids |= other.run_ids
+        self.windows += other.windows
+        if per_sender:
+            self._add_per_sender(other)
+        for span, busy in ((other.seconds, False), (other.busy, True)):
+            if span is not None:
+                self._span(span[0], busy)
+                self._span(span[1], busy)
+
+    def _add_per_sender(self, other: Aggregate) -> None:
+        health, last = self.health, self.last
+        for actor, sums in other.health.items():  # inline: the loop over every sender
             mine = health.get(actor)
             if mine is None:
                 health[actor] = dict(sums)
             else:
                 for name, value in sums.items():
                     mine[name] = int(merge_counter(name, mine[name], value))
-        for actor, seconds in other.stalls.items():
-            self.stalls.setdefault(actor, {}).update(seconds)
-        if other.stalled_latency is not None:
-            self.add_stalled_latency(other.stalled_latency)
-        self.add_stalled_errors(other.stalled_errors)
-        self.actors |= other.actors
-        self.nodes |= other.nodes
-        self.actor_nodes.update(other.actor_nodes)
-        self.run_ids |= other.run_ids
-        self.windows += other.windows
         for actor, (second, in_flight) in other.last.items():
-            if second >= self.last.get(actor, (-1, 0))[0]:
-                self.last[actor] = (second, in_flight)
-        for span, busy in ((other.seconds, False), (other.busy, True)):
-            if span is not None:
-                self._span(span[0], busy)
-                self._span(span[1], busy)
+            if second >= last.get(actor, (-1, 0))[0]:
+                last[actor] = (second, in_flight)
+        self.actors |= other.actors
+        self.actor_nodes.update(other.actor_nodes)
 
     def add_health(self, actor: int, second: int, window: Mapping[str, Any]) -> None:
         """One window's health fields (also for windows read back from saved files)."""

@@ -226,6 +226,17 @@ class WindowLog:
                 out.add(agg)
             return out
 
+    def totals(self) -> Aggregate:
+        """Everything so far without its per-sender parts (``Aggregate.add(per_sender=
+        False)``): counters, maps, histograms, stalls, the seconds seen. What the progress
+        line reads every second; its cost grows with seconds open, not with senders."""
+        with self._lock:
+            out = Aggregate()
+            out.add(self._total, per_sender=False)
+            for agg in self._open.values():
+                out.add(agg, per_sender=False)
+            return out
+
     def second(self, second: int) -> Aggregate | None:
         """The aggregate of an open second (a copy), or None."""
         with self._lock:
