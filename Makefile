@@ -25,14 +25,18 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 # cores (four made Ray node starts, which Ray gives 30 s, time out now and then).
 WORKERS ?= 3
 
-# Three passes (see tests/conftest.py): everything not `serial` on $(WORKERS) workers, ruff
-# and mypy included (tests/test_lint.py); the `cores` tests alone; the `multinode` tests a
-# module per worker; then line coverage per room, checked against its floor.
+# Three passes (see tests/conftest.py): everything not `serial` on $(WORKERS) workers; the
+# `cores` tests alone; the `multinode` tests a module per worker, with ruff and mypy beside
+# them (that pass waits on leases and real time: a core is free); then line coverage per
+# room, checked against its floor.
 test: $(STAMP)
 	rm -f .coverage .coverage.*
 	$(PYTEST) -n $(WORKERS) --dist loadgroup -m "not serial" --cov --cov-report= --durations=15
 	$(PYTEST) -m cores --cov --cov-append --cov-report= --durations=3
-	$(PYTEST) -n 2 --dist loadgroup -m "serial and not cores" --cov --cov-append --cov-report= --durations=5
+	$(MAKE) --no-print-directory lint > .lint.out 2>&1 & lint=$$!; \
+	$(PYTEST) -n 2 --dist loadgroup -m "serial and not cores" --cov --cov-append --cov-report= \
+		--durations=5; tests=$$?; wait $$lint; linted=$$?; cat .lint.out; rm -f .lint.out; \
+	test $$tests -eq 0 && test $$linted -eq 0
 	$(PY) -m tests.coverage_floor
 
 # The inner loop: no Caddy, no Ray, no notebooks, no rafale processes (a test that starts
@@ -40,7 +44,6 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	RAFALE_TEST_FAST=1 $(PYTEST) -n $(WORKERS) -m "not slow and not real"
 
-# `make test` runs the same checks as tests/test_lint.py (its RUFF_PATHS are these paths).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rafale/__init__.py actors cluster analysis tests benchmarks notebooks
 	$(VENV)/bin/mypy

@@ -2,13 +2,13 @@
 suite is ordered and split.
 
 `make test` runs the suite in three passes: the tests not marked ``serial`` on several
-workers at once (pytest-xdist; most tests wait on real time, not on a CPU, and ruff and
-mypy run there too, tests/test_lint.py); then the ``cores`` tests alone (busy loops and a
-sender pinned to the cores, a run-queue measure), each once the cores are quiet (what a
-pass before left running stalled a quiet sender in CI); then the ``multinode`` tests
-(several Ray nodes, network namespaces), a module per worker on two workers: the namespace
-testbed's module and a ray.cluster_utils.Cluster test, each mostly waiting on leases and
-real time. In the parallel pass, the tests that start a Ray of their own in another
+workers at once (pytest-xdist; most tests wait on real time, not on a CPU); then the
+``cores`` tests alone (busy loops and a sender pinned to the cores, a run-queue measure),
+each once the cores are quiet (what a pass before left running stalled a quiet sender in
+CI); then the ``multinode`` tests (several Ray nodes, network namespaces), a module per
+worker on two workers: the namespace testbeds' modules and a ray.cluster_utils.Cluster
+test, each mostly waiting on leases and real time (the Makefile runs ruff and mypy beside
+them). In the parallel pass, the tests that start a Ray of their own in another
 process (a rafale process without --address, the demo) are in two xdist groups,
 ``own_ray_a`` and ``own_ray_b``, so that at most two such starts overlap: Ray gives a
 starting node 30 s to register, which a burst of starts on two busy cores exceeded (CI:
