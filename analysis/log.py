@@ -218,23 +218,14 @@ class WindowLog:
         with self._lock:
             return self._windows.take_unsaved(), self._counts.take_unsaved()
 
-    def total(self) -> Aggregate:
-        """Everything so far, merged (a copy: sealed total plus the open seconds)."""
-        with self._lock:
-            out = self._total.copy()
-            for agg in self._open.values():
-                out.add(agg)
-            return out
-
-    def totals(self) -> Aggregate:
-        """Everything so far without its per-sender parts (``Aggregate.add(per_sender=
-        False)``): counters, maps, histograms, stalls, the seconds seen. What the progress
-        line reads every second; its cost grows with seconds open, not with senders."""
+    def total(self, *, per_sender: bool = True) -> Aggregate:
+        """Everything so far, merged (a copy: sealed total plus the open seconds). With
+        ``per_sender=False`` without the per-sender parts (``Aggregate.add``): what the
+        progress line reads every second, its cost growing with open seconds, not senders."""
         with self._lock:
             out = Aggregate()
-            out.add(self._total, per_sender=False)
-            for agg in self._open.values():
-                out.add(agg, per_sender=False)
+            for agg in (self._total, *self._open.values()):
+                out.add(agg, per_sender=per_sender)
             return out
 
     def second(self, second: int) -> Aggregate | None:

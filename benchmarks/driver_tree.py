@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import driver_scale
+from benchmarks.driver_scale import _ms
 from rafale.analysis.log import WindowLog
 from rafale.analysis.node_batch import node_batch
 
@@ -126,10 +127,6 @@ def verdicts(cases: list[ModeCase]) -> list[str]:
     lines.append("- the run's summary through the aggregators equals the flat one (sha-256 of "
                  f"its JSON): {verdict}")
     return lines
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f} ms"
 
 
 def markdown(cases: list[ModeCase], lines: list[str]) -> str:

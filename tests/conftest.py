@@ -80,10 +80,9 @@ def target_factory() -> Iterator[Callable[..., Target]]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what needs real components (``real``) and what runs after the parallel pass
     (``serial``: every ``multinode`` test, a module per worker, and every ``cores`` test);
-    the tests on the `ray start` head run on one worker (one
-    head in the session, not one per worker); then put ``slow`` tests first, so that the
-    longest start while the others fill the remaining workers (stable: modules stay
-    together)."""
+    the tests on the `ray start` head run on one worker (one head in the session, not one
+    per worker); then put ``slow`` tests first, so that the longest start while the others
+    fill the remaining workers (stable: modules stay together)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if REAL_FIXTURES & fixtures:
