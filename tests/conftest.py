@@ -1,19 +1,20 @@
 """Shared fixtures (the embedded target, one local Ray, one `ray start` head) and how the
 suite is ordered and split.
 
-`make test` runs the suite in three passes: the tests not marked ``serial`` on several
-workers at once (pytest-xdist; most tests wait on real time, not on a CPU); then the
-``cores`` tests alone (busy loops and a sender pinned to the cores, a run-queue measure),
-each once the cores are quiet (what a pass before left running stalled a quiet sender in
-CI); then the ``multinode`` tests (several Ray nodes, network namespaces), a module per
-worker on two workers: the namespace testbeds' modules and a ray.cluster_utils.Cluster
-test, each mostly waiting on leases and real time (the Makefile runs ruff and mypy beside
-them). In the parallel pass, the tests that start a Ray of their own in another
-process (a rafale process without --address, the demo) are in two xdist groups,
-``own_ray_a`` and ``own_ray_b``, so that at most two such starts overlap: Ray gives a
-starting node 30 s to register, which a burst of starts on two busy cores exceeded (CI:
-"The current node timed out during startup"). A notebook's kernel joins the session's
-`ray start` head.
+`make test` runs the suite in three passes: first the ``cores`` tests alone (busy loops
+and a sender pinned to the cores, a run-queue measure), while the machine is quiet (each
+still waits for quiet cores: what a pass before left running stalled a quiet sender in CI);
+then the tests not marked ``serial`` on several workers at once (pytest-xdist; most tests
+wait on real time, not on a CPU); then the ``multinode`` tests (several Ray nodes, network
+namespaces), a module per worker on two workers: the namespace testbeds' modules and a
+ray.cluster_utils.Cluster test, each mostly waiting on leases and real time (the Makefile
+runs ruff and mypy beside them). Ray gives a starting node 30 s to register, which a burst
+of starts on two busy cores exceeded (CI: "The current node timed out during startup"): the
+test processes start their own local Rays and `ray start` heads one at a time (a lock, see
+tests/rayhead.py), and the tests that start a Ray in another process (a rafale process
+without --address, the demo) are in two xdist groups, ``own_ray_a`` and ``own_ray_b``, so
+that at most two such starts overlap. A notebook's kernel joins the session's `ray start`
+head.
 
 `make test-fast` runs the tests that need none of Caddy, Ray, a notebook kernel or
 a rafale process (not ``real``) and refuses, in that pass, to start Caddy or Ray.
@@ -33,7 +34,7 @@ from hypothesis import settings
 
 from rafale.cluster import placement
 from rafale.cluster.target import Target
-from tests.rayhead import RayHead
+from tests.rayhead import RayHead, one_ray_start_at_a_time
 
 # Fixtures that start real components: a test that asks for one is `real`.
 REAL_FIXTURES = frozenset({"target", "target_factory", "local_ray", "ray_head"})
@@ -155,8 +156,11 @@ def _session_ray() -> Iterator[None]:
 @pytest.fixture
 def local_ray(_session_ray: None) -> None:
     """A local Ray on loopback (rafale's own default: `placement.connect(None)`), shared
-    by the tests of this process: started once (~4 s), not per module."""
-    placement.connect(None)
+    by the tests of this process: started once (~4 s), not per module, one test process
+    at a time (see tests/rayhead.py)."""
+    if not ray.is_initialized():
+        with one_ray_start_at_a_time():
+            placement.connect(None)
 
 
 @pytest.fixture(scope="session")

@@ -8,18 +8,36 @@ test worker) and any other Ray on the machine are left alone.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
 
 RAY = Path(sys.executable).with_name("ray")
 TAG = "RAFALE_TEST_RAY_HEAD"
+# Ray gives a starting node 30 s to register with its GCS; several starts at once on two
+# busy cores (one per test worker at the session's start) can exceed it. The test processes
+# start their Rays one at a time: the lock is held only while a node starts (~4-7 s).
+START_LOCK = Path(tempfile.gettempdir()) / "rafale-tests-ray-start.lock"
+
+
+@contextlib.contextmanager
+def one_ray_start_at_a_time() -> Iterator[None]:
+    """Hold the machine-wide lock of the test processes' Ray starts (flock, released when
+    the block ends or the process dies)."""
+    with open(START_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def free_port() -> int:
@@ -51,8 +69,9 @@ class RayHead:
                          "--include-dashboard=false", "--disable-usage-stats"]
 
     def start(self) -> RayHead:
-        started = subprocess.run(self._command, env=self.env, capture_output=True, text=True,
-                                 timeout=120)
+        with one_ray_start_at_a_time():
+            started = subprocess.run(self._command, env=self.env, capture_output=True,
+                                     text=True, timeout=120)
         if started.returncode != 0:
             self.stop()
             raise RuntimeError(f"ray start failed: {started.stderr[-2000:]}")
