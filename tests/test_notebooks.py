@@ -192,8 +192,11 @@ def test_committed_outputs_hold_no_warning_and_no_machine_path(name: str) -> Non
 @pytest.mark.slow
 def test_quickstart(kernel_specs: KernelSpecManager, tmp_path: Path) -> None:
     out = tmp_path / "quickstart"
+    # The notebook ends the run with stop() after the pause and set_rate: DURATION_S only
+    # has to outlast its cells. 8 s did not on a loaded machine (CI, 4 test workers on 2
+    # cores): the run had ended by the time the pause cell ran, so nothing was paused.
     nb = execute("quickstart", {
-        "DURATION_S": 8, "RATE_PER_S": 200, "RAMP_S": 1, "ACTORS": 2, "HTTP": "2",
+        "DURATION_S": 30, "RATE_PER_S": 200, "RAMP_S": 1, "ACTORS": 2, "HTTP": "2",
         "DNS": "pinned", "WATCH_S": 2, "PAUSE_S": 2, "NEW_RATE_PER_S": 300,
         "OUT_DIR": str(out),
     }, kernel_specs, tmp_path)
