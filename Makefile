@@ -28,15 +28,16 @@ WORKERS ?= 4
 
 # Three passes (see tests/conftest.py): the `cores` tests alone, first, while the machine
 # is quiet; everything not `serial` on $(WORKERS) workers; the `multinode` tests a module
-# per worker, with ruff and mypy beside them (that pass waits on leases and real time: a
-# core is free); then line coverage per room, checked against its floor.
+# per worker on three workers (the namespace testbeds' three modules and a Ray Cluster test),
+# with ruff and mypy beside them (that pass waits on leases and real time: a core is free);
+# then line coverage per room, checked against its floor.
 test: $(STAMP)
 	rm -f .coverage .coverage.*
 	$(PYTEST) -m cores --cov --cov-report= --durations=3
 	$(PYTEST) -n $(WORKERS) --dist loadgroup -m "not serial" --cov --cov-append --cov-report= \
 		--durations=15
 	$(MAKE) --no-print-directory lint > .lint.out 2>&1 & lint=$$!; \
-	$(PYTEST) -n 2 --dist loadgroup -m "serial and not cores" --cov --cov-append --cov-report= \
+	$(PYTEST) -n 3 --dist loadgroup -m "serial and not cores" --cov --cov-append --cov-report= \
 		--durations=5; tests=$$?; wait $$lint; linted=$$?; cat .lint.out; rm -f .lint.out; \
 	test $$tests -eq 0 && test $$linted -eq 0
 	$(PY) -m tests.coverage_floor

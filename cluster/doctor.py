@@ -106,8 +106,9 @@ def _nice(limits: NodeLimits) -> Finding:
 
 def _nofile(limits: NodeLimits, per_process: int | None) -> Finding:
     value = f"soft {limits.nofile_soft}, hard {limits.nofile_hard}"
-    raise_it = ("raise it before starting Ray on this node: `ulimit -n 1048576` (and "
-                "`nofile` in /etc/security/limits.conf or LimitNOFILE= for a service)")
+    raise_it = ("raise it before starting Ray on this node: `ulimit -n $(ulimit -Hn)` (up "
+                "to the hard limit; above it, `nofile` in /etc/security/limits.conf or "
+                "LimitNOFILE= for a service)")
     if per_process is None:
         if limits.nofile_soft < LOW_NOFILE:
             return Finding(limits.node, "open files", value, "warn",

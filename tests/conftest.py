@@ -6,7 +6,7 @@ and a sender pinned to the cores, a run-queue measure), while the machine is qui
 still waits for quiet cores: what a pass before left running stalled a quiet sender in CI);
 then the tests not marked ``serial`` on several workers at once (pytest-xdist; most tests
 wait on real time, not on a CPU); then the ``multinode`` tests (several Ray nodes, network
-namespaces), a module per worker on two workers: the namespace testbeds' modules and a
+namespaces), a module per worker on three workers: the namespace testbeds' modules and a
 ray.cluster_utils.Cluster test, each mostly waiting on leases and real time (the Makefile
 runs ruff and mypy beside them). Ray gives a starting node 30 s to register, which a burst
 of starts on two busy cores exceeded (CI: "The current node timed out during startup"): the

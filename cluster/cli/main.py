@@ -25,6 +25,7 @@ from rafale.cluster.cli.common import (  # noqa: F401 - EXIT_* re-exported for c
     sigterm_as_interrupt,
 )
 from rafale.cluster.cli.compare import compare_command
+from rafale.cluster.cli.launch import app as cluster_app
 from rafale.cluster.cli.options import (
     AbortOnFail,
     Actors,
@@ -360,6 +361,7 @@ def doctor(
 # (cluster/cli/compare.py), so unknown options reach the command instead of click.
 app.command("compare", context_settings={"ignore_unknown_options": True})(compare_command)
 app.add_typer(webpush_app, name="webpush")
+app.add_typer(cluster_app, name="cluster")
 
 
 def main(argv: list[str] | None = None) -> int:
