@@ -160,7 +160,11 @@ def test_a_connect_rate_opens_connections_at_that_rate_not_at_once(
     assert 20 <= budget[0]["new_connections"] <= 41, budget[0]
     opened = sum(w["new_connections"] for w in budget.values())
     assert opened <= 1 + 40 * 1.6 + 1, budget
-    assert free[0]["completed"] > budget[0]["completed"]  # fewer connections, fewer answers
+    # Both served every request they sent. (Not "the free run answered more in its first
+    # second": on busy cores its 60 handshakes at once cost it more answers than the budget's
+    # fewer connections did; CI, 4 test workers on 2 cores: 184 against 362.)
+    for first in (free[0], budget[0]):
+        assert first["completed"] > 0 and set(first["status"]) == {"200"}, first
 
 
 def test_requests_held_by_the_connect_budget_are_late_for_that_cause(
