@@ -77,19 +77,26 @@ def target_factory() -> Iterator[Callable[..., Target]]:
             shutil.rmtree(kept, ignore_errors=True)
 
 
+# The tests on a `ray start` head are ~220 s of a worker's time: in one group they were the
+# parallel pass's longest worker. Two groups (two heads, on two workers): the notebooks and
+# the README's example (~105 s) and the CLI's runs (~115 s).
+RAY_HEAD_A = frozenset({"tests.test_notebooks", "tests.test_readme", "tests.cluster.test_target"})
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark what needs real components (``real``) and what runs after the parallel pass
+    """Mark what needs real components (``real``) and what runs apart from the parallel pass
     (``serial``: every ``multinode`` test, a module per worker, and every ``cores`` test);
-    the tests on the `ray start` head run on one worker (one head in the session, not one
-    per worker); then put ``slow`` tests first, so that the longest start while the others
+    the tests on a `ray start` head run on two workers (a head each, RAY_HEAD_A and the
+    rest, not one per worker); then put ``slow`` tests first, so that the longest start while the others
     fill the remaining workers (stable: modules stay together)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if REAL_FIXTURES & fixtures:
             item.add_marker(pytest.mark.real)
         if "ray_head" in fixtures:
-            item.add_marker(pytest.mark.xdist_group("ray_head"))
+            half = "a" if item.module.__name__ in RAY_HEAD_A else "b"
+            item.add_marker(pytest.mark.xdist_group(f"ray_head_{half}"))
         if item.get_closest_marker("multinode"):
             item.add_marker(pytest.mark.serial)
             item.add_marker(pytest.mark.real)
@@ -165,8 +172,8 @@ def local_ray(_session_ray: None) -> None:
 
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[RayHead]:
-    """One `ray start --head` (2 CPUs, worker niceness 0) for the CLI tests that check
-    wiring or output, all on one worker (see pytest_collection_modifyitems): `rafale run
+    """A `ray start --head` (2 CPUs, worker niceness 0) for the CLI tests that check
+    wiring or output, on two workers (see pytest_collection_modifyitems): `rafale run
     --address ADDRESS` with ``env`` joins it in ~1 s instead of starting a Ray of its own
     (~4 s). Torn down by pid."""
     with RayHead(num_cpus=2) as head:
