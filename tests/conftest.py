@@ -88,8 +88,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark what needs real components (``real``) and what runs apart from the parallel pass
     (``serial``: every ``multinode`` test, a module per worker, and every ``cores`` test);
     the tests on a `ray start` head run on two workers (a head each, RAY_HEAD_A and the
-    rest, not one per worker); then put ``slow`` tests first, so that the longest start while the others
-    fill the remaining workers (stable: modules stay together)."""
+    rest, not one per worker); then put ``slow`` tests first, so that the longest start
+    while the others fill the remaining workers (stable: modules stay together)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if REAL_FIXTURES & fixtures:
