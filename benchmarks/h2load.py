@@ -56,14 +56,20 @@ def apt_install(package: str) -> bool:
     return _apt("install", "-y", "--no-install-recommends", package)
 
 
+def _which(binary: str) -> str | None:
+    """``binary`` on PATH, or in the system's sbin dirs (daemons such as sshd live there, and
+    PATH may leave them out)."""
+    return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+
+
 def ensure_tool(binary: str, package: str) -> str:
-    """``binary`` on PATH; installs Debian's ``package`` with apt-get when missing."""
-    found = shutil.which(binary)
+    """``binary`` on PATH (or sbin); installs Debian's ``package`` with apt-get when missing."""
+    found = _which(binary)
     if found:
         return found
     print(f"{binary} not found: installing {package} with apt-get", flush=True)
     apt_install(package)
-    found = shutil.which(binary)
+    found = _which(binary)
     if found is None:
         raise RuntimeError(f"{binary} is missing and `apt-get install {package}` failed")
     return found
