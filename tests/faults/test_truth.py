@@ -89,4 +89,7 @@ def test_intended_stops_at_stop(server: Misbehaving, stop_at_s: float) -> None:
     totals = books_balance(windows, engine)
     expected = Schedule.constant(rate, 5.0).count_due(stop_at_s)
     assert abs(totals["intended"] - expected) <= rate * 0.05 + 1, (totals["intended"], expected)
-    assert totals["dropped"] <= 1
+    # What fell due between the loop's last turn and the stop is dropped (counted, not
+    # sent): one request when the loop keeps up; a few when a busy machine held the loop
+    # (CI, 4 test workers on 2 cores: 2). At most ~20 ms of the schedule.
+    assert totals["dropped"] <= 1 + rate * 0.02, totals
