@@ -154,14 +154,9 @@ class Aggregate:
                 self._span(span[1], busy)
 
     def _add_per_sender(self, other: Aggregate) -> None:
-        health, last = self.health, self.last
-        for actor, sums in other.health.items():  # inline: the loop over every sender
-            mine = health.get(actor)
-            if mine is None:
-                health[actor] = dict(sums)
-            else:
-                for name, value in sums.items():
-                    mine[name] = int(merge_counter(name, mine[name], value))
+        for actor, sums in other.health.items():
+            self._merge_health(actor, sums)
+        last = self.last
         for actor, (second, in_flight) in other.last.items():
             if second >= last.get(actor, (-1, 0))[0]:
                 last[actor] = (second, in_flight)

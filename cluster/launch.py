@@ -127,25 +127,36 @@ def ssh_argv(cluster: ClusterFile, host: str, *command: str,
             "-o", "LogLevel=ERROR", *key, f"{cluster.ssh_user}@{host}", *command]
 
 
-def unreachable(cluster: ClusterFile, timeout_s: float = SSH_TIMEOUT_S) -> dict[str, str]:
-    """The hosts an SSH login to (running ``true``) failed on, with why; all at once."""
-    def attempt(host: str) -> str | None:
+def _on_hosts(cluster: ClusterFile, hosts: Sequence[str], command: str, *,
+              timeout_s: float, late: str, connect_timeout_s: float = SSH_TIMEOUT_S
+              ) -> dict[str, str]:
+    """``command`` over SSH on every host at once; the hosts it failed on, with why (the
+    last line it printed; ``late`` when it did not end within ``timeout_s``)."""
+    def one(host: str) -> str | None:
         try:
-            done = subprocess.run(ssh_argv(cluster, host, "true", timeout_s=timeout_s),
-                                  capture_output=True, text=True, timeout=timeout_s + 5,
+            done = subprocess.run(ssh_argv(cluster, host, command, timeout_s=connect_timeout_s),
+                                  capture_output=True, text=True, timeout=timeout_s,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            return f"no answer within {timeout_s + 5:g} s"
+            return late
         except FileNotFoundError:
             return "no ssh client on this machine (Debian: apt-get install openssh-client)"
         if done.returncode == 0:
             return None
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        return lines[-1] if lines else f"ssh exited {done.returncode}"
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit {done.returncode}"
 
-    with ThreadPoolExecutor(max_workers=min(32, len(cluster.hosts))) as pool:
-        whys = list(pool.map(attempt, cluster.hosts))
-    return {host: why for host, why in zip(cluster.hosts, whys, strict=True) if why}
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
+        whys = list(pool.map(one, hosts))
+    return {host: why for host, why in zip(hosts, whys, strict=True) if why}
+
+
+def unreachable(cluster: ClusterFile, timeout_s: float = SSH_TIMEOUT_S) -> dict[str, str]:
+    """The hosts an SSH login to (running ``true``) failed on, with why; all at once."""
+    return _on_hosts(cluster, cluster.hosts, "true", timeout_s=timeout_s + 5,
+                     late=f"no answer within {timeout_s + 5:g} s", connect_timeout_s=timeout_s)
 
 
 # How `ray down` runs `ray stop` on a host (a login shell that reads ~/.bashrc, where the
@@ -159,22 +170,8 @@ def stop_workers(cluster: ClusterFile, timeout_s: float = 60.0) -> dict[str, str
     `ray down` with the local provider stops Ray on the head only and marks the workers
     terminated: their Ray processes stay until their raylets give up on the lost head
     (a minute), or for good if one is restarted by hand."""
-    def stop(host: str) -> str | None:
-        try:
-            done = subprocess.run(ssh_argv(cluster, host, RAY_STOP), capture_output=True,
-                                  text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return f"`ray stop` did not end within {timeout_s:g} s"
-        if done.returncode == 0:
-            return None
-        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-        return lines[-1] if lines else f"exit {done.returncode}"
-
-    if not cluster.worker_ips:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(32, len(cluster.worker_ips))) as pool:
-        whys = list(pool.map(stop, cluster.worker_ips))
-    return {host: why for host, why in zip(cluster.worker_ips, whys, strict=True) if why}
+    return _on_hosts(cluster, cluster.worker_ips, RAY_STOP, timeout_s=timeout_s,
+                     late=f"`ray stop` did not end within {timeout_s:g} s")
 
 
 def write_token(cluster: ClusterFile) -> Path | None:

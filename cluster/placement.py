@@ -44,7 +44,7 @@ CONTROL_CONCURRENCY = 8  # start() returns at once; control calls never queue be
 PROBE_TIMEOUT_S = 3.0
 READY_TIMEOUT_S = 60.0
 _LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-_LOCAL_RAY_ENV = {
+LOCAL_RAY_ENV = {  # what rafale sets for the local Ray it starts
     "RAY_worker_niceness": "0",  # senders must not be starved (Ray's: 15)
     # Ray starts a worker per CPU for tasks when the first driver connects; rafale runs
     # actors, which get workers of their own: the idle ones cost ~1.3 CPU-s each to start
@@ -58,12 +58,6 @@ _LOCAL_RAY_ENV = {
     "RAY_event_stats": "0",
 }
 _QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def local_ray_env() -> dict[str, str]:
-    """What rafale sets for the local Ray it starts, beyond worker niceness 0 (a `ray start`
-    that should behave the same, e.g. the tests' heads)."""
-    return {k: v for k, v in _LOCAL_RAY_ENV.items() if k != "RAY_worker_niceness"}
 _HEAD_RESOURCE = "node:__internal_head__"
 
 
@@ -194,7 +188,7 @@ def connect(address: str | None = None, *, probe_timeout_s: float = PROBE_TIMEOU
         level = token_notice.level
         token_notice.setLevel(logging.ERROR)
         try:
-            with loopback_ray(), environ(_LOCAL_RAY_ENV):
+            with loopback_ray(), environ(LOCAL_RAY_ENV):
                 ray.init(address="local", _node_ip_address="127.0.0.1",
                          include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
         finally:

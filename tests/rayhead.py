@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from rafale.cluster.placement import local_ray_env as placement_env
+from rafale.cluster.placement import LOCAL_RAY_ENV
 
 RAY = Path(sys.executable).with_name("ray")
 TAG = "RAFALE_TEST_RAY_HEAD"
@@ -59,7 +59,7 @@ class RayHead:
         self.address = f"127.0.0.1:{self.port}"
         env = {**os.environ, TAG: self.tag, "RAY_AUTH_MODE": "token",
                "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0",
-               **placement_env()}  # as rafale's own local Ray
+               **LOCAL_RAY_ENV}  # as rafale's own local Ray; niceness below
         env.pop("RAY_ADDRESS", None)
         if worker_niceness is None:  # Ray's default (15), as `ray start` gives a user
             env.pop("RAY_worker_niceness", None)

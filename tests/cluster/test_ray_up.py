@@ -180,11 +180,11 @@ def _hash(text: str) -> str:
 
 
 def _autoscaler_log(bed: Testbed) -> str:
-    """The end of the head's autoscaler log (what it did on each worker over SSH)."""
-    logs = sorted((bed.dir / f"ray-{HEAD}").glob("ray/session_*/logs/monitor.*"))
+    """The end of the head's autoscaler log (what it did on each worker over SSH) and of
+    each worker's raylet log."""
+    logs = sorted((bed.dir / f"ray-{HEAD}").glob("ray/session_latest/logs/monitor.*"))
     for host in CLIENTS:
-        logs += sorted((bed.dir / f"ray-{host}").glob("ray/session_*/logs/raylet.*"))
-        logs += sorted((bed.dir / f"ray-{host}").glob("ray/session_*/logs/gcs*"))
+        logs += sorted((bed.dir / f"ray-{host}").glob("session_latest/logs/raylet.*"))
     return "\n".join(f"== {log}\n{log.read_text(errors='replace')[-4000:]}"
                      for log in logs)
 
