@@ -68,7 +68,9 @@ def down(path: ClusterPath, ssh_timeout: SshTimeout = 5.0) -> None:
     for host, why in failed.items():
         typer.echo(f"rafale: warning: `ray stop` on worker {host} failed: {why}", err=True)
     code = subprocess.call(launch.ray_command("down", cluster), env=launch.ray_up_env())
-    if code != 0 or failed:
-        fail(f"`ray down {cluster.path}` failed (exit {code}): its output is above"
-             if code else f"Ray may still run on {', '.join(failed)}", EXIT_FAILED)
+    if code != 0:
+        fail(f"`ray down {cluster.path}` failed (exit {code}): its output is above",
+             EXIT_FAILED)
+    if failed:
+        fail(f"Ray may still run on {', '.join(failed)}", EXIT_FAILED)
     typer.echo(f"cluster {cluster.name}: Ray stopped on {len(cluster.hosts)} hosts")
