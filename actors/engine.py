@@ -27,7 +27,7 @@ from rafale.actors.answers import EngineStatus, Fence, Phase
 from rafale.actors.checks import check_index, check_number, check_rate
 from rafale.actors.config import EngineConfig
 from rafale.actors.feedrows import FeedRows
-from rafale.actors.handles import NEGOTIATED_VERSION, connect_us, pin_cycle
+from rafale.actors.handles import NEGOTIATED_VERSION, Plans, connect_us
 from rafale.actors.health import SchedStat, SenderHealth, read_schedstat
 from rafale.actors.lease import Lease
 from rafale.actors.limits import CONNECT, SendLimits
@@ -74,8 +74,7 @@ class Engine:
         self.seconds = Seconds(self.recorder, self.slots, self.health)
         self._cpu0 = 0.0
         self.limits = SendLimits(config)  # the in-flight cap and the connect budget
-        self._plans = pin_cycle(config)
-        self._varies = len(config.urls) > 1 or config.dns == "pinned"
+        self._plans = Plans(config)  # each request's URL and pinned address
         # Counters for status() (loops: turns of the loop).
         self.sent = self.completed = self.failed = self.in_flight = self.loops = 0
 
@@ -337,11 +336,8 @@ class Engine:
         easy = transfers.take()
         if item is not None:
             self.feed.prepare(easy, item, intended)  # type: ignore[union-attr]  # rows: a feed
-        elif self._varies:
-            url, connect_to = next(self._plans)
-            easy.setopt(pycurl.URL, url)
-            if connect_to is not None:
-                easy.setopt(pycurl.CONNECT_TO, connect_to)
+        else:
+            self._plans.apply(easy, closed)
         easy.intended_s = intended
         easy.sent_s = now
         transfers.start(easy)

@@ -184,6 +184,28 @@ def row_pins(config: EngineConfig) -> RowPins | None:
     return RowPins(config) if config.dns == "pinned" else None
 
 
+class Plans:
+    """Each request's URL and, in pinned mode, address (set on its handle when they vary).
+    Closed model, one URL: a handle keeps the address it was first pinned to, so the request
+    that follows a finished one takes its idle connection (rotating addresses per request
+    opened new connections wherever one address's connections finished later, e.g. behind
+    a connection wall)."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self._cycle = pin_cycle(config)
+        self._varies = len(config.urls) > 1 or config.dns == "pinned"
+        self._sticky = len(config.urls) == 1
+
+    def apply(self, easy: pycurl.Curl, closed: bool) -> None:
+        if not self._varies or (closed and self._sticky and getattr(easy, "pinned", False)):
+            return
+        url, connect_to = next(self._cycle)
+        easy.setopt(pycurl.URL, url)
+        if connect_to is not None:
+            easy.setopt(pycurl.CONNECT_TO, connect_to)
+        easy.pinned = True
+
+
 def pin_cycle(config: EngineConfig) -> Iterator[tuple[str, list[str] | None]]:
     """Endless (url, connect_to) pairs: URLs round-robin; in pinned mode each request is
     pinned to the next address of its host, starting at an actor-dependent offset."""

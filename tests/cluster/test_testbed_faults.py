@@ -37,17 +37,19 @@ def test_the_connection_wall_is_dropped_by_the_kernel_and_held_off_by_a_connect_
     the rate, no overflow and no connect that waited one."""
     connections = 150
     at_once, paced = (connection_wall.run_once(testbed, tmp_path / name, rate,
-                                               connections=connections, duration_s=3)
-                      for name, rate in (("at-once", None), ("paced", 150.0)))
+                                               connections=connections, duration_s=4)
+                      for name, rate in (("at-once", None), ("paced", 100.0)))
     print(at_once, paced, sep="\n")
     assert at_once["ListenOverflows"] > 0 and at_once["ListenDrops"] > 0, at_once
     assert at_once["connect_p99_us"] >= 1_000_000, at_once
     assert paced["ListenOverflows"] == paced["ListenDrops"] == 0, paced
     assert paced["connect_max_us"] < 1_000_000, paced
     assert paced["failed"] == 0 and paced["completed"] >= 2 * connections, paced
-    # One connection a request in flight, opened once (none re-opened).
+    # One connection a request in flight, opened once: re-opened only after a failure (the
+    # request after a finished one takes its idle connection, also where the wall delayed
+    # one address's connections and not the other's).
     for run in (at_once, paced):
-        assert 2 * connections <= run["new_connections"] <= 2 * connections * 1.1, run
+        assert 2 * connections <= run["new_connections"] <= 2 * connections + run["failed"], run
 
 
 def test_split_brain_the_cut_off_host_fences_itself(testbed: Testbed, tmp_path: Path) -> None:

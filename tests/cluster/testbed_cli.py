@@ -21,7 +21,7 @@ RATE = 1000
 LEASE_S = 3.0
 # The target's namespace: a small accept backlog, for the connection wall (the other runs
 # open a few HTTP/2 connections each).
-BACKLOG = {"net.core.somaxconn": 16, "net.ipv4.tcp_max_syn_backlog": 16}
+BACKLOG = {"net.core.somaxconn": 32, "net.ipv4.tcp_max_syn_backlog": 32}
 
 
 
