@@ -109,7 +109,9 @@ def test_pinned_connections_are_opened_once_not_evicted_by_the_other_address(
     for both pools evicted one address's idle connections for the other's: 383 opened)."""
     merged = total(run_in_process(config_for(target, "1.1", dns="pinned", schedule=None,
                                              max_in_flight=40, in_flight_step=40)))
-    assert merged["completed"] > 1000 and set(merged["address"]) == set(target.addresses)
+    # Each connection used again and again (a second of it: ~2,000 requests on a quiet
+    # machine, 471 on one running the suite on four workers).
+    assert merged["completed"] > 5 * 40 and set(merged["address"]) == set(target.addresses)
     assert 40 <= merged["new_connections"] <= 40 * 1.3, merged["new_connections"]
 
 
