@@ -15,15 +15,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rafale.actors.answers import PollAnswer
+from rafale.analysis.node_batch import NodeBatch
 
 __all__ = ["ActorChannel", "Answered", "Dead", "Failed", "Reply"]
 
 
 @dataclass(frozen=True)
 class Answered:
-    """The actor answered its poll."""
+    """The actor answered its poll. Through a node's aggregator (cluster/tree.py) the
+    windows travel in the node's batch instead: ``last_second`` is then the last second
+    they held (-1: none); directly, it is read from the windows."""
 
     answer: PollAnswer
+    last_second: int = -1
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class ActorChannel(Protocol):
 
     def kill_all(self) -> None:
         """End every actor of the run (their CPUs freed for the next run)."""
+
+    def node_batches(self) -> list[NodeBatch]:
+        """The nodes' windows that came with the replies since the last call, as their
+        aggregators merged them (tree mode, cluster/tree.py); [] when senders answer
+        with their windows themselves."""
 
     def release(self, finished: Sequence[int]) -> None:
         """The run is over: the ``finished`` actors (alive, their engine done) may serve

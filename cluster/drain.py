@@ -221,6 +221,8 @@ class Drain:
         for actor in watched:
             self.channel.ask(actor.index)
         replies = self.channel.replies([a.index for a in watched], wait_s) if watched else {}
+        for batch in self.channel.node_batches():  # tree mode: each node's, merged there
+            self.log.append_node(batch)
         drained: list[dict[str, Any]] = []
         losses: list[Loss] = []
         for actor in watched:
@@ -232,15 +234,17 @@ class Drain:
             elif isinstance(reply, Failed):
                 self.note(f"actor {actor.index}: {reply.why}")
             elif isinstance(reply, Answered):
-                drained += self._take(actor, reply.answer)
+                drained += self._take(actor, reply.answer, reply.last_second)
                 fenced = reply.answer["status"].get("fenced")
                 if fenced and actor.alive:
                     losses.append((actor, ("fenced", f"fenced itself at {fenced['at_s']:.1f} "
                                                      f"s: {fenced['why']}")))
         return drained, losses
 
-    def _take(self, actor: ActorBook, answer: PollAnswer) -> list[dict[str, Any]]:
-        """One poll's answer: outcomes kept, status noted; its windows returned tagged."""
+    def _take(self, actor: ActorBook, answer: PollAnswer, last_second: int = -1
+              ) -> list[dict[str, Any]]:
+        """One poll's answer: outcomes kept, status noted; its windows returned tagged
+        (``last_second``: of the windows its node's aggregator took, in tree mode)."""
         windows = answer["windows"]
         for window in windows:
             window["run_id"] = self.run_id
@@ -249,8 +253,8 @@ class Drain:
         if answer.get("outcomes") is not None:
             self._add_outcomes(answer["outcomes"])
         actor.last_answer = self.clock.monotonic()
-        if windows:
-            actor.last_second = max(actor.last_second, max(int(w["second"]) for w in windows))
+        last_second = max((int(w["second"]) for w in windows), default=last_second)
+        actor.last_second = max(actor.last_second, last_second)
         actor.state = str(status.get("state", ""))
         actor.in_flight = int(status.get("in_flight", 0))
         actor.start_skew_s = float(status.get("start_skew_s", 0.0))

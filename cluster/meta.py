@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import time
+import uuid
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,8 @@ def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
              nodes: list[dict[str, Any]], actors: list[dict[str, Any]], *, start_at_s: float,
              ended: Ended | None, ended_at_s: float | None, lost: list[dict[str, Any]],
              lost_nodes: list[str], notes: list[str],
-             warnings: list[str] | None = None) -> dict[str, Any]:
+             warnings: list[str] | None = None,
+             aggregation: dict[str, str] | None = None) -> dict[str, Any]:
     """meta.json content; header values are redacted (spec.redacted, then store.save)."""
     redacted = spec.redacted()
     redacted["actors_option"] = redacted["actors"]
@@ -50,7 +53,9 @@ def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
                      "total_requests": schedule.total() if schedule else None},
         "cluster": {"address": spec.address or "local", "nodes": nodes,
                     "node_count": len(per_node), "actors": len(actors),
-                    "actors_per_node": per_node},
+                    "actors_per_node": per_node,
+                    # who polled the senders: the driver (flat) or each node's aggregator
+                    "aggregation": aggregation or {"mode": "flat", "why": ""}},
         "actors": actors,
         "versions": versions(next((str(a["libcurl"]) for a in actors if a.get("libcurl")),
                                   "unknown")),
@@ -66,6 +71,11 @@ def run_meta(spec: RunSpec, run_id: str, entries: tuple[ResolveEntry, ...],
         "late_after_s": spec.late_after_s,
         "stall_after_s": spec.stall_after_s,
     }
+
+
+def new_run_id() -> str:
+    """A run's id: its start time and a random suffix (20261207-013000-1a2b3c)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 def iso(epoch_s: float) -> str:

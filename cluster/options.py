@@ -142,6 +142,7 @@ def check_out_writable(out: str | None) -> None:
 
 
 GAP_MODES = ("catch-up", "skip")
+AGGREGATIONS = ("auto", "flat", "tree")  # cluster/tree.py
 MIN_LEASE_S = 2.0  # two drain periods: one late drain never fences an actor
 
 

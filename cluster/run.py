@@ -27,7 +27,6 @@ import contextlib
 import math
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,12 +48,12 @@ from rafale.analysis.thresholds import evaluate
 from rafale.cluster import placement
 from rafale.cluster.channel import ActorChannel
 from rafale.cluster.drain import CALL_TIMEOUT_S, DRAIN_EVERY_S, END_TICK_S, ActorBook, Drain
-from rafale.cluster.meta import Ended, run_meta
+from rafale.cluster.meta import Ended, new_run_id, run_meta
 from rafale.cluster.metrics import MetricsEndpoint
 from rafale.cluster.options import check_out_writable
 from rafale.cluster.progress import Snapshot, snapshot
 from rafale.cluster.rate_summary import target_summary
-from rafale.cluster.ray_channel import RayChannel
+from rafale.cluster.ray_tree import run_channel
 from rafale.cluster.resolve import engine_entries, resolve
 from rafale.cluster.spec import RunSpec, unknown_option_message
 from rafale.cluster.takeover import RESTRIPE_AHEAD_S
@@ -96,10 +95,12 @@ class Run:
                  node_infos: list[dict[str, Any]],
                  on_progress: Callable[[Snapshot], None] | None = None,
                  feed_plan: FeedPlan | None = None,
-                 metrics: MetricsEndpoint | None = None) -> None:
+                 metrics: MetricsEndpoint | None = None, *, run_id: str | None = None,
+                 aggregation: dict[str, str] | None = None) -> None:
         self.spec = spec
         self._feed_plan = feed_plan  # holds the feed's chunks in Ray's object store
-        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.run_id = run_id or new_run_id()
+        self.aggregation = aggregation or {"mode": "flat", "why": ""}  # meta.json's
         self.start_at_s = start_at_s
         self.on_progress = on_progress
         once = feed_plan is not None and feed_plan.once
@@ -223,7 +224,7 @@ class Run:
                         [a.info() for a in drain.actors], start_at_s=self.start_at_s,
                         ended=self._ended, ended_at_s=self._ended_at_s,
                         lost=drain.lost, lost_nodes=drain.lost_nodes, notes=drain.notes,
-                        warnings=list(self.warnings))
+                        warnings=list(self.warnings), aggregation=self.aggregation)
 
     # ----- control -----------------------------------------------------------------------
 
@@ -422,8 +423,9 @@ def start(*, spec: RunSpec | None = None, on_progress: Callable[[Snapshot], None
     feed_plan = spec.feed.plan(spec.feed_mode, put=ray.put) if spec.feed is not None else None
     configs = [spec.engine_config(i, count, handed, feed_plan) for i in range(count)]
     handles, wheres = placement.place(configs, node_ids, warm=warm)
-    endpoint = None
+    run_id, endpoint, channel = new_run_id(), None, None
     try:  # a busy --metrics port is refused here: before the actors start sending
+        channel, aggregation = run_channel(spec.aggregation, handles, node_ids, warm, run_id)
         endpoint = metrics_endpoint or (MetricsEndpoint(spec.metrics) if spec.metrics else None)
         now = time.monotonic()
         actors = [ActorBook.placed(i, node_ids[i], w, now) for i, w in enumerate(wheres)]
@@ -431,12 +433,12 @@ def start(*, spec: RunSpec | None = None, on_progress: Callable[[Snapshot], None
         ray.get([h.start.remote(start_at_s) for h in handles],
                 timeout=placement.READY_TIMEOUT_S)
     except BaseException:
-        placement.kill_all(handles)
+        channel.kill_all() if channel is not None else placement.kill_all(handles)
         if endpoint is not None:
             endpoint.stop()
         raise
-    run = Run(spec, actors, RayChannel(handles, node_ids, warm), start_at_s, entries,
-              placement.node_infos(node_ids), on_progress, feed_plan, endpoint)
+    run = Run(spec, actors, channel, start_at_s, entries, placement.node_infos(node_ids),
+              on_progress, feed_plan, endpoint, run_id=run_id, aggregation=aggregation)
     if spec.otlp is not None:  # the OpenTelemetry SDK loads only when asked for
         from rafale.cluster.otlp import OtlpExporter
 

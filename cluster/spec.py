@@ -86,6 +86,7 @@ class RunSpec:
     abort_on_fail: bool = False
     lease_s: float = 3.0
     gap: str = "catch-up"
+    aggregation: str = "auto"
     metrics: str | None = None
     metrics_allow_remote: bool = False
     otlp: str | None = None

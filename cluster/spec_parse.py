@@ -26,6 +26,7 @@ from rafale.actors.pacing import Schedule
 from rafale.cluster.feeds import Feed, check_mode, load_feed, select_rows
 from rafale.cluster.metrics import parse_metrics_address
 from rafale.cluster.options import (
+    AGGREGATIONS,
     FD_OVERHEAD,
     GAP_MODES,
     check_lease,
@@ -96,6 +97,9 @@ def parse_fields(d: Any) -> None:
     if d.gap not in GAP_MODES:
         raise ValueError(f"gap {d.gap!r} is not a gap mode; expected one of "
                          f"{', '.join(GAP_MODES)}")
+    if d.aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation {d.aggregation!r} is not an aggregation; expected one "
+                         f"of {', '.join(AGGREGATIONS)}")
     if d.feed is None and (d.retry or d.resend_unknown):
         raise ValueError("retry and resend_unknown need a feed (they act on its rows)")
     if d.metrics is not None:

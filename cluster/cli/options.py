@@ -92,6 +92,12 @@ Gap = Annotated[str, typer.Option(
     help="When an actor is lost, the requests of its stripe due since its last drained "
          "second: sent late by the others (catch-up: the run's total follows the schedule) "
          "or not sent (skip: no burst; the summary counts them).", rich_help_panel=CLUSTER)]
+Aggregation = Annotated[str, typer.Option(
+    "--aggregation", metavar="auto|flat|tree",
+    help="Who polls the senders each second: the driver (flat), or an aggregator per node "
+         "that merges its node's windows for the driver (tree: the driver's work grows with "
+         "nodes, not actors). auto: tree from 2 nodes with 8 actors on one.",
+    rich_help_panel=CLUSTER)]
 Rate = Annotated[str | None, typer.Option(
     "--rate", metavar="REQ/S", show_default=False,
     help="Target rate in requests per second, over all actors together. Leave out for the "
@@ -261,6 +267,7 @@ RUN_FIELDS: dict[str, str] = {
     "only": "only", "retry": "retry", "resend_unknown": "resend_unknown",
     "threshold": "thresholds", "abort_on_fail": "abort_on_fail", "rate": "rate_per_s",
     "ramp": "ramp_s", "stages": "stages", "lease": "lease_s", "gap": "gap",
+    "aggregation": "aggregation",
     "duration": "duration_s", "http": "http", "dns": "dns", "resolve": "resolve",
     "nameserver": "nameserver", "actors": "actors", "reserve_driver_cpu": "reserve_driver_cpu",
     "max_in_flight": "max_in_flight", "in_flight_step": "in_flight_step",

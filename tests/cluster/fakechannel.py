@@ -17,8 +17,10 @@ from typing import Any
 from rafale.actors.answers import Fence, Phase, PollAnswer, SenderStatus
 from rafale.actors.outcome_buffer import OutcomeBuffer
 from rafale.actors.stats import Recorder
-from rafale.cluster.channel import Answered, Dead, Reply
+from rafale.analysis.node_batch import NodeBatch
+from rafale.cluster.channel import Answered, Dead, Failed, Reply
 from rafale.cluster.drain import ActorBook
+from rafale.cluster.tree import NodeAggregator, NodeAnswer, TreeChannel
 
 
 class FakeClock:
@@ -145,6 +147,50 @@ class FakeChannel:
     def kill_all(self) -> None:
         self.killed = True
 
+    def node_batches(self) -> list[NodeBatch]:
+        return []
+
     def release(self, finished: Sequence[int]) -> None:
         self.released = list(finished)
         self.killed = True
+
+
+class FakeLinks:
+    """A node aggregator per node of a FakeChannel (tree mode, cluster/tree.py), in memory;
+    a test may make a node's aggregator dead (Ray reports it so) or silent."""
+
+    def __init__(self, channel: FakeChannel, run_id: str) -> None:
+        by_node: dict[str, list[int]] = {}
+        for sender in channel.senders:
+            by_node.setdefault(sender.node_id, []).append(sender.index)
+        self.aggregators = {node: NodeAggregator(channel, actors, run_id, node, 0.0)
+                            for node, actors in by_node.items()}
+        self.pending: set[str] = set()
+        self.dead: set[str] = set()
+        self.silent: set[str] = set()
+        self.polls = 0
+        self.killed = False
+
+    def ask(self, node: str) -> None:
+        self.pending.add(node)
+
+    def answers(self, nodes: Sequence[str], wait_s: float
+                ) -> dict[str, NodeAnswer | Dead | Failed]:
+        found: dict[str, NodeAnswer | Dead | Failed] = {}
+        for node in nodes:
+            if node not in self.pending or node in self.silent:
+                continue
+            self.pending.discard(node)
+            self.polls += 1
+            found[node] = (Dead("died: ActorDiedError (Ray reported its death)")
+                           if node in self.dead else self.aggregators[node].poll())
+        return found
+
+    def kill_all(self) -> None:
+        self.killed = True
+
+
+def tree_of(channel: FakeChannel, run_id: str) -> tuple[TreeChannel, FakeLinks]:
+    """The drain's channel in tree mode over a FakeChannel, and its aggregators."""
+    links = FakeLinks(channel, run_id)
+    return TreeChannel(channel, links, {s.index: s.node_id for s in channel.senders}), links

@@ -17,9 +17,17 @@ from rafale.analysis.outcomes import outcome_counts
 from rafale.cluster.drain import END_TICK_S, END_TICKS_FOR_S, SILENT_NOTICE_S, Drain
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.takeover import RESTRIPE_AHEAD_S
-from tests.cluster.fakechannel import FakeChannel, FakeClock
+from tests.cluster.fakechannel import FakeChannel, FakeClock, tree_of
 
 RATE, DURATION_S, LEASE_S = 100, 10, 2.0
+AGGREGATION = {"mode": "flat"}
+
+
+@pytest.fixture(autouse=True, params=["flat", "tree"])
+def aggregation(request: pytest.FixtureRequest) -> None:
+    """Every test twice: the driver polls the senders (flat), or each node's aggregator
+    does (tree, cluster/tree.py): the same losses, takeovers and windows either way."""
+    AGGREGATION["mode"] = request.param
 
 
 def drain_of(actors: int = 2, *, nodes: tuple[str, ...] = ("node-a",), once_rows: int | None
@@ -31,7 +39,8 @@ def drain_of(actors: int = 2, *, nodes: tuple[str, ...] = ("node-a",), once_rows
     spec = RunSpec.parse(**{**settings, **options})
     clock = FakeClock()
     channel = FakeChannel(actors, nodes)
-    drain = Drain(spec, "run-1", channel.books(clock.monotonic()), channel, clock.time(),
+    polled = tree_of(channel, "run-1")[0] if AGGREGATION["mode"] == "tree" else channel
+    drain = Drain(spec, "run-1", channel.books(clock.monotonic()), polled, clock.time(),
                   once_rows=once_rows, clock=clock)
     return drain, channel, clock
 

@@ -80,6 +80,7 @@ def every_option(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
             "--address", "127.0.0.1:6379", "--out", str(tmp_path / "out"), "--label", "lbl",
             "--show-query", "--keep-answer", "503", "--keep-answer", "429",
             "--threshold", "p99<250ms", "--abort-on-fail", "--lease", "4s", "--gap", "skip",
+            "--aggregation", "tree",
             "--metrics", "0.0.0.0:9464", "--metrics-allow-remote",
             "--otlp", "http://127.0.0.1:4318"]
     expected = {"urls": (other,), "rate_per_s": 250.0, "ramp_s": 2.0, "duration_s": 30.0,
@@ -91,7 +92,7 @@ def every_option(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
                 "headers": (("X-Test", "1"),), "method": "POST", "body": b'{"hello": 1}',
                 "address": "127.0.0.1:6379", "out": str(tmp_path / "out"), "label": "lbl",
                 "show_query": True, "keep_answers": (503, 429), "abort_on_fail": True,
-                "lease_s": 4.0, "gap": "skip", "metrics": "0.0.0.0:9464",
+                "lease_s": 4.0, "gap": "skip", "aggregation": "tree", "metrics": "0.0.0.0:9464",
                 "metrics_allow_remote": True, "otlp": "http://127.0.0.1:4318/v1/metrics"}
     return args, expected
 

@@ -43,8 +43,10 @@ def full_seconds(begin_s: float, end_s: float) -> list[int]:
 
 def test_two_actors_hold_the_schedule_and_share_it(target: Target, local_ray: None,
                                                     tmp_path: Path) -> None:
+    # Through an aggregator (tree mode, cluster/tree.py): what it merged is what the
+    # senders measured; every other real run here is flat (one node, two actors).
     spec = RunSpec.parse(**options(target, rate_per_s=1000, duration_s=4, actors=2, dns="pinned",
-                             out=str(tmp_path / "run")))
+                             out=str(tmp_path / "run"), aggregation="tree"))
     result = start(spec=spec).wait(timeout=60)
     expected = spec.schedule().total()  # type: ignore[union-attr]
     requests = result.summary["requests"]
@@ -60,6 +62,8 @@ def test_two_actors_hold_the_schedule_and_share_it(target: Target, local_ray: No
     meta = loaded.meta
     assert meta["ended"] == "completed" and meta["lost"] == []
     assert meta["spec"]["actors"] == 2 and meta["cluster"]["actors"] == 2
+    assert meta["cluster"]["aggregation"] == {"mode": "tree",
+                                              "why": "asked for (2 actors on 1 node(s))"}
     assert {"rafale", "libcurl", "ray", "python"} <= set(meta["versions"])
     assert set(loaded.windows["run_id"]) == {meta["run_id"]}
     assert set(loaded.windows["node"]) == {n["node_id"] for n in meta["cluster"]["nodes"]}

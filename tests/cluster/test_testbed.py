@@ -100,11 +100,14 @@ def test_doctor_reports_every_node_of_the_cluster(testbed: Testbed) -> None:
 def test_two_client_hosts_split_the_rate_over_hosts_and_target_addresses(
         testbed: Testbed, tmp_path: Path) -> None:
     before = logged_count(testbed)
-    run = CliRun(testbed, tmp_path / "two", "--rate", str(RATE), "--duration", "6s")
+    # Through an aggregator per client host (tree mode): every request counted once.
+    run = CliRun(testbed, tmp_path / "two", "--rate", str(RATE), "--duration", "6s",
+                 "--aggregation", "tree")
     code, stdout = run.finish()
     assert code == 0, run.stderr() + stdout
     result = store.load(run.out)
     requests = result.summary["requests"]
+    assert result.meta["cluster"]["aggregation"]["mode"] == "tree"
     assert requests["completed"] == requests["sent"] == RATE * 6, requests
     entries = testbed.access_log_entries()[before:]
     assert len(entries) == requests["completed"]

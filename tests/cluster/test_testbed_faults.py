@@ -85,8 +85,11 @@ def test_split_brain_the_cut_off_host_fences_itself(testbed: Testbed, tmp_path: 
 
 def test_a_cut_client_host_is_lost_by_its_lease_and_the_survivor_catches_up(
         testbed: Testbed, tmp_path: Path) -> None:
+    """In tree mode (an aggregator per client host, cluster/tree.py): the cut host's
+    aggregator and senders are lost together, by the lease, as in flat mode."""
     duration_s, cut_at_s = 12, 4.2
-    run = CliRun(testbed, tmp_path / "cut", "--rate", str(RATE), "--duration", f"{duration_s}s")
+    run = CliRun(testbed, tmp_path / "cut", "--rate", str(RATE), "--duration", f"{duration_s}s",
+                 "--aggregation", "tree")
     start_at_s = run.wait_sending()
     time.sleep(max(0.0, start_at_s + cut_at_s - time.time()))
     testbed.cut("c1", "both")
@@ -101,6 +104,7 @@ def test_a_cut_client_host_is_lost_by_its_lease_and_the_survivor_catches_up(
     start_at_s = meta["start_at_s"]
     [lost] = meta["lost"]
     print(f"cut at {cut_s:.2f} s, CLI ended at {ended_s:.1f} s; lost: {lost}")
+    assert meta["cluster"]["aggregation"]["mode"] == "tree"
     assert lost["ip"] == ip("c1") and lost["detected"] == "lease"
     assert lost["at_s"] - cut_s <= LEASE_S + 1.0
     assert lost["gap"]["mode"] == "catch-up" and lost["gap"]["requests"] > 0

@@ -1,0 +1,97 @@
+"""Tree mode on Ray (cluster/tree.py): an aggregator actor per node, placed on that node
+(node affinity, no CPU of its own), holding its node's sender handles; the driver's
+:class:`RayLinks` polls each aggregator as :class:`~rafale.cluster.ray_channel.RayChannel`
+polls a sender, and Ray's errors become the same replies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from rafale.cluster import placement
+from rafale.cluster.channel import ActorChannel, Dead, Failed
+from rafale.cluster.ray_channel import RayChannel, take_ready
+from rafale.cluster.tree import NodeAggregator, NodeAnswer, TreeChannel, aggregation_mode
+from rafale.cluster.warm import WarmSenders
+
+__all__ = ["AggregatorActor", "RayLinks", "place_aggregators", "run_channel"]
+
+# An aggregator waits this long for its senders' answers to one driver poll (the driver
+# waits POLL_WAIT_S, 0.5 s, for the aggregators): a later answer comes with the next poll.
+SENDERS_WAIT_S = 0.3
+
+
+class AggregatorActor:
+    """One node's senders (run-wide index -> handle), polled when the driver polls."""
+
+    def __init__(self, handles: Mapping[int, Any], run_id: str, node_id: str) -> None:
+        self._node = NodeAggregator(RayChannel(handles), sorted(handles), run_id, node_id,
+                                    SENDERS_WAIT_S)
+
+    def poll(self) -> NodeAnswer:
+        return self._node.poll()
+
+    def ready(self) -> bool:
+        return True
+
+
+_RemoteAggregator: Any = ray.remote(AggregatorActor)
+
+
+def place_aggregators(handles: Sequence[Any], node_ids: Sequence[str], run_id: str
+                      ) -> dict[str, Any]:
+    """An aggregator on each node of the run, given that node's senders."""
+    by_node: dict[str, dict[int, Any]] = {}
+    for index, (handle, node) in enumerate(zip(handles, node_ids, strict=True)):
+        by_node.setdefault(node, {})[index] = handle
+    return {node: _RemoteAggregator.options(
+        num_cpus=0, max_restarts=0, max_task_retries=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+    ).remote(senders, run_id, node) for node, senders in by_node.items()}
+
+
+class RayLinks:
+    """The run's aggregators by node id (:class:`~rafale.cluster.tree.NodeLinks`)."""
+
+    def __init__(self, aggregators: Mapping[str, Any]) -> None:
+        self.aggregators = dict(aggregators)
+        self._pending: dict[str, Any] = {}  # node -> its outstanding poll (an ObjectRef)
+
+    def ask(self, node: str) -> None:
+        if node not in self._pending:
+            self._pending[node] = self.aggregators[node].poll.remote()
+
+    def answers(self, nodes: Sequence[str], wait_s: float
+                ) -> dict[str, NodeAnswer | Dead | Failed]:
+        return take_ready(self._pending, nodes, wait_s)
+
+    def kill_all(self) -> None:
+        placement.kill_all(list(self.aggregators.values()), wait_s=0.0)
+
+
+def run_channel(asked: str, handles: Sequence[Any], node_ids: Sequence[str],
+                warm: WarmSenders | None, run_id: str
+                ) -> tuple[ActorChannel, dict[str, str]]:
+    """The drain's channel to the placed senders, directly (flat) or through an aggregator
+    per node (tree, placed here), and meta.json's "aggregation": the mode and why."""
+    mode, why = aggregation_mode(asked, node_ids)
+    direct = RayChannel(handles, node_ids, warm)
+    if mode == "flat":
+        return direct, {"mode": mode, "why": why}
+    aggregators = place_aggregators(handles, node_ids, run_id)
+    # Up before the senders start: their leases run from the start, renewed only through
+    # their aggregator (a new worker process takes seconds to start on a busy machine).
+    try:
+        ray.get([a.ready.remote() for a in aggregators.values()],
+                timeout=placement.READY_TIMEOUT_S)
+    except BaseException as exc:
+        placement.kill_all(list(aggregators.values()), wait_s=0.0)
+        if isinstance(exc, ray.exceptions.RayError):
+            raise RuntimeError(f"the nodes' aggregators did not start within "
+                               f"{placement.READY_TIMEOUT_S:g} s: {exc}") from exc
+        raise
+    links = RayLinks(aggregators)
+    return TreeChannel(direct, links, dict(enumerate(node_ids))), {"mode": mode, "why": why}
