@@ -111,6 +111,9 @@ class TreeChannel:
         self.direct = direct
         self.links = links
         self.node_of = dict(node_of)
+        self._actors_of: dict[str, list[int]] = {}
+        for actor, node in self.node_of.items():
+            self._actors_of.setdefault(node, []).append(actor)
         self._asked: set[int] = set()
         self._batches: list[NodeBatch] = []
 
@@ -122,7 +125,7 @@ class TreeChannel:
         nodes = sorted({self.node_of[a] for a in actors if a in self._asked})
         found: dict[int, Reply] = {}
         for node, answer in self.links.answers(nodes, wait_s).items():
-            mine = [a for a in self._asked if self.node_of[a] == node]
+            mine = [a for a in self._actors_of[node] if a in self._asked]
             self._asked.difference_update(mine)
             if isinstance(answer, NodeAnswer):
                 found.update(answer.replies)

@@ -108,7 +108,8 @@ def test_two_client_hosts_split_the_rate_over_hosts_and_target_addresses(
     result = store.load(run.out)
     requests = result.summary["requests"]
     assert result.meta["cluster"]["aggregation"]["mode"] == "tree"
-    assert requests["completed"] == requests["sent"] == RATE * 6, requests
+    assert requests["completed"] == requests["sent"] == RATE * 6, (
+        requests, result.meta["lost"], result.meta["notes"], run.timed_stderr()[-3000:])
     entries = testbed.access_log_entries()[before:]
     assert len(entries) == requests["completed"]
     by_client = Counter(e["request"]["remote_ip"] for e in entries)
