@@ -11,6 +11,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from rafale.actors.priority import renice_process
 from rafale.cluster import placement
 from rafale.cluster.channel import ActorChannel, Dead, Failed
 from rafale.cluster.ray_channel import RayChannel, take_ready
@@ -28,6 +29,10 @@ class AggregatorActor:
     """One node's senders (run-wide index -> handle), polled when the driver polls."""
 
     def __init__(self, handles: Mapping[int, Any], run_id: str, node_id: str) -> None:
+        # Ray starts workers at niceness 15: on a busy host the senders' leases, renewed
+        # only through this actor, ran out while it waited for a CPU (CI: no answer for 4 s).
+        renice_process(0)
+        self._handles = dict(handles)
         self._node = NodeAggregator(RayChannel(handles), sorted(handles), run_id, node_id,
                                     SENDERS_WAIT_S)
 
@@ -35,6 +40,11 @@ class AggregatorActor:
         return self._node.poll()
 
     def ready(self) -> bool:
+        """Once every sender has answered a call from here: a first call from a new
+        process to an actor finds it through the cluster first, which took seconds on a
+        busy machine (CI: no poll reached the senders for 3 s, their leases ran out)."""
+        ray.get([handle.where.remote() for handle in self._handles.values()])
+        renice_process(0)  # the threads Ray started since __init__
         return True
 
 
