@@ -25,7 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -46,6 +46,9 @@ RATE = 400
 UP_TIMEOUT_S = 240.0
 
 
+SILENT = "10.213.0.99"  # on the control network, no host behind it
+
+
 @dataclass
 class Launched:
     bed: Testbed
@@ -53,6 +56,11 @@ class Launched:
     driver_env: dict[str, str]
     up_s: float
     up_output: str
+    # `cluster up` of a file naming a host that does not answer, run before the module's
+    # cluster is up (nothing else starts meanwhile): its result, and the commands of what
+    # it left running in the testbed's namespaces.
+    unreachable: subprocess.CompletedProcess[str] | None = None
+    left_running: list[str] = field(default_factory=list)
 
     def rafale(self, *args: str, timeout_s: float = UP_TIMEOUT_S
                ) -> subprocess.CompletedProcess[str]:
@@ -162,6 +170,12 @@ def launched() -> Iterator[Launched]:
             env.pop(name)
         file = cluster_file(bed, key, bed.dir / "cluster.yaml")
         launched = Launched(bed, file, env, 0.0, "")
+        before = bed.pids()
+        launched.unreachable = launched.rafale(
+            "cluster", "up", str(cluster_file(bed, key, bed.dir / "unreachable.yaml",
+                                              [ip("c1"), SILENT])),
+            "--ssh-timeout", "2", timeout_s=60)
+        launched.left_running = settled(bed, before)
         began = time.monotonic()
         up = launched.rafale("cluster", "up", str(file))
         launched.up_s, launched.up_output = time.monotonic() - began, up.stdout + up.stderr
@@ -191,21 +205,22 @@ def _autoscaler_log(bed: Testbed) -> str:
 
 
 def test_an_unreachable_host_is_named_before_anything_starts(launched: Launched) -> None:
-    bed = launched.bed
-    silent = "10.213.0.99"  # on the control network, no host behind it
-    file = cluster_file(bed, Path(yaml.safe_load(launched.file.read_text())["auth"][
-        "ssh_private_key"]), bed.dir / "unreachable.yaml", [ip("c1"), silent])
-    before = set(bed.pids())
-    done = launched.rafale("cluster", "up", str(file), "--ssh-timeout", "2", timeout_s=60)
+    done = launched.unreachable
+    assert done is not None
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"cannot reach host {silent} over SSH as root" in done.stderr
+    assert f"cannot reach host {SILENT} over SSH as root" in done.stderr
     assert ip("c1") not in done.stderr.replace("checking SSH", "")  # the others are fine
-    # Nothing started: the check's SSH sessions (sshd's children for each login) end on
-    # their own, a moment after the client (a busy machine: CI saw them still there).
-    deadline = time.monotonic() + 10.0
+    assert launched.left_running == []  # nothing started
+
+
+def settled(bed: Testbed, before: set[int], wait_s: float = 10.0) -> list[str]:
+    """The commands of the processes in the testbed's namespaces that were not there
+    ``before``, once the SSH sessions of a check have ended (sshd's session processes go a
+    moment after their client: CI saw them)."""
+    deadline = time.monotonic() + wait_s
     while (new := pids_alive(bed.pids() - before)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert new == [], [command_of(pid) for pid in new]
+    return [command_of(pid) for pid in new]
 
 
 def command_of(pid: int) -> str:
