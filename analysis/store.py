@@ -11,6 +11,7 @@ pyarrow and the analysis package only (never ray or pycurl).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -100,6 +101,9 @@ class Checkpoints:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.path = Path(directory)
         self.parts = 0
+        # meta as last written: a run's meta rarely changes between checkpoints, and with
+        # thousands of actors serializing it took ~20 ms a time (benchmarks/driver_tree.py)
+        self._meta: Mapping[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Checkpoints({str(self.path)!r}, parts={self.parts})"
@@ -115,7 +119,9 @@ class Checkpoints:
             for sub, table in [*tables, (COUNTS_PARTS, counts), (WINDOWS_PARTS, windows)]:
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
                 _write_parquet(self.path / sub / name, table)
-        write_json(self.path / META_FILE, redact_meta(meta))
+        if meta != self._meta:
+            write_json(self.path / META_FILE, redact_meta(meta))
+            self._meta = copy.deepcopy(meta)
         write_json(self.path / SUMMARY_FILE, summary)
 
     def finish(self, windows: pa.Table, counts: pa.Table, meta: Mapping[str, Any],

@@ -224,6 +224,22 @@ def test_checkpoints_append_parts_and_load_up_to_the_last_one(tmp_path: Path) ->
     assert result.meta["run_id"] == "r"
 
 
+def test_a_checkpoint_rewrites_meta_only_when_it_changed(tmp_path: Path) -> None:
+    """An unchanged meta is not serialized again (thousands of actors); a change deep in it
+    (a lost actor's entry updated in place, as the drain does) is written."""
+    windows, _ = make_run(RunShape(actors=2, seconds=3))
+    log = WindowLog.of(windows)
+    checkpoints = store.Checkpoints(tmp_path / "r")
+    meta = {**make_meta("r"), "lost": [{"actor": 1}]}
+    checkpoints.append(*log.tables(), meta, summarize(log.total()))
+    (tmp_path / "r" / store.META_FILE).write_text("{}")  # a later write would replace it
+    checkpoints.append(*log.take_unsaved(), meta, summarize(log.total()))
+    assert (tmp_path / "r" / store.META_FILE).read_text() == "{}"
+    meta["lost"][0]["came_back_at_s"] = 4.5
+    checkpoints.append(*log.take_unsaved(), meta, summarize(log.total()))
+    assert store.load(tmp_path / "r").meta["lost"] == [{"actor": 1, "came_back_at_s": 4.5}]
+
+
 def test_checkpoint_parts_compact_at_the_end(tmp_path: Path) -> None:
     windows, _ = make_run(RunShape(actors=3, seconds=5))
     checkpoints = checkpointed(tmp_path / "r", windows, every=2)
