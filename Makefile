@@ -12,11 +12,13 @@ STAMP := $(VENV)/.installed
 unexport PYTHONDONTWRITEBYTECODE
 
 # uv installs what pip would (pip's indexes and choice of versions: tests/uv_args.py) in
-# ~5 s instead of ~30 s; pip does it when uv cannot be installed or fails.
+# ~5 s instead of ~30 s; pip does it when uv cannot be installed (given up after ~30 s if
+# the registry does not answer) or fails.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	if $(PY) -m pip install -q uv && $(VENV)/bin/uv pip install -q --python $(PY) \
-			$$($(PY) -m tests.uv_args) -e '.[test,bench]'; then :; else \
+	if $(PY) -m pip install -q --timeout 15 --retries 1 uv && \
+			$(VENV)/bin/uv pip install -q --python $(PY) $$($(PY) -m tests.uv_args) \
+			-e '.[test,bench]'; then :; else \
 		echo "uv unavailable: installing with pip"; \
 		$(PY) -m pip install -q --upgrade pip && \
 		$(PY) -m pip install -q --no-compile -e '.[test,bench]'; fi
