@@ -212,11 +212,17 @@ def test_removed_node_is_saved_in_meta_and_survivors_hold_the_rate(
     assert_seconds_contiguous(saved.windows)
     per_actor = sent_by(saved.windows, "actor", "second")
     # Every second before the removal (all the survivors', the drained ones of the lost
-    # actor): 3 x 100 (±1).
+    # actor): 3 x 100, each within 2 (~20 ms of the schedule: a busy machine's late loop
+    # turn at a second's end sends its last request in the next one, CI: 98 then 102),
+    # and each actor's seconds together within 2 (one boundary: no drift over seconds).
     before = drained_before | {(a["actor"], s) for a in run.actors if a["actor"] != victim["actor"]
                                for s in range(math.floor(removed_at_s))}
     for key in sorted(before):
-        assert abs(per_actor[key] - rate / 3) <= 1, (key, per_actor)
+        assert abs(per_actor[key] - rate / 3) <= 2, (key, per_actor)
+    for actor in {a for a, _ in before}:
+        seconds = [key for key in before if key[0] == actor]
+        assert abs(sum(per_actor[key] for key in seconds) - rate / 3 * len(seconds)) <= 2, (
+            actor, per_actor)
     per_second = sent_by(saved.windows, "second")
     # From the first whole second after the survivors switched stripes (RESTRIPE_AHEAD_S
     # after the takeover: a loss found late in a second switches in the next one).
