@@ -336,7 +336,7 @@ class Engine:
         easy = transfers.take()
         if item is not None:
             self.feed.prepare(easy, item, intended)  # type: ignore[union-attr]  # rows: a feed
-        else:
+        elif self._plans.varies:
             self._plans.apply(easy, closed)
         easy.intended_s = intended
         easy.sent_s = now

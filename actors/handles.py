@@ -193,11 +193,11 @@ class Plans:
 
     def __init__(self, config: EngineConfig) -> None:
         self._cycle = pin_cycle(config)
-        self._varies = len(config.urls) > 1 or config.dns == "pinned"
+        self.varies = len(config.urls) > 1 or config.dns == "pinned"  # else nothing to set
         self._sticky = len(config.urls) == 1
 
     def apply(self, easy: pycurl.Curl, closed: bool) -> None:
-        if not self._varies or (closed and self._sticky and getattr(easy, "pinned", False)):
+        if closed and self._sticky and getattr(easy, "pinned", False):
             return
         url, connect_to = next(self._cycle)
         easy.setopt(pycurl.URL, url)

@@ -17,7 +17,16 @@ from typing import Any, Protocol
 from rafale.actors.answers import PollAnswer
 from rafale.analysis.node_batch import NodeBatch
 
-__all__ = ["ActorChannel", "Answered", "Dead", "Failed", "Reply"]
+__all__ = ["ActorChannel", "Answered", "Dead", "Failed", "Reply", "tag_windows"]
+
+
+def tag_windows(windows: Sequence[dict[str, Any]], run_id: str, node: str) -> int:
+    """Tag a sender's drained windows with their run and node (the contract's rows carry
+    both); the last second they hold (-1: none)."""
+    for window in windows:
+        window["run_id"] = run_id
+        window["node"] = node
+    return max((int(window["second"]) for window in windows), default=-1)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from rafale.analysis.outcomes import OutcomeLog, outcome_counts
 from rafale.analysis.redact import redact_text
 from rafale.analysis.thresholds import ThresholdWatch
 from rafale.cluster import takeover
-from rafale.cluster.channel import ActorChannel, Answered, Dead, Failed
+from rafale.cluster.channel import ActorChannel, Answered, Dead, Failed, tag_windows
 from rafale.cluster.spec import RunSpec
 from rafale.cluster.takeover import Silent, StripeLog
 
@@ -246,14 +246,11 @@ class Drain:
         """One poll's answer: outcomes kept, status noted; its windows returned tagged
         (``last_second``: of the windows its node's aggregator took, in tree mode)."""
         windows = answer["windows"]
-        for window in windows:
-            window["run_id"] = self.run_id
-            window["node"] = actor.node_id
+        last_second = max(last_second, tag_windows(windows, self.run_id, actor.node_id))
         status = answer["status"]
         if answer.get("outcomes") is not None:
             self._add_outcomes(answer["outcomes"])
         actor.last_answer = self.clock.monotonic()
-        last_second = max((int(w["second"]) for w in windows), default=last_second)
         actor.last_second = max(actor.last_second, last_second)
         actor.state = str(status.get("state", ""))
         actor.in_flight = int(status.get("in_flight", 0))

@@ -35,8 +35,8 @@ class AggregatorActor:
         # Ray starts workers at niceness 15; the senders' leases are renewed only through
         # this actor, which must not wait behind the host's other processes.
         renice_process(0)
-        self._handles = dict(handles)
-        self._node = NodeAggregator(RayChannel(handles), sorted(handles), run_id, node_id,
+        self._senders = RayChannel(handles)
+        self._node = NodeAggregator(self._senders, sorted(handles), run_id, node_id,
                                     SENDERS_WAIT_S)
 
     def poll(self) -> NodeAnswer:
@@ -46,7 +46,7 @@ class AggregatorActor:
         """Once every sender has answered a call from here (a new process's first call
         to an actor looks it up through the cluster first) and a poll's work has run once
         (warm_up): the run starts after, with its leases."""
-        ray.get([handle.where.remote() for handle in self._handles.values()])
+        ray.get([handle.where.remote() for handle in self._senders.handles.values()])
         renice_process(0)  # the threads Ray started since __init__
         warm_up()
         return True

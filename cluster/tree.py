@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rafale.analysis.node_batch import NodeBatch, node_batch
-from rafale.cluster.channel import ActorChannel, Answered, Dead, Failed, Reply
+from rafale.cluster.channel import ActorChannel, Answered, Dead, Failed, Reply, tag_windows
 
 __all__ = ["TREE_MIN_ACTORS_PER_NODE", "NodeAggregator", "NodeAnswer", "NodeLinks",
            "TreeChannel", "aggregation_mode"]
@@ -77,11 +77,8 @@ class NodeAggregator:
         for actor, reply in self.senders.replies(self.actors, self.wait_s).items():
             if isinstance(reply, Answered):
                 answer = reply.answer
-                for window in answer["windows"]:
-                    window["run_id"] = self.run_id
-                    window["node"] = self.node_id
+                last = tag_windows(answer["windows"], self.run_id, self.node_id)
                 windows += answer["windows"]
-                last = max((int(w["second"]) for w in answer["windows"]), default=-1)
                 reply = Answered({**answer, "windows": []}, last_second=last)
             replies[actor] = reply
         return NodeAnswer(replies, node_batch(windows) if windows else None)
